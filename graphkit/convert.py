@@ -1,0 +1,158 @@
+"""``graphkit.convert``: Embedding <-> OneHot + TimeDistributed(Dense), for whole models."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from graphkit.engine import Finding, all_layer_names, rewrite
+from graphkit.errors import GraphkitError
+from graphkit.rules import RULES, TARGETS
+
+OPTIMIZER_NOTE = "optimizer state is not carried over (the compile config, loss and metrics, is)"
+
+
+@dataclass
+class ConversionReport:
+    """What ``convert`` did: the new model, one finding per Embedding/OneHot, and notes."""
+
+    target: str
+    model: Any
+    findings: list[Finding] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    source: str | None = None
+    output: str | None = None
+
+    @property
+    def converted(self) -> list[Finding]:
+        return [f for f in self.findings if f.status == "converted"]
+
+    @property
+    def refused(self) -> list[Finding]:
+        return [f for f in self.findings if f.status == "refused"]
+
+    @property
+    def kept(self) -> list[Finding]:
+        return [f for f in self.findings if f.status == "kept"]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "target": self.target,
+            "source": self.source,
+            "output": self.output,
+            "converted": len(self.converted),
+            "refused": len(self.refused),
+            "kept": len(self.kept),
+            "findings": [f.to_dict() for f in self.findings],
+            "notes": self.notes,
+        }
+
+
+def _copy_model(model):
+    """An independent copy (weights included) through Keras' own serialization."""
+    import tempfile
+
+    import keras
+
+    with tempfile.TemporaryDirectory(prefix="graphkit-copy-") as tmp:
+        path = os.path.join(tmp, "model.keras")
+        try:
+            model.save(path)
+            # Our own file, just written: safe mode would only refuse what the caller already holds.
+            return keras.saving.load_model(path, safe_mode=False, compile=False)
+        except Exception as exc:
+            raise GraphkitError(
+                f"cannot copy model {model.name!r} before rewriting it ({type(exc).__name__}: {exc}); "
+                "pass copy=False to rewrite it in place (the result then shares its untouched layers)"
+            ) from exc
+
+
+def convert(model, to: str, *, partial: bool = False, copy: bool = True) -> ConversionReport:
+    """Rewrite every Embedding (``to="onehot-dense"``) or OneHot+Dense group (``to="embedding"``).
+
+    ``model`` is a Keras model or a path (loaded in safe mode). Refuses (GraphkitError) when
+    an anchor cannot be rewritten, e.g. an Embedding inside a custom layer, unless
+    ``partial=True``. With ``copy=True`` the input model is left fully independent of the
+    result; with ``copy=False`` the result reuses the input's untouched layers.
+    """
+    if to not in RULES:
+        raise GraphkitError(f"unknown target {to!r}; expected one of: {', '.join(TARGETS)}")
+    source = None
+    original = model
+    if isinstance(model, (str, os.PathLike)):
+        from graphkit.io import load_model
+
+        source = str(model)
+        model = load_model(model)
+        copy = False
+    elif copy:
+        model = _copy_model(model)
+
+    taken = all_layer_names(model)
+    rules = [rule_cls(taken) for rule_cls in RULES[to]]
+    new_model, plan = rewrite(model, rules)
+    report = ConversionReport(to, new_model, plan.findings, source=source)
+
+    what = "Embedding" if to == "onehot-dense" else "OneHot + Dense group"
+    if report.refused:
+        listing = "; ".join(f"{f.path} ({f.reason})" for f in report.refused)
+        if not partial:
+            raise GraphkitError(
+                f"cannot convert {len(report.refused)} {what}(s): {listing}. "
+                "Pass --partial (partial=True) to convert the rest"
+            )
+        report.notes.append(f"partial: left {len(report.refused)} {what}(s) as they were: {listing}")
+    if not report.converted:
+        if not report.findings:
+            raise GraphkitError(f"nothing to convert: the model has no {what}")
+        raise GraphkitError(
+            f"nothing to convert: no {what} could be rewritten ("
+            + "; ".join(f"{f.path}: {f.reason}" for f in report.findings)
+            + ")"
+        )
+    for f in report.kept:
+        report.notes.append(f"kept {f.path}: {f.reason}")
+    if original.compiled:
+        if not new_model.compiled:
+            try:
+                new_model.compile_from_config(original.get_compile_config())
+            except Exception as exc:
+                report.notes.append(f"the compile config could not be carried over: {exc}")
+        report.notes.append(OPTIMIZER_NOTE)
+    return report
+
+
+def default_output_path(source: str | os.PathLike, to: str, suffix: str = ".keras") -> Path:
+    """``<stem>.<target>.keras`` beside the input."""
+    src = Path(source)
+    return src.with_name(f"{src.stem}.{to}{suffix}")
+
+
+def convert_file(
+    source: str | os.PathLike,
+    to: str,
+    output: str | os.PathLike | None = None,
+    *,
+    force: bool = False,
+    partial: bool = False,
+    unsafe: bool = False,
+    imports=(),
+) -> ConversionReport:
+    """Load ``source``, convert it, save it atomically; what ``graphkit convert`` runs."""
+    from graphkit.io import check_output_path, load_model, model_format, save_model
+
+    if to not in RULES:
+        raise GraphkitError(f"unknown target {to!r}; expected one of: {', '.join(TARGETS)}")
+    out = Path(output) if output is not None else default_output_path(source, to)
+    model_format(out)
+    check_output_path(out, force=force)
+    if Path(source).exists() and out.exists() and out.resolve() == Path(source).resolve():
+        raise GraphkitError(f"{out}: is the input file; choose another output path")
+    model = load_model(source, unsafe=unsafe, imports=imports)
+    report = convert(model, to, partial=partial, copy=False)
+    report.source = str(source)
+    save_model(report.model, out, force=force)
+    report.output = str(out)
+    return report

@@ -1,0 +1,216 @@
+"""The one engine that rewrites graphs: it walks models, asks rules, and rebuilds what changed.
+
+Functional models are rebuilt with ``keras.models.clone_model(call_function=...)``,
+which already handles node order, shared layers and masks passed as call
+arguments; Sequential models get their layer list spliced. Nested models are
+rewritten recursively. Untouched layers are reused as they are (weights and all):
+the engine never reinitialises or copies them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from graphkit.graph import GraphView
+from graphkit.rules.base import Match, Refusal, Replacement
+
+
+@dataclass
+class Finding:
+    """One anchor layer the rules looked at."""
+
+    path: str
+    layer_class: str
+    rule: str
+    status: str  # "converted" | "refused" | "kept"
+    reason: str | None = None
+    new_layers: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "path": self.path,
+            "class": self.layer_class,
+            "rule": self.rule,
+            "status": self.status,
+            "reason": self.reason,
+            "new_layers": self.new_layers,
+            "notes": self.notes,
+        }
+
+
+def is_graph_model(layer) -> bool:
+    """Sequential or plain Functional: models whose graph we can read and rebuild."""
+    import keras
+    from keras.src.models.functional import Functional
+
+    if isinstance(layer, keras.Sequential):
+        return True
+    return type(layer) in (Functional, keras.Model) and isinstance(layer, Functional)
+
+
+def all_layer_names(model) -> set[str]:
+    names = {model.name}
+    for layer in model._flatten_layers(include_self=False, recursive=True):
+        names.add(layer.name)
+    return names
+
+
+class Plan:
+    """What the rules decided for a whole model, all nesting levels included."""
+
+    def __init__(self, rules: list):
+        self.rules = rules
+        self.replacements: dict[int, Replacement] = {}
+        self.findings: list[Finding] = []
+        self.changed_models: set[int] = set()
+        self._seen: set[int] = set()
+
+    def analyze(self, model, path: str = "") -> bool:
+        """Fill the plan for ``model``; return True if anything inside it will change."""
+        if id(model) in self._seen:
+            return id(model) in self.changed_models
+        self._seen.add(id(model))
+        if not is_graph_model(model):
+            self._hidden(model, path or model.name, container=model)
+            return False
+        graph = GraphView(model)
+        changed = False
+        for layer in graph.layers:
+            layer_path = f"{path}/{layer.name}" if path else layer.name
+            if is_graph_model(layer):
+                changed |= self.analyze(layer, layer_path)
+                continue
+            rule = next((r for r in self.rules if r.anchors(layer)), None)
+            if rule is not None:
+                if id(layer) in self.replacements:
+                    continue  # already planned (shared layer)
+                if any(f.path == layer_path for f in self.findings):
+                    continue
+                changed |= self._apply(rule, layer, graph, layer_path)
+            else:
+                self._hidden(layer, layer_path, container=layer)
+        if changed:
+            self.changed_models.add(id(model))
+        return changed
+
+    def _apply(self, rule, layer, graph, layer_path: str) -> bool:
+        result = rule.match(layer, graph)
+        if isinstance(result, Refusal):
+            self.findings.append(
+                Finding(layer_path, type(layer).__name__, rule.name, result.severity, result.reason)
+            )
+            return False
+        assert isinstance(result, Match)
+        self.replacements.update(result.replacements)
+        self.findings.append(
+            Finding(
+                layer_path,
+                type(layer).__name__,
+                rule.name,
+                "converted",
+                None,
+                list(result.new_layer_names),
+                list(result.notes),
+            )
+        )
+        return True
+
+    def _hidden(self, layer, layer_path: str, container) -> None:
+        """Anchors inside a custom (subclassed) layer or model: graph surgery cannot reach them."""
+        for inner in container._flatten_layers(include_self=False, recursive=True):
+            rule = next((r for r in self.rules if r.anchors(inner)), None)
+            if rule is None:
+                continue
+            inner_path = f"{layer_path}/{_relative_path(container, inner)}"
+            self.findings.append(
+                Finding(
+                    inner_path,
+                    type(inner).__name__,
+                    rule.name,
+                    "refused",
+                    f"inside custom {type(container).__name__} {layer_path!r}: "
+                    "graph surgery cannot reach into a subclassed layer or model",
+                )
+            )
+
+
+def _relative_path(container, inner) -> str:
+    """``inner``'s path below ``container``, from Keras' layer paths where available."""
+    try:
+        outer, own = container.path, inner.path
+        if own.startswith(outer + "/"):
+            return own[len(outer) + 1 :]
+    except Exception:
+        pass
+    return inner.name
+
+
+class Rebuilder:
+    """Rebuilds the models a Plan changed; untouched layers and models are reused."""
+
+    def __init__(self, plan: Plan):
+        self.plan = plan
+        self.cache: dict[int, Any] = {}
+
+    def rebuild(self, model):
+        if id(model) not in self.plan.changed_models:
+            return model
+        if id(model) not in self.cache:
+            import keras
+
+            if isinstance(model, keras.Sequential):
+                self.cache[id(model)] = self._sequential(model)
+            else:
+                self.cache[id(model)] = self._functional(model)
+        return self.cache[id(model)]
+
+    def _substitute(self, layer):
+        if id(layer) in self.plan.replacements:
+            return self.plan.replacements[id(layer)]
+        if is_graph_model(layer):
+            return self.rebuild(layer)
+        return layer
+
+    def _functional(self, model):
+        import keras
+
+        def call_function(op, *args, **kwargs):
+            return op(*args, **kwargs)
+
+        return keras.models.clone_model(
+            model, clone_function=self._substitute, call_function=call_function
+        )
+
+    def _sequential(self, model):
+        import keras
+
+        new_layers = []
+        for layer in model.layers:
+            sub = self._substitute(layer)
+            if isinstance(sub, Replacement):
+                new_layers.extend(sub.layers)
+            else:
+                new_layers.append(sub)
+        first = model._layers[0] if model._layers else None
+        inputs = None
+        if isinstance(first, keras.layers.InputLayer):
+            inputs = keras.Input(
+                batch_shape=first.batch_shape, dtype=first._dtype, name=first.name
+            )
+        elif model.built and getattr(model, "inputs", None):
+            ref = model.inputs[0]
+            inputs = keras.Input(batch_shape=ref.shape, dtype=ref.dtype)
+        layers = ([inputs] if inputs is not None else []) + new_layers
+        return keras.Sequential(layers, name=model.name, trainable=model.trainable)
+
+
+def rewrite(model, rules: list) -> tuple[Any, Plan]:
+    """Apply ``rules`` everywhere in ``model``; return the new model (or ``model``) and the plan."""
+    plan = Plan(rules)
+    plan.analyze(model)
+    if id(model) not in plan.changed_models:
+        return model, plan
+    new_model = Rebuilder(plan).rebuild(model)
+    return new_model, plan

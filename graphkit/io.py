@@ -1,0 +1,276 @@
+"""Loading and saving models safely: check files ourselves, translate Keras' errors, write atomically."""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import importlib.util
+import os
+import sys
+import tempfile
+import zipfile
+from collections.abc import Iterable
+from pathlib import Path
+
+from graphkit.errors import GraphkitError
+
+KERAS_SUFFIXES = (".keras",)
+H5_SUFFIXES = (".h5", ".hdf5")
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+
+
+def import_user_code(modules: Iterable[str]) -> None:
+    """Import the user's own modules or ``.py`` files (``--import``), e.g. to register custom layers."""
+    for spec_text in modules:
+        path = Path(spec_text)
+        try:
+            if spec_text.endswith(".py"):
+                if not path.is_file():
+                    raise GraphkitError(f"--import {spec_text}: no such file")
+                name = f"graphkit_user_{path.stem}"
+                spec = importlib.util.spec_from_file_location(name, path)
+                if spec is None or spec.loader is None:
+                    raise GraphkitError(f"--import {spec_text}: cannot import this file")
+                module = importlib.util.module_from_spec(spec)
+                sys.modules[name] = module
+                spec.loader.exec_module(module)
+            else:
+                importlib.import_module(spec_text)
+        except GraphkitError:
+            raise
+        except ModuleNotFoundError as exc:
+            raise GraphkitError(f"--import {spec_text}: {exc}") from exc
+        except Exception as exc:  # the user's code failed: say where, keep it one line
+            raise GraphkitError(
+                f"--import {spec_text} failed: {type(exc).__name__}: {exc}"
+            ) from exc
+
+
+def model_format(path: Path) -> str:
+    """Return 'keras' or 'h5' from the file's extension, or raise a GraphkitError."""
+    suffix = path.suffix.lower()
+    if suffix in KERAS_SUFFIXES:
+        return "keras"
+    if suffix in H5_SUFFIXES:
+        return "h5"
+    raise GraphkitError(
+        f"{path}: unsupported extension {path.suffix or '(none)'!r}; expected .keras or .h5"
+    )
+
+
+def check_model_file(path: str | os.PathLike) -> tuple[Path, str]:
+    """Check that ``path`` looks like a Keras model file before Keras sees it.
+
+    Keras reports an empty file, a folder or a truncated zip as "file not found";
+    we say what is actually wrong.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise GraphkitError(f"{path}: no such file")
+    if path.is_dir():
+        raise GraphkitError(f"{path}: is a directory, not a model file")
+    fmt = model_format(path)
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as fh:
+            head = fh.read(8)
+    except OSError as exc:
+        raise GraphkitError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+    if size == 0:
+        raise GraphkitError(f"{path}: empty file, not a Keras model")
+    if fmt == "keras":
+        if not zipfile.is_zipfile(path):
+            raise GraphkitError(f"{path}: not a Keras .keras archive (not a zip file)")
+        try:
+            with zipfile.ZipFile(path) as zf:
+                names = set(zf.namelist())
+                bad = zf.testzip()
+        except (zipfile.BadZipFile, OSError, EOFError) as exc:
+            raise GraphkitError(f"{path}: corrupt .keras archive: {exc}") from exc
+        if "config.json" not in names:
+            raise GraphkitError(f"{path}: not a Keras .keras archive (no config.json inside)")
+        if bad is not None:
+            raise GraphkitError(f"{path}: corrupt .keras archive ({bad} fails its CRC check)")
+    elif head != HDF5_SIGNATURE:
+        raise GraphkitError(f"{path}: not an HDF5 file")
+    return path, fmt
+
+
+def _legacy_compat_objects() -> dict:
+    """Shims for configs written by Keras 2 / tf.keras that Keras 3 rejects.
+
+    Keras 2 saved ``time_major=False`` in recurrent layer configs; Keras 3 refuses the
+    keyword (keras-team/keras#20750). ``time_major=True`` changes the maths, so only the
+    default value is dropped; a True value is refused with a clear reason.
+    """
+    import keras
+
+    def without_time_major(cls):
+        class Compat:
+            @staticmethod
+            def from_config(config):
+                config = dict(config)
+                if config.pop("time_major", False):
+                    raise GraphkitError(
+                        f"{cls.__name__} {config.get('name')!r} was saved with time_major=True, "
+                        "which Keras 3 does not support"
+                    )
+                return cls.from_config(config)
+
+        Compat.__name__ = cls.__name__
+        return Compat
+
+    return {
+        name: without_time_major(getattr(keras.layers, name))
+        for name in ("LSTM", "GRU", "SimpleRNN")
+    }
+
+
+def load_model(
+    path: str | os.PathLike,
+    *,
+    unsafe: bool = False,
+    imports: Iterable[str] = (),
+    compile: bool = True,
+):
+    """Load a Keras 3 ``.keras`` or legacy ``.h5`` model in safe mode.
+
+    ``unsafe=True`` allows Lambda layers and code in the config; only for files you trust.
+    ``imports`` are the user's modules/files that register custom layers.
+    """
+    path, fmt = check_model_file(path)
+    import_user_code(imports)
+    import keras
+
+    import graphkit.layers  # noqa: F401  (registers graphkit>OneHot etc.)
+
+    custom_objects = _legacy_compat_objects() if fmt == "h5" else None
+    try:
+        model = keras.saving.load_model(
+            str(path), custom_objects=custom_objects, compile=compile, safe_mode=not unsafe
+        )
+    except GraphkitError:
+        raise
+    except Exception as exc:
+        raise GraphkitError(f"{path}: {explain_load_error(exc)}") from exc
+    if not isinstance(model, keras.Model):
+        raise GraphkitError(f"{path}: holds a {type(model).__name__}, not a Keras model")
+    return model
+
+
+def _root_cause(exc: BaseException) -> BaseException:
+    seen = set()
+    while exc.__cause__ is not None or exc.__context__ is not None:
+        if id(exc) in seen:
+            break
+        seen.add(id(exc))
+        nxt = exc.__cause__ or exc.__context__
+        if isinstance(nxt, GraphkitError):
+            return nxt
+        exc = nxt
+    return exc
+
+
+def explain_load_error(exc: BaseException) -> str:
+    """Turn Keras' loading errors into one line a user understands."""
+    import re
+
+    texts = [str(exc), str(_root_cause(exc))]
+    text = " ".join(texts)
+    root = _root_cause(exc)
+    if isinstance(root, GraphkitError):
+        return str(root)
+    if "safe_mode" in text or "unsafe" in text.lower() or "Lambda" in text:
+        return (
+            "refused in safe mode: the model contains a Lambda layer or other code in its "
+            "config; pass --unsafe only if you trust this file (it runs code from it)"
+        )
+    m = re.search(r"Could not locate (?:class|function) '([^']+)'", text)
+    if m:
+        return (
+            f"unknown layer class {m.group(1)!r}: pass --import MODULE_OR_FILE.py with the "
+            "code that defines and registers it"
+        )
+    m = re.search(r"Unknown (?:layer|object|class)[^:]*: '?([A-Za-z_][\w.>]*)'?", text)
+    if m:
+        return (
+            f"unknown layer class {m.group(1)!r}: pass --import MODULE_OR_FILE.py with the "
+            "code that defines and registers it"
+        )
+    m = re.search(r"Unrecognized keyword arguments passed to (\w+): (\{.*?\})", text)
+    if m:
+        return (
+            f"{m.group(1)} config has keyword arguments Keras 3 does not accept {m.group(2)} "
+            "(a model saved by an older Keras?)"
+        )
+    if "No model config found" in text or "model_config" in text:
+        return "not a Keras model file (no model config: weights only?)"
+    line = str(root).strip().splitlines()[0] if str(root).strip() else type(root).__name__
+    return f"cannot load the model: {type(root).__name__}: {line[:300]}"
+
+
+def _sync_dir(directory: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def check_output_path(path: str | os.PathLike, *, force: bool, suffixes=None) -> Path:
+    """Refuse to clobber (unless ``force``) or to write somewhere we cannot."""
+    path = Path(path)
+    if suffixes is not None and path.suffix.lower() not in suffixes:
+        raise GraphkitError(
+            f"{path}: unsupported output extension {path.suffix or '(none)'!r}; "
+            f"expected {' or '.join(suffixes)}"
+        )
+    if path.is_dir():
+        raise GraphkitError(f"{path}: is a directory")
+    if path.exists() or path.is_symlink():
+        if not force:
+            raise GraphkitError(f"{path}: already exists (pass --force to overwrite it)")
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise GraphkitError(f"{path}: folder {parent} does not exist")
+    if not os.access(parent, os.W_OK):
+        raise GraphkitError(f"{path}: folder {parent} is not writable")
+    return path
+
+
+@contextlib.contextmanager
+def atomic_output(path: str | os.PathLike, *, force: bool):
+    """Yield a temporary path beside ``path``; on success rename it over ``path``.
+
+    On any failure the temporary file is removed and ``path`` is left as it was.
+    A symlink at ``path`` is replaced, never written through.
+    """
+    path = check_output_path(path, force=force)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{path.suffix}", dir=path.parent)
+    os.close(fd)
+    os.unlink(tmp)  # Keras wants to create the file itself
+    try:
+        yield Path(tmp)
+        if not force and path.exists():
+            raise GraphkitError(f"{path}: appeared while writing (pass --force to overwrite it)")
+        os.replace(tmp, path)
+        _sync_dir(path.parent)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+
+
+def save_model(model, path: str | os.PathLike, *, force: bool = False) -> Path:
+    """Save ``model`` to ``.keras`` or ``.h5`` (by extension) atomically."""
+    path = Path(path)
+    model_format(path)
+    with atomic_output(path, force=force) as tmp:
+        try:
+            model.save(str(tmp))
+        except Exception as exc:
+            raise GraphkitError(
+                f"{path}: cannot save the model: {type(exc).__name__}: "
+                f"{str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+            ) from exc
+    return path

@@ -1,0 +1,64 @@
+"""``OneHot``: the missing Keras layer whose output is a one-hot vector."""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+
+@keras.saving.register_keras_serializable(package="graphkit", name="OneHot")
+class OneHot(keras.layers.Layer):
+    """Turns integer indices into one-hot vectors: ``(...)`` -> ``(..., input_dim)``.
+
+    Arguments mirror ``keras.layers.Embedding``: ``OneHot(input_dim, mask_zero)``
+    followed by ``Dense(output_dim, use_bias=False)`` computes exactly what
+    ``Embedding(input_dim, output_dim, mask_zero)`` computes for valid indices.
+
+    * Indices may be integer or float tensors of any rank; they are cast to
+      int32 (floats are truncated toward zero, like Embedding does). Never
+      uint8, so vocabularies past 256 work.
+    * The output has the layer's compute dtype, so dtype policies such as
+      ``mixed_float16`` apply.
+    * With ``mask_zero=True`` the mask is ``indices != 0``, as for Embedding.
+    * Out-of-range indices (``i < 0`` or ``i >= input_dim``) give an all-zero
+      row. Embedding differs there: it wraps negative indices (``-1`` is the
+      last row) and raises for ``i >= input_dim`` on CPU. The two forms agree
+      exactly on ``0 <= i < input_dim`` only; ``graphkit verify`` rejects
+      other indices.
+    """
+
+    def __init__(self, input_dim: int, mask_zero: bool = False, **kwargs):
+        super().__init__(**kwargs)
+        input_dim = int(input_dim)
+        if input_dim <= 0:
+            raise ValueError(
+                f"OneHot: input_dim must be a positive integer, received input_dim={input_dim}"
+            )
+        self.input_dim = input_dim
+        self.mask_zero = bool(mask_zero)
+        self.supports_masking = self.mask_zero
+        # The inputs are indices: never cast them to the float compute dtype.
+        self.autocast = False
+
+    def call(self, inputs):
+        if inputs.dtype != "int32":
+            inputs = ops.cast(inputs, "int32")
+        return ops.one_hot(inputs, self.input_dim, dtype=self.compute_dtype)
+
+    def compute_mask(self, inputs, mask=None):
+        if not self.mask_zero:
+            return None
+        return ops.not_equal(inputs, 0)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape) + (self.input_dim,)
+
+    def compute_output_spec(self, inputs):
+        return keras.KerasTensor(
+            tuple(inputs.shape) + (self.input_dim,), dtype=self.compute_dtype
+        )
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"input_dim": self.input_dim, "mask_zero": self.mask_zero})
+        return config

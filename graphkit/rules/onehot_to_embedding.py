@@ -1,0 +1,137 @@
+"""Rule: ``OneHot`` -> ``Dense`` (or ``TimeDistributed(Dense)``) becomes one ``Embedding``.
+
+Row ``i`` of the new table is what the Dense gives for one-hot ``i``: bias and
+activation fold in. The rows are computed by running the model's own OneHot and
+Dense layers on every index, so the Embedding reproduces them bit for bit in the
+Dense's compute dtype. A Dense without bias or activation is copied as is (this
+keeps ``embedding -> onehot-dense -> embedding`` bitwise, even under mixed precision).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from graphkit.graph import OUTPUT
+from graphkit.rules.base import Bypass, Chain, Match, Refusal
+from graphkit.rules.embedding_to_onehot import unique_name
+
+NAME = "onehot_to_embedding"
+ROWS_PER_CHUNK = 1024
+
+
+def _inner_dense(layer):
+    """The Dense a consumer applies on the last axis, or None if it is not such a consumer."""
+    import keras
+
+    from graphkit.layers import TimeDistributed
+
+    if type(layer) is keras.layers.Dense:
+        return layer
+    if type(layer) in (keras.layers.TimeDistributed, TimeDistributed):
+        if type(layer.layer) is keras.layers.Dense:
+            return layer.layer
+    return None
+
+
+def folded_table(onehot, consumer, dense) -> np.ndarray:
+    """Row i = consumer(onehot(i)), in the variable dtype of an Embedding with the Dense's policy."""
+    import keras
+
+    kernel = keras.ops.convert_to_numpy(dense.kernel)
+    linear = dense.activation in (keras.activations.linear, None)
+    if not dense.use_bias and linear:
+        return kernel.copy()
+    rows = []
+    for start in range(0, onehot.input_dim, ROWS_PER_CHUNK):
+        idx = np.arange(start, min(start + ROWS_PER_CHUNK, onehot.input_dim), dtype="int32")
+        out = consumer(onehot(idx[:, None]))  # (n, 1, units): rank 3 suits TimeDistributed too
+        rows.append(keras.ops.convert_to_numpy(out)[:, 0, :])
+    return np.concatenate(rows, axis=0)
+
+
+class OneHotToEmbedding:
+    name = NAME
+    target = "embedding"
+
+    def __init__(self, taken_names: set[str]):
+        self.taken = taken_names
+
+    def anchors(self, layer) -> bool:
+        from graphkit.layers import OneHot
+
+        return isinstance(layer, OneHot)
+
+    def match(self, layer, graph) -> Match | Refusal:
+        import keras
+
+        from graphkit.layers import OneHot
+
+        if type(layer) is not OneHot:
+            return Refusal(f"{type(layer).__name__} subclasses OneHot; not rewritten")
+        consumers = []
+        for site in graph.call_sites(layer):
+            for consumer, is_main in site.consumers:
+                if consumer is OUTPUT:
+                    return Refusal("its output is a model output", severity="kept")
+                if not is_main or _inner_dense(consumer) is None:
+                    return Refusal(
+                        f"its output also feeds {consumer.name!r} ({type(consumer).__name__}), "
+                        "which cannot fold into an Embedding",
+                        severity="kept",
+                    )
+                if consumer not in consumers:
+                    consumers.append(consumer)
+        if not consumers:
+            return Refusal("its output is not used by a Dense layer", severity="kept")
+        for consumer in consumers:
+            for site in graph.call_sites(consumer):
+                if site.producer is not layer:
+                    return Refusal(
+                        f"{consumer.name!r} is also applied to other tensors; folding it would change them",
+                        severity="kept",
+                    )
+        replacements = {id(layer): Bypass()}
+        names, notes = [], []
+        for consumer in consumers:
+            dense = _inner_dense(consumer)
+            if not dense.built:
+                return Refusal(f"{consumer.name!r} is not built", severity="kept")
+            table = folded_table(layer, consumer, dense)
+            if not np.all(np.isfinite(table)):
+                return Refusal(f"the folded table of {consumer.name!r} holds inf or NaN", severity="kept")
+            identity = not dense.use_bias and dense.activation in (keras.activations.linear, None)
+            base = layer.name[: -len("_onehot")] if layer.name.endswith("_onehot") else None
+            if base and consumer.name in (f"{base}_dense", f"{base}_timedist"):
+                wanted = base
+            else:
+                wanted = f"{consumer.name}_embedding"
+            self.taken.discard(layer.name)
+            self.taken.discard(consumer.name)
+            embedding = keras.layers.Embedding(
+                layer.input_dim,
+                dense.units,
+                mask_zero=layer.mask_zero,
+                name=unique_name(wanted, self.taken),
+                dtype=dense.dtype_policy,
+                embeddings_initializer=dense.kernel_initializer,
+                embeddings_regularizer=dense.kernel_regularizer if identity else None,
+                embeddings_constraint=dense.kernel_constraint if identity else None,
+                activity_regularizer=consumer.activity_regularizer or dense.activity_regularizer,
+            )
+            embedding.build()
+            embedding.embeddings.assign(table.astype(embedding.embeddings.dtype, copy=False))
+            embedding.trainable = consumer.trainable and dense.trainable
+            if not identity:
+                parts = (["bias"] if dense.use_bias else []) + (
+                    [f"activation {keras.activations.serialize(dense.activation)!r}"]
+                    if dense.activation not in (keras.activations.linear, None)
+                    else []
+                )
+                notes.append(f"{' and '.join(parts)} of {consumer.name!r} folded into the table")
+                if dense.kernel_regularizer is not None or dense.kernel_constraint is not None:
+                    notes.append(
+                        f"kernel regularizer/constraint of {consumer.name!r} dropped: they do not apply to a folded table"
+                    )
+            replacements[id(consumer)] = Chain([embedding])
+            names.append(embedding.name)
+        return Match(replacements=replacements, new_layer_names=names, notes=notes)
