@@ -80,14 +80,14 @@ def convert(model, to: str, *, partial: bool = False, copy: bool = True) -> Conv
     if to not in RULES:
         raise GraphkitError(f"unknown target {to!r}; expected one of: {', '.join(TARGETS)}")
     source = None
-    original = model
     if isinstance(model, (str, os.PathLike)):
         from graphkit.io import load_model
 
         source = str(model)
         model = load_model(model)
         copy = False
-    elif copy:
+    original = model
+    if copy:
         model = _copy_model(model)
 
     taken = all_layer_names(model)

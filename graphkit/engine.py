@@ -27,6 +27,7 @@ class Finding:
     reason: str | None = None
     new_layers: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    replaced: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -37,6 +38,7 @@ class Finding:
             "reason": self.reason,
             "new_layers": self.new_layers,
             "notes": self.notes,
+            "replaced": self.replaced,
         }
 
 
@@ -113,6 +115,7 @@ class Plan:
                 None,
                 list(result.new_layer_names),
                 list(result.notes),
+                list(result.replaced_names),
             )
         )
         return True

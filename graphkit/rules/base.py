@@ -53,6 +53,8 @@ class Match:
     replacements: dict[int, Replacement]
     new_layer_names: list[str]
     notes: list[str] = field(default_factory=list)
+    # names of the original layers the match removes (the anchor first)
+    replaced_names: list[str] = field(default_factory=list)
 
 
 @dataclass

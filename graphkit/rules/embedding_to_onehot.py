@@ -95,4 +95,5 @@ class EmbeddingToOneHot:
         return Match(
             replacements={id(layer): Chain([onehot, projection])},
             new_layer_names=[onehot.name, projection.name],
+            replaced_names=[layer.name],
         )

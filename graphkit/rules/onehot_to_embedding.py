@@ -134,4 +134,9 @@ class OneHotToEmbedding:
                     )
             replacements[id(consumer)] = Chain([embedding])
             names.append(embedding.name)
-        return Match(replacements=replacements, new_layer_names=names, notes=notes)
+        return Match(
+            replacements=replacements,
+            new_layer_names=names,
+            notes=notes,
+            replaced_names=[layer.name] + [c.name for c in consumers],
+        )

@@ -1,0 +1,243 @@
+"""The ``graphkit`` command line: each command declares its options and calls one library function.
+
+Nothing here imports TensorFlow at module level: ``graphkit --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import sys
+import traceback
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from graphkit.errors import GraphkitError
+
+app = typer.Typer(
+    name="graphkit",
+    help="Rewrite and convert Keras model graphs: Embedding <-> OneHot + Dense, verify, ONNX.",
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+_state = {"debug": False}
+
+Unsafe = Annotated[
+    bool,
+    typer.Option(
+        "--unsafe", help="Allow Lambda layers and code in the model config (runs code from the file)."
+    ),
+]
+Imports = Annotated[
+    Optional[list[str]],  # noqa: UP045  (typer needs Optional here)
+    typer.Option(
+        "--import",
+        metavar="MODULE_OR_FILE.py",
+        help="Import your own module or .py file first (registers custom layers). Repeatable.",
+    ),
+]
+JsonOut = Annotated[bool, typer.Option("--json", help="Print a JSON report on stdout.")]
+
+
+def _err(message: str) -> None:
+    typer.echo(f"error: {message}", err=True)
+
+
+def _warn(message: str) -> None:
+    typer.echo(f"warning: {message}", err=True)
+
+
+def cli_command(func):
+    """Run a command body: quiet TensorFlow, turn GraphkitError into one `error:` line + exit 2."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except typer.Exit:
+            raise
+        except GraphkitError as exc:
+            if _state["debug"]:
+                traceback.print_exc()
+            _err(str(exc).replace("\n", " "))
+            raise typer.Exit(2) from None
+        except KeyboardInterrupt:
+            _err("interrupted")
+            raise typer.Exit(130) from None
+
+    return wrapper
+
+
+@contextlib.contextmanager
+def progress(message: str):
+    """A transient spinner on stderr when it is a terminal; silent otherwise."""
+    if sys.stderr.isatty():
+        from rich.console import Console
+
+        with Console(stderr=True).status(message):
+            yield
+    else:
+        yield
+
+
+def _tensorflow():
+    from graphkit._tf import quiet_tensorflow
+
+    with progress("starting TensorFlow..."):
+        quiet_tensorflow()
+
+
+@app.callback()
+def _main(
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Show tracebacks for errors.")
+    ] = False,
+    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
+) -> None:
+    _state["debug"] = debug
+    if version:
+        from graphkit import __version__
+
+        typer.echo(f"graphkit {__version__}")
+        raise typer.Exit(0)
+
+
+@app.command()
+@cli_command
+def convert(
+    model: Annotated[Path, typer.Argument(help="Input model (.keras or .h5).")],
+    to: Annotated[
+        str, typer.Option("--to", help="Target form: onehot-dense or embedding.", metavar="TARGET")
+    ],
+    output: Annotated[
+        Optional[Path],  # noqa: UP045
+        typer.Option("-o", "--output", help="Output path (.keras or .h5). Default: <stem>.<target>.keras"),
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing output file.")] = False,
+    partial: Annotated[
+        bool, typer.Option("--partial", help="Convert what can be converted; warn about the rest.")
+    ] = False,
+    unsafe: Unsafe = False,
+    imports: Imports = None,
+    json_out: JsonOut = False,
+) -> None:
+    """Rewrite every Embedding as OneHot + TimeDistributed(Dense), or back."""
+    from graphkit.rules import TARGETS
+
+    if to not in TARGETS:
+        raise GraphkitError(f"--to {to!r}: expected one of: {', '.join(TARGETS)}")
+    _tensorflow()
+    from graphkit.convert import convert_file
+
+    with progress(f"converting {model} to {to}..."):
+        report = convert_file(
+            model, to, output, force=force, partial=partial, unsafe=unsafe, imports=imports or ()
+        )
+    if json_out:
+        typer.echo(json.dumps(report.to_dict(), indent=2))
+        return
+    typer.echo(f"{report.source} -> {report.output} ({to})")
+    for f in report.findings:
+        if f.status == "converted":
+            typer.echo(f"  converted  {f.path} ({f.layer_class}) -> {' + '.join(f.new_layers)}")
+            for note in f.notes:
+                typer.echo(f"             {note}")
+        elif f.status == "kept":
+            typer.echo(f"  kept       {f.path} ({f.layer_class}): {f.reason}")
+        else:
+            typer.echo(f"  refused    {f.path} ({f.layer_class}): {f.reason}")
+    for note in report.notes:
+        if note.startswith("partial:"):
+            _warn(note)
+        elif not note.startswith("kept "):
+            typer.echo(f"note: {note}")
+
+
+@app.command()
+@cli_command
+def inspect(
+    model: Annotated[Path, typer.Argument(help="Model file (.keras or .h5).")],
+    unsafe: Unsafe = False,
+    imports: Imports = None,
+    json_out: JsonOut = False,
+) -> None:
+    """List the layers, marking each Embedding and OneHot group and whether it converts."""
+    _tensorflow()
+    from graphkit.inspect import inspect_model
+
+    with progress(f"loading {model}..."):
+        report = inspect_model(model, unsafe=unsafe, imports=imports or ())
+    if json_out:
+        typer.echo(json.dumps(report.to_dict(), indent=2))
+        return
+    typer.echo(format_inspect(report))
+
+
+def format_inspect(report) -> str:
+    def fmt_io(items):
+        return ", ".join(f"{i['name']} {tuple(i['shape'])} {i['dtype']}" for i in items)
+
+    head = ["path", "class", "output shape", "params", "graphkit"]
+    body = []
+    for r in report.rows:
+        if r.role:
+            mark = {"embedding": "Embedding", "onehot": "OneHot", "onehot-dense": "OneHot group"}[
+                r.role
+            ]
+            state = "convertible" if r.convertible else "not convertible"
+            if r.role == "onehot-dense":
+                state = r.detail
+            elif r.detail:
+                state = f"{state}: {r.detail}" if not r.convertible else f"{state} {r.detail}"
+            mark = f"{mark}, {state}"
+        else:
+            mark = ""
+        body.append([r.path, r.layer_class, r.output_shape, f"{r.params:,}", mark])
+    widths = [max(len(str(x)) for x in col) for col in zip(head, *body)]
+    lines = [
+        f"model {report.model_name!r}: {report.total_params:,} parameters",
+        f"inputs:  {fmt_io(report.inputs)}",
+        f"outputs: {fmt_io(report.outputs)}",
+        "",
+    ]
+    for row in [head] + body:
+        cells = [str(c).ljust(w) if i != 3 else str(c).rjust(w) for i, (c, w) in enumerate(zip(row, widths))]
+        lines.append("  ".join(cells).rstrip())
+    lines.append("")
+    lines.append(
+        f"{len(report.embeddings)} Embedding(s) "
+        f"({sum(1 for r in report.embeddings if r.convertible)} convertible), "
+        f"{len(report.onehots)} OneHot group(s) "
+        f"({sum(1 for r in report.onehots if r.convertible)} foldable)"
+    )
+    return "\n".join(lines)
+
+
+@app.command()
+@cli_command
+def demo(
+    workdir: Annotated[
+        Optional[Path],  # noqa: UP045
+        typer.Option("--workdir", help="Where to write the demo's files (default: a temporary folder)."),
+    ] = None,
+) -> None:
+    """Run the whole job on a bundled example model: inspect, convert both ways, compare."""
+    _tensorflow()
+    from graphkit.demo import run_demo
+
+    run_demo(workdir, echo=typer.echo)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

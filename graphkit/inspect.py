@@ -1,0 +1,165 @@
+"""``graphkit inspect``: the layers of a model, with every Embedding and OneHot group marked."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from graphkit.engine import Plan, all_layer_names, is_graph_model
+
+
+@dataclass
+class LayerRow:
+    path: str
+    layer_class: str
+    output_shape: str
+    params: int
+    role: str = ""  # "embedding" | "onehot" | "onehot-dense" (the Dense of a OneHot group)
+    convertible: bool | None = None
+    detail: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "path": self.path,
+            "class": self.layer_class,
+            "output_shape": self.output_shape,
+            "params": self.params,
+            "role": self.role or None,
+            "convertible": self.convertible,
+            "detail": self.detail or None,
+        }
+
+
+@dataclass
+class InspectReport:
+    model_name: str
+    inputs: list[dict]
+    outputs: list[dict]
+    rows: list[LayerRow] = field(default_factory=list)
+    total_params: int = 0
+    source: str | None = None
+
+    @property
+    def embeddings(self) -> list[LayerRow]:
+        return [r for r in self.rows if r.role == "embedding"]
+
+    @property
+    def onehots(self) -> list[LayerRow]:
+        return [r for r in self.rows if r.role == "onehot"]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "model": self.model_name,
+            "inputs": self.inputs,
+            "outputs": self.outputs,
+            "total_params": self.total_params,
+            "embeddings": len(self.embeddings),
+            "onehot_groups": len(self.onehots),
+            "layers": [r.to_dict() for r in self.rows],
+        }
+
+
+def _shape(layer) -> str:
+    try:
+        return str(tuple(layer.output.shape))
+    except Exception:
+        pass
+    try:
+        nodes = layer._inbound_nodes
+        shapes = {str(tuple(t.shape)) for n in nodes for t in n.outputs}
+        if len(shapes) == 1:
+            return shapes.pop()
+        if shapes:
+            return "multiple"
+    except Exception:
+        pass
+    return "?"
+
+
+def _params(layer) -> int:
+    try:
+        return int(layer.count_params()) if layer.built else 0
+    except Exception:
+        return 0
+
+
+def _walk(model, path: str, rows: list[LayerRow], seen: set[int]) -> None:
+    children = model.layers if is_graph_model(model) else model._flatten_layers(
+        include_self=False, recursive=False
+    )
+    for layer in children:
+        layer_path = f"{path}/{layer.name}" if path else layer.name
+        rows.append(LayerRow(layer_path, type(layer).__name__, _shape(layer), _params(layer)))
+        if id(layer) in seen:
+            continue
+        seen.add(id(layer))
+        if list(layer._flatten_layers(include_self=False, recursive=False)):
+            import keras
+
+            if isinstance(layer, keras.layers.Wrapper):
+                continue  # TimeDistributed(Dense) etc.: one row is enough
+            _walk(layer, layer_path, rows, seen)
+
+
+def inspect_model(model, *, unsafe: bool = False, imports=()) -> InspectReport:
+    """Describe ``model`` (a Keras model or a path) and mark what graphkit can convert."""
+    from graphkit.rules import EmbeddingToOneHot, OneHotToEmbedding
+
+    source = None
+    if isinstance(model, (str, os.PathLike)):
+        from graphkit.io import load_model
+
+        source = str(model)
+        model = load_model(model, unsafe=unsafe, imports=imports, compile=False)
+
+    rows: list[LayerRow] = []
+    _walk(model, "", rows, set())
+    by_path = {r.path: r for r in rows}
+
+    forward = Plan([EmbeddingToOneHot(all_layer_names(model))])
+    forward.analyze(model)
+    for f in forward.findings:
+        row = by_path.get(f.path)
+        if row is None:
+            row = LayerRow(f.path, f.layer_class, "?", 0)
+            rows.append(row)
+            by_path[f.path] = row
+        row.role = "embedding"
+        row.convertible = f.status == "converted"
+        row.detail = "-> OneHot + Dense" if row.convertible else f.reason or ""
+
+    backward = Plan([OneHotToEmbedding(all_layer_names(model))])
+    backward.analyze(model)
+    for f in backward.findings:
+        row = by_path.get(f.path)
+        if row is None:
+            row = LayerRow(f.path, f.layer_class, "?", 0)
+            rows.append(row)
+            by_path[f.path] = row
+        row.role = "onehot"
+        row.convertible = f.status == "converted"
+        if row.convertible:
+            row.detail = "-> Embedding"
+            prefix = f.path.rsplit("/", 1)[0] + "/" if "/" in f.path else ""
+            for name in f.replaced[1:]:
+                member = by_path.get(prefix + name)
+                if member is not None:
+                    member.role = "onehot-dense"
+                    member.convertible = True
+                    member.detail = f"folds with {f.path}"
+        else:
+            row.detail = f.reason or ""
+
+    inputs = [
+        {"name": t.name, "shape": list(t.shape), "dtype": str(t.dtype)}
+        for t in getattr(model, "inputs", None) or []
+    ]
+    outputs = [
+        {"name": getattr(t, "name", f"output_{i}"), "shape": list(t.shape), "dtype": str(t.dtype)}
+        for i, t in enumerate(getattr(model, "outputs", None) or [])
+    ]
+    return InspectReport(
+        model.name, inputs, outputs, rows, _params(model) if model.built else 0, source
+    )
