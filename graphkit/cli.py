@@ -190,7 +190,10 @@ def format_inspect(report) -> str:
             mark = {"embedding": "Embedding", "onehot": "OneHot", "onehot-dense": "OneHot group"}[
                 r.role
             ]
-            state = "convertible" if r.convertible else "not convertible"
+            if r.role == "onehot":
+                state = "foldable" if r.convertible else "not foldable"
+            else:
+                state = "convertible" if r.convertible else "not convertible"
             if r.role == "onehot-dense":
                 state = r.detail
             elif r.detail:

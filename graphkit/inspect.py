@@ -95,12 +95,32 @@ def _walk(model, path: str, rows: list[LayerRow], seen: set[int]) -> None:
         if id(layer) in seen:
             continue
         seen.add(id(layer))
-        if list(layer._flatten_layers(include_self=False, recursive=False)):
-            import keras
-
-            if isinstance(layer, keras.layers.Wrapper):
-                continue  # TimeDistributed(Dense) etc.: one row is enough
+        if is_graph_model(layer) or _holds_anchor(layer):
             _walk(layer, layer_path, rows, seen)
+
+
+def _holds_anchor(layer) -> bool:
+    """Does a custom layer hide an Embedding or OneHot? (Only then is it worth expanding.)"""
+    import keras
+
+    from graphkit.layers import OneHot
+
+    return any(
+        isinstance(inner, (keras.layers.Embedding, OneHot))
+        for inner in layer._flatten_layers(include_self=False, recursive=True)
+    )
+
+
+def output_names(model) -> list[str]:
+    """Names of a model's outputs as Keras reports them (the producing layers' names)."""
+    outputs = getattr(model, "outputs", None) or []
+    try:
+        names = list(model.output_names)
+        if len(names) == len(outputs):
+            return names
+    except Exception:
+        pass
+    return [f"output_{i}" for i in range(len(outputs))]
 
 
 def inspect_model(model, *, unsafe: bool = False, imports=()) -> InspectReport:
@@ -157,8 +177,8 @@ def inspect_model(model, *, unsafe: bool = False, imports=()) -> InspectReport:
         for t in getattr(model, "inputs", None) or []
     ]
     outputs = [
-        {"name": getattr(t, "name", f"output_{i}"), "shape": list(t.shape), "dtype": str(t.dtype)}
-        for i, t in enumerate(getattr(model, "outputs", None) or [])
+        {"name": name, "shape": list(t.shape), "dtype": str(t.dtype)}
+        for name, t in zip(output_names(model), getattr(model, "outputs", None) or [])
     ]
     return InspectReport(
         model.name, inputs, outputs, rows, _params(model) if model.built else 0, source

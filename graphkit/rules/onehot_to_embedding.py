@@ -16,6 +16,11 @@ from graphkit.rules.base import Bypass, Chain, Match, Refusal
 from graphkit.rules.embedding_to_onehot import unique_name
 
 NAME = "onehot_to_embedding"
+# Activations whose value is computed exactly (no rounding) or by one correctly rounded op, so
+# the folded table matches the Dense bit for bit. Others (tanh, sigmoid, softmax, gelu...) go
+# through TensorFlow's vectorised CPU kernels, whose rounding can differ by an ulp or so with
+# the shape of the batch: the fold is then exact up to that rounding, and says so.
+EXACT_ACTIVATIONS = {"linear", "relu", "relu6"}
 ROWS_PER_CHUNK = 1024
 
 
@@ -128,6 +133,13 @@ class OneHotToEmbedding:
                     else []
                 )
                 notes.append(f"{' and '.join(parts)} of {consumer.name!r} folded into the table")
+                act = keras.activations.serialize(dense.activation)
+                act = act if isinstance(act, str) else str(act)
+                if act not in EXACT_ACTIVATIONS:
+                    notes.append(
+                        f"activation {act!r} is computed by kernels whose float rounding depends on "
+                        "the batch shape: outputs equal up to about 1 ulp, not bit for bit"
+                    )
                 if dense.kernel_regularizer is not None or dense.kernel_constraint is not None:
                     notes.append(
                         f"kernel regularizer/constraint of {consumer.name!r} dropped: they do not apply to a folded table"

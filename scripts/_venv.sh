@@ -1,0 +1,17 @@
+# Shared set-up for demo.sh and test.sh: a .venv with the package installed (source this file).
+# Usage: . scripts/_venv.sh EXTRAS   (EXTRAS like "" or "[test]")
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+PYTHON="${PYTHON:-python3}"
+if [ ! -x .venv/bin/python ]; then
+    echo "creating .venv with $($PYTHON --version 2>&1)" >&2
+    "$PYTHON" -m venv .venv
+fi
+stamp=".venv/.graphkit-installed$1"
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+    echo "installing graphkit$1 into .venv (first run downloads TensorFlow, ~1-2 min)" >&2
+    .venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip >&2
+    .venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".$1" >&2
+    touch "$stamp"
+fi
+export TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-3}"

@@ -1,0 +1,66 @@
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+import graphkit  # noqa: E402,F401  (registers graphkit's layers once Keras is imported)
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
+KERAS3_FIXTURES = [
+    "sequential",
+    "masked_lstm",
+    "masked_gru_sequential",
+    "multi_io_shared",
+    "nested",
+    "mixed_precision",
+]
+
+
+def run(model, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
+    """Call a model eagerly on named inputs; always a list of numpy outputs."""
+    if len(model.inputs) == 1:
+        feed = inputs[next(iter(inputs))] if model.inputs[0].name not in inputs else inputs[model.inputs[0].name]
+    else:
+        feed = {t.name: inputs[t.name] for t in model.inputs}
+        if not isinstance(model.input, dict):
+            feed = [feed[t.name] for t in model.inputs]
+    out = model(feed, training=False)
+    outs = out if isinstance(out, (list, tuple)) else [out]
+    return [np.asarray(o) for o in outs]
+
+
+def max_abs_diff(a: list[np.ndarray], b: list[np.ndarray]) -> float:
+    assert len(a) == len(b)
+    return max(float(np.max(np.abs(x.astype("float64") - y.astype("float64")))) for x, y in zip(a, b))
+
+
+def embedding_tables(model) -> dict[str, np.ndarray]:
+    import keras
+
+    return {
+        layer.name: layer.get_weights()[0]
+        for layer in model._flatten_layers(include_self=False, recursive=True)
+        if type(layer) is keras.layers.Embedding
+    }
+
+
+@pytest.fixture
+def fixtures_dir() -> Path:
+    return FIXTURES
+
+
+def load_fixture(name: str, suffix: str = ".keras"):
+    from graphkit.io import load_model
+
+    return load_model(FIXTURES / f"{name}{suffix}")
+
+
+def fixture_inputs(name: str) -> dict[str, np.ndarray]:
+    return dict(np.load(FIXTURES / f"{name}.npz"))

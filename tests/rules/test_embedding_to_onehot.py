@@ -1,0 +1,122 @@
+"""Rule embedding_to_onehot: layer types after rewriting, exactness, what carries over, refusals."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+
+from graphkit import GraphkitError, examples
+from graphkit.convert import convert
+from graphkit.layers import OneHot, TimeDistributed
+from tests.conftest import max_abs_diff, run
+
+
+def _single(vocab=20, dim=3, **kwargs):
+    inp = keras.Input((None,), dtype="int32", name="tokens")
+    emb = keras.layers.Embedding(vocab, dim, name="emb", **kwargs)
+    return keras.Model(inp, emb(inp)), emb
+
+
+def test_replaces_embedding_by_onehot_and_time_distributed_dense():
+    model, emb = _single()
+    new = convert(model, "onehot-dense").model
+    kinds = [type(layer) for layer in new.layers]
+    assert keras.layers.Embedding not in kinds
+    onehot = new.get_layer("emb_onehot")
+    td = new.get_layer("emb_timedist")
+    assert type(onehot) is OneHot and type(td) is TimeDistributed
+    assert type(td.layer) is keras.layers.Dense and td.layer.use_bias is False
+    table = emb.get_weights()[0]
+    kernel = td.layer.get_weights()[0]
+    assert kernel.dtype == table.dtype and kernel.tobytes() == table.tobytes()
+
+
+def test_rank_one_indices_get_a_plain_dense():
+    inp = keras.Input((), dtype="int32", name="user")
+    model = keras.Model(inp, keras.layers.Embedding(9, 2, name="emb")(inp))
+    new = convert(model, "onehot-dense").model
+    assert type(new.get_layer("emb_dense")) is keras.layers.Dense
+    x = {"user": np.array([0, 3, 8])}
+    assert max_abs_diff(run(model, x), run(new, x)) == 0.0
+
+
+def test_trainable_regularizer_constraint_and_policy_carry_over():
+    model, _ = _single(
+        embeddings_regularizer=keras.regularizers.L2(0.01),
+        embeddings_constraint=keras.constraints.MaxNorm(2.0),
+        dtype=keras.mixed_precision.Policy("mixed_float16"),
+    )
+    model.get_layer("emb").trainable = False
+    new = convert(model, "onehot-dense").model
+    td = new.get_layer("emb_timedist")
+    assert td.trainable is False and td.layer.trainable is False
+    assert isinstance(td.layer.kernel_regularizer, keras.regularizers.L2)
+    assert isinstance(td.layer.kernel_constraint, keras.constraints.MaxNorm)
+    assert td.layer.dtype_policy.name == "mixed_float16"
+    assert new.get_layer("emb_onehot").dtype_policy.name == "mixed_float16"
+    x = {"tokens": np.array([[1, 2, 19]])}
+    out_old, out_new = run(model, x), run(new, x)
+    assert out_old[0].dtype == out_new[0].dtype == np.float16
+    assert max_abs_diff(out_old, out_new) == 0.0
+
+
+def test_new_names_do_not_collide_with_existing_layers():
+    inp = keras.Input((None,), dtype="int32")
+    x = keras.layers.Embedding(5, 2, name="emb")(inp)
+    x = keras.layers.Dense(2, name="emb_onehot")(x)
+    model = keras.Model(inp, x)
+    new = convert(model, "onehot-dense").model
+    names = [layer.name for layer in new.layers]
+    assert len(names) == len(set(names))
+    assert "emb_onehot_1" in names
+
+
+def test_refuses_non_finite_table_with_reason():
+    model, emb = _single()
+    table = emb.get_weights()[0]
+    table[3, 1] = np.inf
+    emb.set_weights([table])
+    with pytest.raises(GraphkitError, match="inf or NaN"):
+        convert(model, "onehot-dense")
+
+
+def test_refuses_embedding_subclass_by_name():
+    @keras.saving.register_keras_serializable(package="tests")
+    class MyEmbedding(keras.layers.Embedding):
+        pass
+
+    inp = keras.Input((None,), dtype="int32")
+    model = keras.Model(inp, MyEmbedding(5, 2, name="mine")(inp))
+    with pytest.raises(GraphkitError, match="mine.*MyEmbedding subclasses Embedding"):
+        convert(model, "onehot-dense")
+
+
+def test_hidden_embedding_refused_unless_partial():
+    model = examples.hidden_embedding()
+    with pytest.raises(GraphkitError) as info:
+        convert(model, "onehot-dense")
+    message = str(info.value)
+    assert "token_and_position/token" in message and "token_and_position/position" in message
+    assert "--partial" in message
+    report = convert(model, "onehot-dense", partial=True)
+    assert [f.path for f in report.converted] == ["plain_embedding"]
+    assert {f.path for f in report.refused} == {"token_and_position/token", "token_and_position/position"}
+    x = {"tokens": np.array([[1, 2, 3, 4, 5, 6]])}
+    assert max_abs_diff(run(model, x), run(report.model, x)) == 0.0
+
+
+def test_nothing_to_convert_is_an_error():
+    inp = keras.Input((3,))
+    model = keras.Model(inp, keras.layers.Dense(2)(inp))
+    with pytest.raises(GraphkitError, match="nothing to convert"):
+        convert(model, "onehot-dense")
+
+
+def test_input_model_is_left_independent_by_default():
+    model = examples.sequential(seed=0)
+    before = [w.copy() for w in model.get_weights()]
+    new = convert(model, "onehot-dense").model
+    new.get_layer("head").kernel.assign(np.zeros((48, 3), "float32"))
+    for a, b in zip(before, model.get_weights()):
+        np.testing.assert_array_equal(a, b)
