@@ -93,19 +93,25 @@ def _tensorflow():
         quiet_tensorflow()
 
 
-@app.callback()
-def _main(
-    debug: Annotated[
-        bool, typer.Option("--debug", help="Show tracebacks for errors.")
-    ] = False,
-    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
-) -> None:
-    _state["debug"] = debug
-    if version:
+def _print_version(value: bool) -> None:
+    if value:
         from graphkit import __version__
 
         typer.echo(f"graphkit {__version__}")
         raise typer.Exit(0)
+
+
+@app.callback()
+def _main(
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")] = False,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", help="Print the version and exit.", callback=_print_version, is_eager=True
+        ),
+    ] = False,
+) -> None:
+    _state["debug"] = debug
 
 
 @app.command()
@@ -132,6 +138,9 @@ def convert(
 
     if to not in TARGETS:
         raise GraphkitError(f"--to {to!r}: expected one of: {', '.join(TARGETS)}")
+    from graphkit.io import check_model_file
+
+    check_model_file(model)  # fail fast, before paying for TensorFlow
     _tensorflow()
     from graphkit.convert import convert_file
 
@@ -168,6 +177,9 @@ def inspect(
     json_out: JsonOut = False,
 ) -> None:
     """List the layers, marking each Embedding and OneHot group and whether it converts."""
+    from graphkit.io import check_model_file
+
+    check_model_file(model)
     _tensorflow()
     from graphkit.inspect import inspect_model
 
