@@ -35,8 +35,8 @@ def quiet_tensorflow() -> None:
     if "tensorflow" in sys.modules and "keras" in sys.modules:
         return
     with _stderr_fd_silenced():
-        import tensorflow as tf
         import keras  # noqa: F401
+        import tensorflow as tf
 
         # Device discovery logs (cuInit failures on CPU-only machines) happen lazily:
         # trigger it now, while fd 2 is silenced.

@@ -31,7 +31,8 @@ _state = {"debug": False}
 Unsafe = Annotated[
     bool,
     typer.Option(
-        "--unsafe", help="Allow Lambda layers and code in the model config (runs code from the file)."
+        "--unsafe",
+        help="Allow Lambda layers and code in the model config (runs code from the file).",
     ),
 ]
 Imports = Annotated[
@@ -123,9 +124,13 @@ def convert(
     ],
     output: Annotated[
         Optional[Path],  # noqa: UP045
-        typer.Option("-o", "--output", help="Output path (.keras or .h5). Default: <stem>.<target>.keras"),
+        typer.Option(
+            "-o", "--output", help="Output path (.keras or .h5). Default: <stem>.<target>.keras"
+        ),
     ] = None,
-    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing output file.")] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Overwrite an existing output file.")
+    ] = False,
     partial: Annotated[
         bool, typer.Option("--partial", help="Convert what can be converted; warn about the rest.")
     ] = False,
@@ -222,7 +227,10 @@ def format_inspect(report) -> str:
         "",
     ]
     for row in [head] + body:
-        cells = [str(c).ljust(w) if i != 3 else str(c).rjust(w) for i, (c, w) in enumerate(zip(row, widths))]
+        cells = [
+            str(c).ljust(w) if i != 3 else str(c).rjust(w)
+            for i, (c, w) in enumerate(zip(row, widths))
+        ]
         lines.append("  ".join(cells).rstrip())
     lines.append("")
     lines.append(
@@ -239,7 +247,9 @@ def format_inspect(report) -> str:
 def demo(
     workdir: Annotated[
         Optional[Path],  # noqa: UP045
-        typer.Option("--workdir", help="Where to write the demo's files (default: a temporary folder)."),
+        typer.Option(
+            "--workdir", help="Where to write the demo's files (default: a temporary folder)."
+        ),
     ] = None,
 ) -> None:
     """Run the whole job on a bundled example model: inspect, convert both ways, compare."""

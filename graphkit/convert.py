@@ -103,7 +103,9 @@ def convert(model, to: str, *, partial: bool = False, copy: bool = True) -> Conv
                 f"cannot convert {len(report.refused)} {what}(s): {listing}. "
                 "Pass --partial (partial=True) to convert the rest"
             )
-        report.notes.append(f"partial: left {len(report.refused)} {what}(s) as they were: {listing}")
+        report.notes.append(
+            f"partial: left {len(report.refused)} {what}(s) as they were: {listing}"
+        )
     if not report.converted:
         if not report.findings:
             raise GraphkitError(f"nothing to convert: the model has no {what}")

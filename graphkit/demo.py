@@ -64,7 +64,10 @@ def run_demo(workdir: str | Path | None = None, echo: Callable[[str], None] = pr
     echo("")
     echo("== 4. predictions on the sample inputs (padded sequences, masked)")
     data = dict(np.load(inputs_path))
-    models = {name: load_model(p) for name, p in (("original", src), ("onehot-dense", onehot), ("round trip", back))}
+    models = {
+        name: load_model(p)
+        for name, p in (("original", src), ("onehot-dense", onehot), ("round trip", back))
+    }
     preds = {name: np.asarray(m.predict(data, verbose=0)) for name, m in models.items()}
     ref = preds["original"]
     result = {}

@@ -199,9 +199,7 @@ class Rebuilder:
         first = model._layers[0] if model._layers else None
         inputs = None
         if isinstance(first, keras.layers.InputLayer):
-            inputs = keras.Input(
-                batch_shape=first.batch_shape, dtype=first._dtype, name=first.name
-            )
+            inputs = keras.Input(batch_shape=first.batch_shape, dtype=first._dtype, name=first.name)
         elif model.built and getattr(model, "inputs", None):
             ref = model.inputs[0]
             inputs = keras.Input(batch_shape=ref.shape, dtype=ref.dtype)

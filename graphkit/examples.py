@@ -22,7 +22,9 @@ def sequential(seed: int = 0, vocab: int = 50, dim: int = 8, length: int = 6):
     return keras.Sequential(
         [
             keras.Input((length,), dtype="int32", name="tokens"),
-            keras.layers.Embedding(vocab, dim, embeddings_initializer=_init(seed), name="embedding"),
+            keras.layers.Embedding(
+                vocab, dim, embeddings_initializer=_init(seed), name="embedding"
+            ),
             keras.layers.Flatten(name="flatten"),
             keras.layers.Dense(3, kernel_initializer=_init(seed + 1), name="head"),
         ],
@@ -68,8 +70,12 @@ def multi_io_shared(seed: int = 0, vocab: int = 60, dim: int = 6):
     query = keras.Input((7,), dtype="int32", name="query")
     doc = keras.Input((None,), dtype="int32", name="doc")
     user = keras.Input((1,), dtype="int32", name="user")
-    shared = keras.layers.Embedding(vocab, dim, embeddings_initializer=_init(seed), name="shared_embedding")
-    frozen = keras.layers.Embedding(20, 3, embeddings_initializer=_init(seed + 7), name="user_embedding")
+    shared = keras.layers.Embedding(
+        vocab, dim, embeddings_initializer=_init(seed), name="shared_embedding"
+    )
+    frozen = keras.layers.Embedding(
+        20, 3, embeddings_initializer=_init(seed + 7), name="user_embedding"
+    )
     frozen.trainable = False
     q = keras.layers.GlobalAveragePooling1D(name="q_pool")(shared(query))
     d = keras.layers.GlobalMaxPooling1D(name="d_pool")(shared(doc))
@@ -89,14 +95,18 @@ def nested(seed: int = 0, vocab: int = 80, dim: int = 4):
     encoder = keras.Sequential(
         [
             keras.Input((None,), dtype="int32", name="enc_tokens"),
-            keras.layers.Embedding(vocab, dim, mask_zero=True, embeddings_initializer=_init(seed), name="enc_embedding"),
+            keras.layers.Embedding(
+                vocab, dim, mask_zero=True, embeddings_initializer=_init(seed), name="enc_embedding"
+            ),
             keras.layers.LSTM(5, name="enc_lstm", seed=seed),
         ],
         name="encoder",
     )
     tokens = keras.Input((None,), dtype="int32", name="tokens")
     tag = keras.Input((), dtype="int32", name="tag")
-    t = keras.layers.Embedding(10, 5, embeddings_initializer=_init(seed + 3), name="tag_embedding")(tag)
+    t = keras.layers.Embedding(10, 5, embeddings_initializer=_init(seed + 3), name="tag_embedding")(
+        tag
+    )
     x = keras.layers.Add(name="add")([encoder(tokens), t])
     out = keras.layers.Dense(1, name="out")(x)
     return keras.Model([tokens, tag], out, name="nested")
@@ -108,7 +118,9 @@ def mixed_precision(seed: int = 0, vocab: int = 100, dim: int = 8):
 
     policy = keras.mixed_precision.Policy("mixed_float16")
     tokens = keras.Input((None,), dtype="int32", name="tokens")
-    x = keras.layers.Embedding(vocab, dim, embeddings_initializer=_init(seed), dtype=policy, name="embedding")(tokens)
+    x = keras.layers.Embedding(
+        vocab, dim, embeddings_initializer=_init(seed), dtype=policy, name="embedding"
+    )(tokens)
     x = keras.layers.GlobalAveragePooling1D(dtype=policy, name="pool")(x)
     out = keras.layers.Dense(2, dtype="float32", name="out")(x)
     return keras.Model(tokens, out, name="mixed_precision")
@@ -123,7 +135,9 @@ def onehot_dense(seed: int = 0, vocab: int = 30, dim: int = 5):
     tokens = keras.Input((None,), dtype="int32", name="tokens")
     x = OneHot(vocab, mask_zero=True, name="tokens_onehot")(tokens)
     x = TimeDistributed(
-        keras.layers.Dense(dim, activation="tanh", kernel_initializer=_init(seed), bias_initializer=_init(seed + 1)),
+        keras.layers.Dense(
+            dim, activation="tanh", kernel_initializer=_init(seed), bias_initializer=_init(seed + 1)
+        ),
         name="tokens_projection",
     )(x)
     x = keras.layers.GRU(4, name="gru", seed=seed)(x)
@@ -144,7 +158,9 @@ def hidden_embedding(seed: int = 0):
 
     tokens = keras.Input((6,), dtype="int32", name="tokens")
     x = TokenAndPosition(40, 6, 4, name="token_and_position")(tokens)
-    y = keras.layers.Embedding(40, 4, embeddings_initializer=_init(seed), name="plain_embedding")(tokens)
+    y = keras.layers.Embedding(40, 4, embeddings_initializer=_init(seed), name="plain_embedding")(
+        tokens
+    )
     out = keras.layers.Add(name="add")([x, y])
     return keras.Model(tokens, out, name="hidden_embedding")
 
@@ -177,7 +193,9 @@ def sample_inputs(model, seed: int = 0, batch: int = 4, seq_len: int = 9) -> dic
     for t in model.inputs:
         shape = [batch] + [d if d is not None else seq_len for d in t.shape[1:]]
         vocab = _vocab_for(model, t)
-        x = rng.integers(1, vocab, size=shape).astype(str(t.dtype) if "int" in str(t.dtype) else "int32")
+        x = rng.integers(1, vocab, size=shape).astype(
+            str(t.dtype) if "int" in str(t.dtype) else "int32"
+        )
         if len(shape) >= 2 and shape[1] > 2:
             for row in range(batch):  # a run of padding at the end of some rows
                 pad = int(rng.integers(0, shape[1] // 2))

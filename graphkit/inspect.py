@@ -86,8 +86,10 @@ def _params(layer) -> int:
 
 
 def _walk(model, path: str, rows: list[LayerRow], seen: set[int]) -> None:
-    children = model.layers if is_graph_model(model) else model._flatten_layers(
-        include_self=False, recursive=False
+    children = (
+        model.layers
+        if is_graph_model(model)
+        else model._flatten_layers(include_self=False, recursive=False)
     )
     for layer in children:
         layer_path = f"{path}/{layer.name}" if path else layer.name

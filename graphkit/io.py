@@ -247,7 +247,9 @@ def atomic_output(path: str | os.PathLike, *, force: bool):
     A symlink at ``path`` is replaced, never written through.
     """
     path = check_output_path(path, force=force)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{path.suffix}", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(
+        prefix=f".{path.name}.", suffix=f".tmp{path.suffix}", dir=path.parent
+    )
     os.close(fd)
     os.unlink(tmp)  # Keras wants to create the file itself
     try:

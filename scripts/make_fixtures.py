@@ -1,9 +1,9 @@
 #!/usr/bin/env python
 """Regenerate fixtures/: small saved models and sample inputs, with fixed seeds.
 
-    .venv/bin/python scripts/make_fixtures.py            # Keras 3 fixtures
-    .venv/bin/pip install -e '.[fixtures]' && .venv/bin/python scripts/make_fixtures.py --legacy
-                                                         # also the Keras 2 .h5 (needs tf_keras)
+.venv/bin/python scripts/make_fixtures.py            # Keras 3 fixtures
+.venv/bin/pip install -e '.[fixtures]' && .venv/bin/python scripts/make_fixtures.py --legacy
+                                                     # also the Keras 2 .h5 (needs tf_keras)
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "fixtures"
 
-LEGACY = r'''
+LEGACY = r"""
 import os, sys
 import numpy as np
 import tf_keras as k2
@@ -36,12 +36,14 @@ x[0, 5:] = 0; x[3, 2:] = 0
 expected = model.predict(x, verbose=0)
 model.save(sys.argv[1], save_format="h5")
 np.savez(sys.argv[2], embedding_input=x, expected=expected)
-'''
+"""
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--legacy", action="store_true", help="also write the Keras 2 .h5 (tf_keras)")
+    parser.add_argument(
+        "--legacy", action="store_true", help="also write the Keras 2 .h5 (tf_keras)"
+    )
     args = parser.parse_args()
 
     import keras
@@ -60,13 +62,34 @@ def main() -> None:
     _save(examples.sequential(seed=3), FIXTURES / "sequential_keras3.h5")
     _save(examples.hidden_embedding(seed=0), FIXTURES / "hidden_embedding.keras")
     _save(examples.with_lambda(seed=0), FIXTURES / "with_lambda.keras")
-    print("wrote fixtures/sequential_keras3.h5, hidden_embedding.keras, with_lambda.keras")
+    _save(_unknown_layer_model(), FIXTURES / "unknown_layer.keras")
+    print("wrote fixtures/sequential_keras3.h5, hidden_embedding.keras, with_lambda.keras, unknown_layer.keras")
     if args.legacy:
         subprocess.run(
-            [sys.executable, "-c", LEGACY, str(FIXTURES / "legacy_keras2.h5"), str(FIXTURES / "legacy_keras2.npz")],
+            [
+                sys.executable,
+                "-c",
+                LEGACY,
+                str(FIXTURES / "legacy_keras2.h5"),
+                str(FIXTURES / "legacy_keras2.npz"),
+            ],
             check=True,
         )
         print("wrote fixtures/legacy_keras2.h5 and .npz (tf_keras)")
+
+
+def _unknown_layer_model():
+    """A model whose custom layer class exists only here: loading it must name the class."""
+    import keras
+
+    @keras.saving.register_keras_serializable(package="fixture_only")
+    class Mystery(keras.layers.Layer):
+        def call(self, x):
+            return x
+
+    tokens = keras.Input((4,), dtype="int32", name="tokens")
+    x = keras.layers.Embedding(10, 2, name="embedding")(tokens)
+    return keras.Model(tokens, Mystery(name="mystery")(x), name="unknown_layer")
 
 
 def _save(model, path: Path) -> None:

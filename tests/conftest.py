@@ -26,7 +26,11 @@ KERAS3_FIXTURES = [
 def run(model, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
     """Call a model eagerly on named inputs; always a list of numpy outputs."""
     if len(model.inputs) == 1:
-        feed = inputs[next(iter(inputs))] if model.inputs[0].name not in inputs else inputs[model.inputs[0].name]
+        feed = (
+            inputs[next(iter(inputs))]
+            if model.inputs[0].name not in inputs
+            else inputs[model.inputs[0].name]
+        )
     else:
         feed = {t.name: inputs[t.name] for t in model.inputs}
         if not isinstance(model.input, dict):

@@ -35,7 +35,9 @@ def test_convert_default_output_and_refuse_overwrite(tmp_path):
     assert result.exit_code == 0, result.output
     out = tmp_path / "model.onehot-dense.keras"
     assert out.is_file()
-    assert "converted  embedding (Embedding) -> embedding_onehot + embedding_timedist" in result.stdout
+    assert (
+        "converted  embedding (Embedding) -> embedding_onehot + embedding_timedist" in result.stdout
+    )
     assert "optimizer state is not carried over" in result.stdout
     before = out.read_bytes()
     again = invoke("convert", src, "--to", "onehot-dense")
@@ -47,7 +49,9 @@ def test_convert_default_output_and_refuse_overwrite(tmp_path):
 
 def test_convert_json_report(tmp_path):
     out = tmp_path / "o.keras"
-    result = invoke("convert", FIXTURES / "multi_io_shared.keras", "--to", "onehot-dense", "-o", out, "--json")
+    result = invoke(
+        "convert", FIXTURES / "multi_io_shared.keras", "--to", "onehot-dense", "-o", out, "--json"
+    )
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert report["converted"] == 2 and report["refused"] == 0
@@ -57,7 +61,9 @@ def test_convert_json_report(tmp_path):
 
 def test_convert_back_and_predictions_match(tmp_path):
     a, b = tmp_path / "a.keras", tmp_path / "b.h5"
-    assert invoke("convert", FIXTURES / "nested.keras", "--to", "onehot-dense", "-o", a).exit_code == 0
+    assert (
+        invoke("convert", FIXTURES / "nested.keras", "--to", "onehot-dense", "-o", a).exit_code == 0
+    )
     assert invoke("convert", a, "--to", "embedding", "-o", b).exit_code == 0
     x = fixture_inputs("nested")
     from graphkit.io import load_model
@@ -72,15 +78,41 @@ def test_convert_back_and_predictions_match(tmp_path):
         (["convert", "missing.keras", "--to", "embedding"], ["no such file"]),
         (["convert", FIXTURES / "sequential.npz", "--to", "embedding"], ["unsupported extension"]),
         (["convert", FIXTURES / "sequential.keras", "--to", "nope"], ["--to 'nope'"]),
-        (["convert", FIXTURES / "sequential.keras", "--to", "embedding", "-o", "/tmp/x.keras"], ["nothing to convert"]),
-        (["convert", FIXTURES / "hidden_embedding.keras", "--to", "onehot-dense"], ["TokenAndPosition", "--import"]),
         (
-            ["convert", FIXTURES / "hidden_embedding.keras", "--import", "graphkit.examples_custom", "--to", "onehot-dense"],
+            ["convert", FIXTURES / "sequential.keras", "--to", "embedding", "-o", "/tmp/x.keras"],
+            ["nothing to convert"],
+        ),
+        (
+            ["convert", FIXTURES / "unknown_layer.keras", "--to", "onehot-dense"],
+            ["'Mystery'", "--import"],
+        ),
+        (
+            [
+                "convert",
+                FIXTURES / "hidden_embedding.keras",
+                "--import",
+                "graphkit.examples_custom",
+                "--to",
+                "onehot-dense",
+            ],
             ["token_and_position/token", "--partial"],
         ),
         (["convert", FIXTURES / "with_lambda.keras", "--to", "onehot-dense"], ["--unsafe"]),
-        (["convert", FIXTURES / "sequential.keras", "--to", "onehot-dense", "-o", "/no/such/dir/x.keras"], ["does not exist"]),
-        (["convert", FIXTURES / "sequential.keras", "--to", "onehot-dense", "-o", "out.onnx"], ["unsupported extension"]),
+        (
+            [
+                "convert",
+                FIXTURES / "sequential.keras",
+                "--to",
+                "onehot-dense",
+                "-o",
+                "/no/such/dir/x.keras",
+            ],
+            ["does not exist"],
+        ),
+        (
+            ["convert", FIXTURES / "sequential.keras", "--to", "onehot-dense", "-o", "out.onnx"],
+            ["unsupported extension"],
+        ),
         (["inspect", FIXTURES], ["is a directory"]),
     ],
 )
@@ -94,8 +126,15 @@ def test_user_errors_are_one_line_exit_2(args, fragments, tmp_path, monkeypatch)
 def test_partial_converts_the_rest_and_warns(tmp_path):
     out = tmp_path / "p.keras"
     result = invoke(
-        "convert", FIXTURES / "hidden_embedding.keras", "--import", "graphkit.examples_custom",
-        "--to", "onehot-dense", "--partial", "-o", out,
+        "convert",
+        FIXTURES / "hidden_embedding.keras",
+        "--import",
+        "graphkit.examples_custom",
+        "--to",
+        "onehot-dense",
+        "--partial",
+        "-o",
+        out,
     )
     assert result.exit_code == 0, result.output
     assert result.stderr.startswith("warning: partial: left 2 Embedding(s)")
@@ -114,14 +153,22 @@ def test_inspect_table_and_json():
     assert "tokens_onehot" in result.stdout and "OneHot, foldable -> Embedding" in result.stdout
     assert "OneHot, not foldable: its output also feeds 'bag_counts'" in result.stdout
     data = json.loads(invoke("inspect", FIXTURES / "nested.keras", "--json").stdout)
-    embeddings = {row["path"]: row["convertible"] for row in data["layers"] if row["role"] == "embedding"}
+    embeddings = {
+        row["path"]: row["convertible"] for row in data["layers"] if row["role"] == "embedding"
+    }
     assert embeddings == {"encoder/enc_embedding": True, "tag_embedding": True}
     assert [i["name"] for i in data["inputs"]] == ["tokens", "tag"]
 
 
 def test_inspect_marks_hidden_embeddings():
     data = json.loads(
-        invoke("inspect", FIXTURES / "hidden_embedding.keras", "--import", "graphkit.examples_custom", "--json").stdout
+        invoke(
+            "inspect",
+            FIXTURES / "hidden_embedding.keras",
+            "--import",
+            "graphkit.examples_custom",
+            "--json",
+        ).stdout
     )
     rows = {row["path"]: row for row in data["layers"]}
     assert rows["token_and_position/token"]["convertible"] is False

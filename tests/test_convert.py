@@ -60,7 +60,10 @@ def test_shared_embedding_becomes_one_shared_pair_with_weights_stored_once():
     model = load_fixture("multi_io_shared")
     new = convert(model, "onehot-dense").model
     onehots = [layer for layer in new.layers if isinstance(layer, OneHot)]
-    assert sorted(layer.name for layer in onehots) == ["shared_embedding_onehot", "user_embedding_onehot"]
+    assert sorted(layer.name for layer in onehots) == [
+        "shared_embedding_onehot",
+        "user_embedding_onehot",
+    ]
     shared = new.get_layer("shared_embedding_timedist")
     assert len(shared._inbound_nodes) == 2  # called on query and on doc
     kernels = [w for w in new.weights if "shared_embedding" in w.path]
@@ -83,7 +86,11 @@ def test_nested_sequential_is_rewritten_inside():
     new = convert(load_fixture("nested"), "onehot-dense").model
     encoder = new.get_layer("encoder")
     assert isinstance(encoder, keras.Sequential)
-    assert [type(layer).__name__ for layer in encoder.layers] == ["OneHot", "TimeDistributed", "LSTM"]
+    assert [type(layer).__name__ for layer in encoder.layers] == [
+        "OneHot",
+        "TimeDistributed",
+        "LSTM",
+    ]
 
 
 def test_variable_length_axis_accepts_any_length():
@@ -112,7 +119,10 @@ def test_legacy_keras2_model_predicts_what_keras2_predicted():
 
 
 def test_default_output_path():
-    assert default_output_path("/a/b/model.keras", "onehot-dense").as_posix() == "/a/b/model.onehot-dense.keras"
+    assert (
+        default_output_path("/a/b/model.keras", "onehot-dense").as_posix()
+        == "/a/b/model.onehot-dense.keras"
+    )
     assert default_output_path("m.h5", "embedding").as_posix() == "m.embedding.keras"
 
 

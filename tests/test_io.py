@@ -63,8 +63,8 @@ def test_corrupt_member_is_caught(tmp_path):
 
 
 def test_unknown_layer_class_names_it_and_import(tmp_path):
-    with pytest.raises(GraphkitError, match=r"unknown layer class 'TokenAndPosition'.*--import"):
-        load_model(FIXTURES / "hidden_embedding.keras")
+    with pytest.raises(GraphkitError, match=r"unknown layer class 'Mystery'.*--import"):
+        load_model(FIXTURES / "unknown_layer.keras")
 
 
 def test_import_module_registers_custom_layer():

@@ -10,7 +10,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def _python(code: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd="/", timeout=120)
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd="/", timeout=120
+    )
 
 
 def test_import_graphkit_and_help_do_not_import_tensorflow():
@@ -59,7 +61,10 @@ def test_cli_run_prints_no_tensorflow_noise(tmp_path):
     exe = Path(sys.executable).parent / "graphkit"
     result = subprocess.run(
         [str(exe), "inspect", str(ROOT / "fixtures" / "sequential.keras")],
-        capture_output=True, text=True, timeout=120, env={"PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PATH": "/usr/bin:/bin"},
     )
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""

@@ -43,7 +43,9 @@ def _head(kind, seed):
 
 def build(spec):
     init = keras.initializers.RandomUniform(-2, 2, seed=spec["seed"])
-    emb = keras.layers.Embedding(spec["vocab"], spec["dim"], mask_zero=spec["mask_zero"], embeddings_initializer=init)
+    emb = keras.layers.Embedding(
+        spec["vocab"], spec["dim"], mask_zero=spec["mask_zero"], embeddings_initializer=init
+    )
     head = _head(spec["head"], spec["seed"])
     shape = (spec["length"],)
     if spec["kind"] == "sequential":

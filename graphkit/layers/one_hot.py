@@ -54,9 +54,7 @@ class OneHot(keras.layers.Layer):
         return tuple(input_shape) + (self.input_dim,)
 
     def compute_output_spec(self, inputs):
-        return keras.KerasTensor(
-            tuple(inputs.shape) + (self.input_dim,), dtype=self.compute_dtype
-        )
+        return keras.KerasTensor(tuple(inputs.shape) + (self.input_dim,), dtype=self.compute_dtype)
 
     def get_config(self):
         config = super().get_config()

@@ -103,7 +103,9 @@ class OneHotToEmbedding:
                 return Refusal(f"{consumer.name!r} is not built", severity="kept")
             table = folded_table(layer, consumer, dense)
             if not np.all(np.isfinite(table)):
-                return Refusal(f"the folded table of {consumer.name!r} holds inf or NaN", severity="kept")
+                return Refusal(
+                    f"the folded table of {consumer.name!r} holds inf or NaN", severity="kept"
+                )
             identity = not dense.use_bias and dense.activation in (keras.activations.linear, None)
             base = layer.name[: -len("_onehot")] if layer.name.endswith("_onehot") else None
             if base and consumer.name in (f"{base}_dense", f"{base}_timedist"):

@@ -101,7 +101,10 @@ def test_hidden_embedding_refused_unless_partial():
     assert "--partial" in message
     report = convert(model, "onehot-dense", partial=True)
     assert [f.path for f in report.converted] == ["plain_embedding"]
-    assert {f.path for f in report.refused} == {"token_and_position/token", "token_and_position/position"}
+    assert {f.path for f in report.refused} == {
+        "token_and_position/token",
+        "token_and_position/position",
+    }
     x = {"tokens": np.array([[1, 2, 3, 4, 5, 6]])}
     assert max_abs_diff(run(model, x), run(report.model, x)) == 0.0
 
