@@ -259,6 +259,122 @@ def demo(
     run_demo(workdir, echo=typer.echo)
 
 
+@app.command()
+@cli_command
+def verify(
+    reference: Annotated[Path, typer.Argument(help="Reference model (.keras, .h5 or .onnx).")],
+    candidate: Annotated[Path, typer.Argument(help="Candidate model (.keras, .h5 or .onnx).")],
+    inputs: Annotated[
+        Optional[Path],  # noqa: UP045
+        typer.Option("--inputs", help="Inputs: .npz keyed by input name, or .npy for one input."),
+    ] = None,
+    samples: Annotated[int, typer.Option("--samples", help="Synthesized samples.")] = 256,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Samples per batch.")] = 32,
+    seq_len: Annotated[int, typer.Option("--seq-len", help="Length of variable (None) axes.")] = 16,
+    seed: Annotated[int, typer.Option("--seed", help="Seed for synthesized inputs.")] = 0,
+    rtol: Annotated[
+        Optional[float],  # noqa: UP045
+        typer.Option(
+            "--rtol", help="Relative tolerance [default: 1e-6 Keras/Keras, 1e-4 with ONNX]."
+        ),
+    ] = None,
+    atol: Annotated[
+        Optional[float],  # noqa: UP045
+        typer.Option(
+            "--atol", help="Absolute tolerance [default: 1e-6 Keras/Keras, 1e-5 with ONNX]."
+        ),
+    ] = None,
+    provider: Annotated[
+        str, typer.Option("--provider", help="onnxruntime execution provider: cpu or cuda.")
+    ] = "cpu",
+    junit: Annotated[
+        Optional[Path],  # noqa: UP045
+        typer.Option("--junit", help="Also write a JUnit XML report to this file."),
+    ] = None,
+    unsafe: Unsafe = False,
+    imports: Imports = None,
+    json_out: JsonOut = False,
+) -> None:
+    """Check that two models compute the same thing. Exit 0 equivalent, 1 not, 2 bad input."""
+    from graphkit.backends import PROVIDERS
+
+    if provider not in PROVIDERS:
+        raise GraphkitError(f"--provider {provider!r}: expected one of: {', '.join(PROVIDERS)}")
+    for path in (reference, candidate):
+        _check_any_model_file(path)
+    if junit is not None:
+        from graphkit.io import check_output_path
+
+        check_output_path(junit, force=True)
+    _tensorflow()
+    from graphkit.verify import verify as run_verify
+
+    with _progress_bar("comparing") as advance:
+        report = run_verify(
+            reference,
+            candidate,
+            inputs,
+            samples=samples,
+            batch_size=batch_size,
+            seq_len=seq_len,
+            seed=seed,
+            rtol=rtol,
+            atol=atol,
+            provider=provider,
+            unsafe=unsafe,
+            imports=imports or (),
+            progress=advance,
+        )
+    if junit is not None:
+        _write_text(junit, report.to_junit())
+    if json_out:
+        typer.echo(json.dumps(report.to_dict(), indent=2))
+    else:
+        typer.echo(report.format())
+    raise typer.Exit(0 if report.equivalent else 1)
+
+
+def _check_any_model_file(path: Path) -> None:
+    if path.suffix.lower() == ".onnx":
+        if not path.exists():
+            raise GraphkitError(f"{path}: no such file")
+        return
+    from graphkit.io import check_model_file
+
+    check_model_file(path)
+
+
+def _write_text(path: Path, text: str) -> None:
+    from graphkit.io import atomic_output
+
+    with atomic_output(path, force=True) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+@contextlib.contextmanager
+def _progress_bar(label: str):
+    """Yield ``advance(done, total)``; draws a bar on stderr when it is a terminal."""
+    if not sys.stderr.isatty():
+        yield lambda done, total: None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    with Progress(
+        TextColumn(label),
+        BarColumn(),
+        MofNCompleteColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    ) as bar:
+        task = bar.add_task(label, total=None)
+
+        def advance(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield advance
+
+
 def main() -> None:
     """Console-script entry point."""
     app()

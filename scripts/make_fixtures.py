@@ -63,7 +63,9 @@ def main() -> None:
     _save(examples.hidden_embedding(seed=0), FIXTURES / "hidden_embedding.keras")
     _save(examples.with_lambda(seed=0), FIXTURES / "with_lambda.keras")
     _save(_unknown_layer_model(), FIXTURES / "unknown_layer.keras")
-    print("wrote fixtures/sequential_keras3.h5, hidden_embedding.keras, with_lambda.keras, unknown_layer.keras")
+    print(
+        "wrote fixtures/sequential_keras3.h5, hidden_embedding.keras, with_lambda.keras, unknown_layer.keras"
+    )
     if args.legacy:
         subprocess.run(
             [

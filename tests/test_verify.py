@@ -1,0 +1,277 @@
+"""graphkit.verify: it must pass equal models, catch different ones, and refuse bad input."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import xml.etree.ElementTree as ET
+
+import keras
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+import graphkit
+from graphkit import GraphkitError
+from graphkit.cli import app
+from graphkit.convert import convert, convert_file
+from graphkit.io import load_model, save_model
+from tests.conftest import FIXTURES
+
+runner = CliRunner()
+
+
+def invoke(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+@pytest.fixture(scope="module")
+def converted(tmp_path_factory):
+    """fixtures/<name>.keras converted to onehot-dense, saved in a temporary folder."""
+    folder = tmp_path_factory.mktemp("converted")
+    out = {}
+    for name in ("sequential", "masked_lstm", "multi_io_shared"):
+        out[name] = folder / f"{name}.onehot.keras"
+        convert_file(FIXTURES / f"{name}.keras", "onehot-dense", out[name])
+    return out
+
+
+def test_converted_models_are_exactly_equivalent(converted):
+    for name, path in converted.items():
+        report = graphkit.verify(FIXTURES / f"{name}.keras", path, samples=40, batch_size=16)
+        assert report.equivalent and report.exact, report.format()
+        assert report.samples == 40
+        assert all(o.max_abs == 0.0 and o.exceeding == 0 for o in report.outputs)
+
+
+def test_cli_exit_0_and_table(converted):
+    result = invoke(
+        "verify", FIXTURES / "masked_lstm.keras", converted["masked_lstm"], "--samples", 20
+    )
+    assert result.exit_code == 0, result.output
+    assert "EQUIVALENT (bit for bit)" in result.stdout
+    assert "head" in result.stdout
+
+
+def test_perturbed_weight_is_caught_and_located(converted, tmp_path):
+    model = load_model(converted["sequential"])
+    bias = model.get_layer("head").bias
+    bias.assign(bias.numpy() + np.array([0.0, 0.0, 1e-4], "float32"))
+    bad = tmp_path / "perturbed.keras"
+    save_model(model, bad)
+    result = invoke("verify", FIXTURES / "sequential.keras", bad, "--samples", 50, "--json")
+    assert result.exit_code == 1, result.output
+    (out,) = json.loads(result.stdout)["outputs"]
+    assert out["ok"] is False and out["exact"] is False
+    assert out["worst_index"][1] == 2  # the perturbed unit
+    assert out["exceeding"] == 50  # every sample, only that unit
+    assert out["max_abs_error"] == pytest.approx(1e-4, rel=0.05)
+    table = invoke("verify", FIXTURES / "sequential.keras", bad, "--samples", 50)
+    assert (
+        table.exit_code == 1
+        and "NOT EQUIVALENT" in table.stdout
+        and "worst element" in table.stdout
+    )
+
+
+def test_swapped_embedding_rows_are_caught_on_synthesized_inputs(tmp_path):
+    model = load_model(FIXTURES / "masked_lstm.keras")
+    emb = model.get_layer("embedding")
+    table = emb.get_weights()[0]
+    table[[3, 7]] = table[[7, 3]]
+    emb.set_weights([table])
+    report = graphkit.verify(FIXTURES / "masked_lstm.keras", model, samples=64)
+    assert not report.equivalent
+    assert report.outputs[0].exceeding > 0
+
+
+def test_tolerances_decide(converted, tmp_path):
+    model = load_model(converted["sequential"])
+    bias = model.get_layer("head").bias
+    bias.assign(bias.numpy() + 1e-4)
+    assert not graphkit.verify(FIXTURES / "sequential.keras", model, samples=8)
+    assert graphkit.verify(FIXTURES / "sequential.keras", model, samples=8, atol=1e-3)
+
+
+def test_junit_report(converted, tmp_path):
+    junit = tmp_path / "verify.xml"
+    result = invoke(
+        "verify",
+        FIXTURES / "multi_io_shared.keras",
+        converted["multi_io_shared"],
+        "--samples",
+        10,
+        "--junit",
+        junit,
+    )
+    assert result.exit_code == 0, result.output
+    root = ET.parse(junit).getroot()
+    assert root.get("failures") == "0" and root.get("tests") == "2"
+    assert len(root.findall(".//testcase")) == 2
+
+
+def test_junit_failure(tmp_path):
+    junit = tmp_path / "verify.xml"
+    result = invoke(
+        "verify",
+        FIXTURES / "masked_lstm.keras",
+        FIXTURES / "masked_gru_sequential.keras",
+        "--junit",
+        junit,
+        "--samples",
+        4,
+    )
+    assert result.exit_code == 1
+    failures = ET.parse(junit).getroot().findall(".//failure")
+    assert len(failures) == 1 and "reference" in failures[0].get("message")
+
+
+def test_reproducible_synthesis_with_seed():
+    a = graphkit.verify(
+        FIXTURES / "masked_lstm.keras", FIXTURES / "masked_lstm.keras", samples=8, seed=5
+    )
+    b = graphkit.verify(
+        FIXTURES / "masked_lstm.keras", FIXTURES / "masked_lstm.keras", samples=8, seed=5
+    )
+    assert a.to_dict() == b.to_dict()
+    from graphkit.backends import open_backend
+    from graphkit.verify import synthesize
+
+    spec = open_backend(FIXTURES / "masked_lstm.keras").inputs
+    (x1,), (x2,) = list(synthesize(spec, 4, 4, 10, 1)), list(synthesize(spec, 4, 4, 10, 1))
+    np.testing.assert_array_equal(x1["tokens"], x2["tokens"])
+    tokens = x1["tokens"]
+    assert tokens.max() < 300 and tokens.min() >= 0
+    assert (tokens[:, 0] > 0).all()  # at least one real token per row
+    for row in tokens:  # padding only at the end
+        nz = np.flatnonzero(row == 0)
+        assert nz.size == 0 or (nz == np.arange(nz[0], len(row))).all()
+
+
+def test_inputs_from_files(tmp_path):
+    npz = FIXTURES / "multi_io_shared.npz"
+    assert (
+        graphkit.verify(
+            FIXTURES / "multi_io_shared.keras", FIXTURES / "multi_io_shared.keras", npz
+        ).samples
+        == 4
+    )
+    npy = tmp_path / "x.npy"
+    np.save(npy, np.load(FIXTURES / "masked_lstm.npz")["tokens"])
+    assert graphkit.verify(
+        FIXTURES / "masked_lstm.keras", FIXTURES / "masked_lstm.keras", npy
+    ).equivalent
+
+
+def test_in_memory_models_and_dict_inputs():
+    model = load_model(FIXTURES / "nested.keras")
+    new = convert(model, "onehot-dense").model
+    x = dict(np.load(FIXTURES / "nested.npz"))
+    report = graphkit.verify(model, new, x)
+    assert report and report.exact
+
+
+def _npz(tmp_path, **arrays):
+    path = tmp_path / "in.npz"
+    np.savez(path, **arrays)
+    return path
+
+
+@pytest.mark.parametrize(
+    "arrays, fragment",
+    [
+        ({}, "missing input 'tokens'"),
+        ({"tokens": np.ones((2, 5), "int32"), "extra": np.ones(2)}, "unexpected key(s) 'extra'"),
+        ({"tokens": np.ones((2, 5), "float32")}, "expects integers"),
+        ({"tokens": np.ones((2,), "int32")}, "rank 1"),
+        ({"tokens": np.full((2, 5), 300, "int32")}, "out-of-vocabulary index 300 at (0, 0)"),
+        ({"tokens": np.array([[1, -2, 3]], "int64")}, "negative index -2 at (0, 1)"),
+    ],
+)
+def test_bad_input_files_exit_2_naming_the_input(tmp_path, arrays, fragment):
+    path = _npz(tmp_path, **arrays)
+    result = invoke(
+        "verify", FIXTURES / "masked_lstm.keras", FIXTURES / "masked_lstm.keras", "--inputs", path
+    )
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and fragment in lines[0], lines
+
+
+def test_fixed_length_mismatch_and_nan_index(tmp_path):
+    with pytest.raises(
+        GraphkitError, match=r"input 'tokens': shape \(2, 4\), expected \(None, 6\)"
+    ):
+        graphkit.verify(
+            FIXTURES / "sequential.keras",
+            FIXTURES / "sequential.keras",
+            {"tokens": np.ones((2, 4), "int32")},
+        )
+    x = np.ones((2, 8), "float32")
+    x[1, 3] = np.nan
+    with pytest.raises(GraphkitError, match=r"'embedding_input': NaN index at \(1, 3\)"):
+        graphkit.verify(
+            FIXTURES / "legacy_keras2.h5", FIXTURES / "legacy_keras2.h5", {"embedding_input": x}
+        )
+
+
+def test_not_an_npz_and_npy_for_several_inputs(tmp_path):
+    junk = tmp_path / "junk.npz"
+    junk.write_bytes(b"\x00garbage" * 10)
+    with pytest.raises(GraphkitError, match="not a readable .npy/.npz file"):
+        graphkit.verify(FIXTURES / "sequential.keras", FIXTURES / "sequential.keras", junk)
+    npy = tmp_path / "x.npy"
+    np.save(npy, np.ones((2, 7), "int32"))
+    with pytest.raises(GraphkitError, match="model has 3 inputs"):
+        graphkit.verify(FIXTURES / "multi_io_shared.keras", FIXTURES / "multi_io_shared.keras", npy)
+
+
+def test_mismatched_signatures_exit_2(tmp_path):
+    result = invoke("verify", FIXTURES / "multi_io_shared.keras", FIXTURES / "masked_lstm.keras")
+    assert result.exit_code == 2 and result.stderr.startswith("error: input names differ")
+    other = tmp_path / "wide.keras"
+    inp = keras.Input((None, None), dtype="int32", name="tokens")
+    save_model(keras.Model(inp, keras.layers.Embedding(300, 2)(inp)), other)
+    result = invoke("verify", FIXTURES / "masked_lstm.keras", other)
+    assert result.exit_code == 2 and "rank 2 in the reference, 3 in the candidate" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (["--samples", "0"], "--samples must be at least 1"),
+        (["--rtol", "-1"], "--rtol must be a finite number"),
+        (["--provider", "tpu"], "--provider 'tpu'"),
+    ],
+)
+def test_bad_options_exit_2(args, fragment):
+    result = invoke("verify", FIXTURES / "sequential.keras", FIXTURES / "sequential.keras", *args)
+    assert result.exit_code == 2 and fragment in result.stderr
+
+
+def test_missing_model_exit_2(tmp_path):
+    result = invoke("verify", tmp_path / "a.keras", FIXTURES / "sequential.keras")
+    assert result.exit_code == 2 and "no such file" in result.stderr
+
+
+def test_half_precision_outputs_get_half_tolerance(tmp_path):
+    inp = keras.Input((None,), dtype="int32", name="tokens")
+    policy = keras.mixed_precision.Policy("mixed_float16")
+    model = keras.Model(inp, keras.layers.Embedding(20, 3, dtype=policy)(inp))
+    report = graphkit.verify(model, convert(model, "onehot-dense").model, samples=4)
+    assert report.exact and report.outputs[0].dtype == "float16" and report.outputs[0].atol == 1e-3
+
+
+def test_memory_is_bounded_statistics_only(converted):
+    report = graphkit.verify(
+        FIXTURES / "sequential.keras", converted["sequential"], samples=3000, batch_size=500
+    )
+    assert report.samples == 3000 and report.outputs[0].shape == (3000, 3)
+    kept = [v for v in vars(report.outputs[0]).values() if isinstance(v, np.ndarray)]
+    assert kept == []
+
+
+def test_copying_a_model_file_is_equivalent(tmp_path):
+    copy = tmp_path / "copy.keras"
+    shutil.copyfile(FIXTURES / "masked_gru_sequential.keras", copy)
+    assert graphkit.verify(FIXTURES / "masked_gru_sequential.keras", copy, samples=16).exact
