@@ -42,6 +42,9 @@ class InputSpec:
 class Backend:
     kind: str = "?"
     source: str = "?"
+    half_precision: bool = (
+        False  # computes in float16/bfloat16 somewhere (looser default tolerance)
+    )
     inputs: list[InputSpec]
     output_names: list[str]
 
@@ -150,7 +153,11 @@ class KerasBackend(Backend):
         from graphkit.inspect import output_names
 
         self.output_names = output_names(model)
-        self._dict_input = isinstance(model.input, dict) if hasattr(model, "input") else False
+        self._dict_input = isinstance(getattr(model, "_inputs_struct", None), dict)
+        self.half_precision = any(
+            str(getattr(layer, "compute_dtype", "")) in ("float16", "bfloat16")
+            for layer in model._flatten_layers(include_self=True, recursive=True)
+        )
         self._fn = None
 
     def _callable(self):
@@ -302,10 +309,25 @@ class OnnxBackend(Backend):
                 vocab, mask = min(all_vocab), any(m for _, m in index.values())
             self.inputs.append(InputSpec(i.name, shape, dtype, vocab, mask))
         self.output_names = [o.name for o in self.session.get_outputs()]
+        self.half_precision = _onnx_uses_half(proto)
 
     def run(self, batch: dict[str, np.ndarray]) -> list[np.ndarray]:
         feed = {s.name: np.ascontiguousarray(batch[s.name], dtype=s.dtype) for s in self.inputs}
         return list(self.session.run(None, feed))
+
+
+def _onnx_uses_half(proto) -> bool:
+    from onnx import TensorProto
+
+    half = {TensorProto.FLOAT16, TensorProto.BFLOAT16}
+    if any(t.data_type in half for t in proto.graph.initializer):
+        return True
+    for node in proto.graph.node:
+        if node.op_type == "Cast":
+            for attr in node.attribute:
+                if attr.name == "to" and attr.i in half:
+                    return True
+    return False
 
 
 def _ort_dtype(type_str: str) -> str:

@@ -122,6 +122,11 @@ def output_names(model) -> list[str]:
             return names
     except Exception:
         pass
+    try:
+        if len(outputs) == 1 and model.layers:  # Sequential: the last layer names the output
+            return [model.layers[-1].name]
+    except Exception:
+        pass
     return [f"output_{i}" for i in range(len(outputs))]
 
 

@@ -43,7 +43,12 @@ class OneHot(keras.layers.Layer):
     def call(self, inputs):
         if inputs.dtype != "int32":
             inputs = ops.cast(inputs, "int32")
-        return ops.one_hot(inputs, self.input_dim, dtype=self.compute_dtype)
+        # One-hot in float32, then cast: 0 and 1 are exact in every float dtype, and tf2onnx
+        # cannot export a float16 one_hot (it emits an invalid ONNX OneHot node).
+        out = ops.one_hot(inputs, self.input_dim, dtype="float32")
+        if self.compute_dtype != "float32":
+            out = ops.cast(out, self.compute_dtype)
+        return out
 
     def compute_mask(self, inputs, mask=None):
         if not self.mask_zero:

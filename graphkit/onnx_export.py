@@ -1,0 +1,248 @@
+"""``graphkit.export_onnx``: Keras model -> ONNX through tf2onnx, checked, optionally rewritten, verified.
+
+tf2onnx's ``from_keras`` fails on Keras 3 models, so the model is traced through a
+``tf.function`` with an input signature (``from_function``), which is also what
+Keras' own exporter does. Axes that are None in Keras stay dynamic. graphkit's
+TimeDistributed(Dense) is the Dense on the last axis, so the onehot-dense variant
+exports as OneHot -> MatMul with no per-step unrolling and no Loop.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from graphkit.errors import GraphkitError
+
+DEFAULT_OPSET = 17
+VERIFY_SAMPLES = 64
+
+
+class NotEquivalentError(GraphkitError):
+    """The exported ONNX model does not compute what the Keras model computes (exit 1)."""
+
+    def __init__(self, message: str, report):
+        super().__init__(message)
+        self.report = report
+
+
+@dataclass
+class ExportReport:
+    source: str
+    output: str | None
+    opset: int
+    nodes: int
+    op_counts: dict[str, int]
+    export_seconds: float
+    size_bytes: int = 0
+    passes: list[Any] = field(default_factory=list)
+    verify: Any = None
+    inputs: list[str] = field(default_factory=list)
+    outputs: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "output": self.output,
+            "opset": self.opset,
+            "nodes": self.nodes,
+            "op_counts": self.op_counts,
+            "export_seconds": round(self.export_seconds, 3),
+            "size_bytes": self.size_bytes,
+            "inputs": self.inputs,
+            "outputs": self.outputs,
+            "passes": [
+                {"name": p.name, "applied": p.applied, "skipped": p.skipped} for p in self.passes
+            ],
+            "verify": self.verify.to_dict() if self.verify is not None else None,
+        }
+
+
+def trace_function(model):
+    """A tf.function over the model with an input signature taken from ``model.inputs``."""
+    import tensorflow as tf
+
+    if not getattr(model, "inputs", None):
+        raise GraphkitError(
+            f"model {model.name!r} has no defined inputs; build it on an Input first"
+        )
+    specs = [tf.TensorSpec(tuple(t.shape), t.dtype, name=t.name) for t in model.inputs]
+    dict_input = isinstance(getattr(model, "_inputs_struct", None), dict)
+
+    @tf.function(input_signature=specs)
+    def serve(*args):
+        if len(args) == 1:
+            feed = args[0]
+        elif dict_input:
+            feed = {s.name: a for s, a in zip(specs, args)}
+        else:
+            feed = list(args)
+        out = model(feed, training=False)
+        if isinstance(out, dict):
+            out = [out[k] for k in out]
+        return list(out) if isinstance(out, (list, tuple)) else [out]
+
+    return serve, specs
+
+
+def to_onnx_proto(model, opset: int = DEFAULT_OPSET):
+    """Convert a Keras model to an ``onnx.ModelProto`` (nothing written to disk)."""
+    import tf2onnx
+
+    from graphkit._tf import _stderr_fd_silenced
+    from graphkit.inspect import output_names
+
+    serve, specs = trace_function(model)
+    try:
+        with _stderr_fd_silenced():
+            proto, _ = tf2onnx.convert.from_function(serve, input_signature=specs, opset=opset)
+    except Exception as exc:
+        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise GraphkitError(f"tf2onnx cannot convert model {model.name!r}: {text[:300]}") from exc
+    _rename_outputs(proto, output_names(model))
+    proto.producer_name = "graphkit"
+    return proto
+
+
+def _rename_outputs(proto, names: list[str]) -> None:
+    """tf2onnx names outputs Identity:0...; give them the Keras output names."""
+    graph = proto.graph
+    if len(names) != len(graph.output) or len(set(names)) != len(names):
+        return
+    taken = {n.name for n in graph.node} | {o for n in graph.node for o in n.output}
+    taken |= {i.name for i in graph.input} | {t.name for t in graph.initializer}
+    for out, new in zip(graph.output, names):
+        old = out.name
+        if old == new:
+            continue
+        if new in taken:
+            continue  # keep tf2onnx's name rather than collide
+        for node in graph.node:
+            for i, o in enumerate(node.output):
+                if o == old:
+                    node.output[i] = new
+            for i, o in enumerate(node.input):
+                if o == old:
+                    node.input[i] = new
+        out.name = new
+        taken.add(new)
+
+
+def check_proto(proto) -> None:
+    import onnx
+
+    try:
+        onnx.checker.check_model(proto, full_check=True)
+    except Exception as exc:
+        raise GraphkitError(
+            f"the exported model fails onnx.checker: {str(exc).splitlines()[0][:300]}"
+        ) from exc
+
+
+def default_onnx_path(source: str | os.PathLike) -> Path:
+    src = Path(source)
+    return src.with_suffix(".onnx")
+
+
+def export_onnx(
+    model,
+    output: str | os.PathLike | None = None,
+    *,
+    opset: int = DEFAULT_OPSET,
+    fuse_onehot: bool = False,
+    lower_gather: bool = False,
+    verify: bool = True,
+    force: bool = False,
+    samples: int = VERIFY_SAMPLES,
+    seq_len: int = 16,
+    unsafe: bool = False,
+    imports=(),
+) -> ExportReport:
+    """Export ``model`` (Keras model or .keras/.h5 path) to ONNX at ``output``.
+
+    The ONNX model is checked (full check with shape inference), rewritten by the
+    requested passes, then compared with the Keras model in onnxruntime on synthesized
+    inputs unless ``verify=False``. A model that is not equivalent is never written:
+    NotEquivalentError (a GraphkitError whose ``report`` holds the comparison).
+    """
+    import onnx
+
+    from graphkit.io import atomic_output, check_output_path, load_model
+    from graphkit.onnx_passes import fuse_onehot as fuse_pass
+    from graphkit.onnx_passes import lower_gather as lower_pass
+
+    if fuse_onehot and lower_gather:
+        raise GraphkitError("--fuse-onehot and --lower-gather undo each other; pick one")
+    if not 13 <= int(opset) <= 21:
+        raise GraphkitError(f"--opset {opset}: graphkit exports opsets 13 to 21")
+    source = None
+    if isinstance(model, (str, os.PathLike)):
+        source = str(model)
+        if output is None:
+            output = default_onnx_path(model)
+        model = load_model(model, unsafe=unsafe, imports=imports, compile=False)
+    if output is not None:
+        output = Path(output)
+        if output.suffix.lower() != ".onnx":
+            raise GraphkitError(f"{output}: the output must end in .onnx")
+        check_output_path(output, force=force)
+
+    start = time.perf_counter()
+    proto = to_onnx_proto(model, opset)
+    passes = []
+    if fuse_onehot:
+        passes.append(fuse_pass(proto))
+    if lower_gather:
+        passes.append(lower_pass(proto))
+    check_proto(proto)
+    seconds = time.perf_counter() - start
+
+    counts = Counter(n.op_type for n in proto.graph.node)
+    report = ExportReport(
+        source or f"<keras model {model.name!r}>",
+        None,
+        opset,
+        len(proto.graph.node),
+        dict(sorted(counts.items())),
+        seconds,
+        passes=passes,
+        inputs=[i.name for i in proto.graph.input],
+        outputs=[o.name for o in proto.graph.output],
+    )
+    if output is None:
+        return _verified(report, model, proto, None, verify, samples, seq_len)
+    with atomic_output(output, force=force) as tmp:  # removed again if verification fails
+        onnx.save_model(proto, str(tmp))
+        _verified(report, model, proto, tmp, verify, samples, seq_len)
+        report.size_bytes = tmp.stat().st_size
+    report.output = str(output)
+    return report
+
+
+def _verified(report, model, proto, path, verify, samples, seq_len):
+    if not verify:
+        return report
+    import tempfile
+
+    from graphkit.backends import KerasBackend, OnnxBackend
+    from graphkit.verify import verify as run_verify
+
+    if path is None:
+        import onnx
+
+        folder = tempfile.mkdtemp(prefix="graphkit-export-")
+        path = Path(folder) / "model.onnx"
+        onnx.save_model(proto, str(path))
+    result = run_verify(
+        KerasBackend(model), OnnxBackend(path), samples=samples, seq_len=seq_len, batch_size=16
+    )
+    report.verify = result
+    if not result.equivalent:
+        raise NotEquivalentError(
+            "the exported ONNX model does not match the Keras model; nothing was written", result
+        )
+    return report
