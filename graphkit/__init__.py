@@ -30,12 +30,12 @@ __all__ = [
 ]
 
 _LAZY = {
-    "convert": ("graphkit.convert", "convert"),
-    "ConversionReport": ("graphkit.convert", "ConversionReport"),
+    "convert": ("graphkit.conversion", "convert"),
+    "ConversionReport": ("graphkit.conversion", "ConversionReport"),
     "inspect_model": ("graphkit.inspect", "inspect_model"),
     "load_model": ("graphkit.io", "load_model"),
     "save_model": ("graphkit.io", "save_model"),
-    "verify": ("graphkit.verify", "verify"),
+    "verify": ("graphkit.verification", "verify"),
     "export_onnx": ("graphkit.onnx_export", "export_onnx"),
 }
 

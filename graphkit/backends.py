@@ -237,7 +237,25 @@ def _onnx_index_info(model) -> dict[str, tuple[int, bool]]:
         t = inits.get(name) or consts.get(name)
         return None if t is None else numpy_helper.to_array(t)
 
-    passthrough = {"Cast", "Identity", "Unsqueeze", "Squeeze", "Reshape", "Flatten", "Transpose"}
+    # Shape changes, casts, and the index arithmetic Keras adds (negative-index wrapping).
+    passthrough = {
+        "Cast",
+        "Identity",
+        "Unsqueeze",
+        "Squeeze",
+        "Reshape",
+        "Flatten",
+        "Transpose",
+        "Less",
+        "Not",
+        "Where",
+        "Add",
+        "Mul",
+        "Sub",
+        "Max",
+        "Min",
+        "Clip",
+    }
     info: dict[str, tuple[int, bool]] = {}
     for gi in graph.input:
         if gi.name in inits:
@@ -264,7 +282,7 @@ def _onnx_index_info(model) -> dict[str, tuple[int, bool]]:
                     val = const_array(other[0]) if other else None
                     if val is not None and np.all(np.asarray(val) == 0):
                         mask = True
-                elif node.op_type in passthrough and node.input[0] == name:
+                elif node.op_type in passthrough:
                     frontier.extend(node.output)
         if vocab is not None:
             info[gi.name] = (vocab, mask)

@@ -147,7 +147,7 @@ def convert(
 
     check_model_file(model)  # fail fast, before paying for TensorFlow
     _tensorflow()
-    from graphkit.convert import convert_file
+    from graphkit.conversion import convert_file
 
     with progress(f"converting {model} to {to}..."):
         report = convert_file(
@@ -307,7 +307,7 @@ def verify(
 
         check_output_path(junit, force=True)
     _tensorflow()
-    from graphkit.verify import verify as run_verify
+    from graphkit.verification import verify as run_verify
 
     with _progress_bar("comparing") as advance:
         report = run_verify(
@@ -336,8 +336,9 @@ def verify(
 
 def _check_any_model_file(path: Path) -> None:
     if path.suffix.lower() == ".onnx":
-        if not path.exists():
-            raise GraphkitError(f"{path}: no such file")
+        from graphkit.backends import check_onnx_file
+
+        check_onnx_file(path)
         return
     from graphkit.io import check_model_file
 
@@ -373,6 +374,189 @@ def _progress_bar(label: str):
             bar.update(task, completed=done, total=total)
 
         yield advance
+
+
+@app.command()
+@cli_command
+def export(
+    model: Annotated[Path, typer.Argument(help="Keras model (.keras or .h5).")],
+    onnx: Annotated[
+        bool, typer.Option("--onnx", help="Export to ONNX (the one format so far).")
+    ] = False,
+    output: Annotated[
+        Optional[Path],  # noqa: UP045
+        typer.Option(
+            "-o", "--output", help="Output .onnx path. Default: <stem>.onnx beside the model."
+        ),
+    ] = None,
+    opset: Annotated[int, typer.Option("--opset", help="ONNX opset (13-21).")] = 17,
+    fuse_onehot: Annotated[
+        bool, typer.Option("--fuse-onehot", help="Fuse OneHot -> MatMul (-> Add) into one Gather.")
+    ] = False,
+    lower_gather: Annotated[
+        bool,
+        typer.Option(
+            "--lower-gather", help="Lower Gather on a constant table to OneHot -> MatMul."
+        ),
+    ] = False,
+    no_verify: Annotated[
+        bool, typer.Option("--no-verify", help="Skip the onnxruntime-vs-Keras check after export.")
+    ] = False,
+    samples: Annotated[int, typer.Option("--samples", help="Samples for the check.")] = 64,
+    seq_len: Annotated[
+        int, typer.Option("--seq-len", help="Length of variable axes in the check.")
+    ] = 16,
+    force: Annotated[
+        bool, typer.Option("--force", help="Overwrite an existing output file.")
+    ] = False,
+    unsafe: Unsafe = False,
+    imports: Imports = None,
+    json_out: JsonOut = False,
+) -> None:
+    """Export to ONNX with tf2onnx (no unrolling), check it, and verify it in onnxruntime."""
+    if not onnx:
+        raise GraphkitError("choose the export format: --onnx")
+    from graphkit.io import check_model_file
+
+    check_model_file(model)
+    _tensorflow()
+    from graphkit.onnx_export import NotEquivalentError, export_onnx
+
+    try:
+        with progress(f"exporting {model} to ONNX..."):
+            report = export_onnx(
+                model,
+                output,
+                opset=opset,
+                fuse_onehot=fuse_onehot,
+                lower_gather=lower_gather,
+                verify=not no_verify,
+                force=force,
+                samples=samples,
+                seq_len=seq_len,
+                unsafe=unsafe,
+                imports=imports or (),
+            )
+    except NotEquivalentError as exc:
+        if json_out:
+            typer.echo(json.dumps(exc.report.to_dict(), indent=2))
+        else:
+            typer.echo(exc.report.format())
+        _err(str(exc))
+        raise typer.Exit(1) from None
+    if json_out:
+        typer.echo(json.dumps(report.to_dict(), indent=2))
+        return
+    typer.echo(f"{report.source} -> {report.output}")
+    typer.echo(
+        f"  opset {report.opset}, {report.nodes} nodes, {report.size_bytes:,} bytes, "
+        f"exported in {report.export_seconds:.1f} s"
+    )
+    typer.echo("  ops: " + ", ".join(f"{op} {n}" for op, n in report.op_counts.items()))
+    for p in report.passes:
+        for line in p.applied:
+            typer.echo(f"  {p.name}: {line}")
+        for line in p.skipped:
+            typer.echo(f"  {p.name}: skipped {line}")
+        if p.name == "lower_gather" and p.applied:
+            from graphkit.onnx_passes import OUT_OF_RANGE_NOTE
+
+            typer.echo(f"  note: {OUT_OF_RANGE_NOTE}")
+    if report.verify is None:
+        typer.echo("  not verified (--no-verify)")
+    else:
+        worst = max((o.max_abs for o in report.verify.outputs), default=0.0)
+        typer.echo(
+            f"  verified in onnxruntime on {report.verify.samples} samples: equivalent, "
+            f"max abs error {worst:.3g}"
+        )
+
+
+@app.command("run")
+@cli_command
+def run_onnx(
+    model: Annotated[Path, typer.Argument(help="ONNX model.")],
+    inputs: Annotated[
+        Path, typer.Option("--inputs", help=".npz keyed by input name, or .npy for one input.")
+    ],
+    output: Annotated[
+        Optional[Path],  # noqa: UP045
+        typer.Option(
+            "-o", "--output", help="Write the outputs to this .npz (keyed by output name)."
+        ),
+    ] = None,
+    provider: Annotated[
+        str, typer.Option("--provider", help="cpu or cuda (needs the gpu extra).")
+    ] = "cpu",
+    force: Annotated[
+        bool, typer.Option("--force", help="Overwrite an existing output file.")
+    ] = False,
+    json_out: JsonOut = False,
+) -> None:
+    """Run an ONNX model in onnxruntime on inputs from a file."""
+    from graphkit.run import run_model
+
+    report = run_model(model, inputs, output, provider=provider, force=force)
+    if json_out:
+        typer.echo(json.dumps(report, indent=2))
+        return
+    typer.echo(f"{model}: {report['samples']} samples on {report['provider']}")
+    for o in report["outputs"]:
+        typer.echo(
+            f"  {o['name']}: shape {tuple(o['shape'])} {o['dtype']}, "
+            f"min {o['min']:.6g} max {o['max']:.6g} mean {o['mean']:.6g}"
+        )
+    if output is not None:
+        typer.echo(f"wrote {output}")
+
+
+@app.command()
+@cli_command
+def bench(
+    model: Annotated[Path, typer.Argument(help="Keras model (.keras/.h5) or ONNX model.")],
+    batch: Annotated[int, typer.Option("--batch", help="Batch size.")] = 32,
+    seq_len: Annotated[int, typer.Option("--seq-len", help="Length of variable axes.")] = 64,
+    runs: Annotated[int, typer.Option("--runs", help="Timed runs per row.")] = 30,
+    provider: Annotated[
+        str, typer.Option("--provider", help="onnxruntime provider: cpu or cuda.")
+    ] = "cpu",
+    unsafe: Unsafe = False,
+    imports: Imports = None,
+    json_out: JsonOut = False,
+) -> None:
+    """Median and p90 latency: Keras predict, onnxruntime, both variants, fused and not."""
+    from graphkit.backends import PROVIDERS
+
+    if provider not in PROVIDERS:
+        raise GraphkitError(f"--provider {provider!r}: expected one of: {', '.join(PROVIDERS)}")
+    _check_any_model_file(model)
+    _tensorflow()
+    from graphkit.bench import bench as run_bench
+
+    with _status() as say:
+        report = run_bench(
+            model,
+            batch=batch,
+            seq_len=seq_len,
+            runs=runs,
+            provider=provider,
+            unsafe=unsafe,
+            imports=imports or (),
+            progress=say,
+        )
+    typer.echo(json.dumps(report.to_dict(), indent=2) if json_out else report.format())
+
+
+@contextlib.contextmanager
+def _status():
+    """Yield ``say(message)``: a live status line on stderr when it is a terminal."""
+    if not sys.stderr.isatty():
+        yield lambda message: None
+        return
+    from rich.console import Console
+
+    with Console(stderr=True).status("working...") as status:
+        yield lambda message: status.update(message)
 
 
 def main() -> None:

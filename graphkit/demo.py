@@ -20,7 +20,7 @@ def _fixtures_dir() -> Path | None:
 def run_demo(workdir: str | Path | None = None, echo: Callable[[str], None] = print) -> dict:
     """Inspect, convert to onehot-dense and back, and show that predictions are identical."""
     from graphkit.cli import format_inspect
-    from graphkit.convert import convert_file
+    from graphkit.conversion import convert_file
     from graphkit.inspect import inspect_model
     from graphkit.io import load_model
 

@@ -229,7 +229,7 @@ def _verified(report, model, proto, path, verify, samples, seq_len):
     import tempfile
 
     from graphkit.backends import KerasBackend, OnnxBackend
-    from graphkit.verify import verify as run_verify
+    from graphkit.verification import verify as run_verify
 
     if path is None:
         import onnx

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from graphkit import GraphkitError
-from graphkit.convert import convert, convert_file, default_output_path
+from graphkit.conversion import convert, convert_file, default_output_path
 from graphkit.io import load_model
 from graphkit.layers import OneHot
 from tests.conftest import (

@@ -69,3 +69,14 @@ def test_cli_run_prints_no_tensorflow_noise(tmp_path):
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""
     assert "embedding" in result.stdout
+
+
+def test_public_functions_are_not_shadowed_by_modules():
+    import graphkit
+    import graphkit.conversion  # noqa: F401
+    import graphkit.verification  # noqa: F401
+
+    for name in ("convert", "verify", "export_onnx", "inspect_model", "load_model", "save_model"):
+        assert callable(getattr(graphkit, name)) and not isinstance(
+            getattr(graphkit, name), type(graphkit)
+        ), name

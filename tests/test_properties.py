@@ -7,7 +7,7 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from graphkit.convert import convert
+from graphkit.conversion import convert
 from tests.conftest import embedding_tables, max_abs_diff, run
 
 SETTINGS = settings(

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 import graphkit
 from graphkit import GraphkitError
 from graphkit.cli import app
-from graphkit.convert import convert, convert_file
+from graphkit.conversion import convert, convert_file
 from graphkit.io import load_model, save_model
 from tests.conftest import FIXTURES
 
@@ -135,7 +135,7 @@ def test_reproducible_synthesis_with_seed():
     )
     assert a.to_dict() == b.to_dict()
     from graphkit.backends import open_backend
-    from graphkit.verify import synthesize
+    from graphkit.verification import synthesize
 
     spec = open_backend(FIXTURES / "masked_lstm.keras").inputs
     (x1,), (x2,) = list(synthesize(spec, 4, 4, 10, 1)), list(synthesize(spec, 4, 4, 10, 1))

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from graphkit import GraphkitError, examples
-from graphkit.convert import convert
+from graphkit.conversion import convert
 from graphkit.layers import OneHot, TimeDistributed
 from tests.conftest import max_abs_diff, run
 

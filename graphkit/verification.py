@@ -425,7 +425,9 @@ class VerifyReport:
             f'  <testsuite name={quoteattr(name)} tests="{len(self.outputs)}" failures="{failures}">',
         ]
         for o in self.outputs:
-            parts.append(f'    <testcase classname="graphkit.verify" name={quoteattr(o.name)}>')
+            parts.append(
+                f'    <testcase classname="graphkit.verification" name={quoteattr(o.name)}>'
+            )
             if not o.ok:
                 msg = o.shape_mismatch or (
                     f"{o.exceeding} of {o.elements} elements exceed rtol={o.rtol:g} atol={o.atol:g}; "

@@ -1,0 +1,195 @@
+"""``graphkit bench``: latency of a model and of its other variant, in Keras and in onnxruntime."""
+
+from __future__ import annotations
+
+import os
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+from graphkit.errors import GraphkitError
+
+
+@dataclass
+class BenchRow:
+    variant: str
+    runtime: str
+    median_ms: float
+    p90_ms: float
+    nodes: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "variant": self.variant,
+            "runtime": self.runtime,
+            "median_ms": round(self.median_ms, 4),
+            "p90_ms": round(self.p90_ms, 4),
+            "onnx_nodes": self.nodes,
+        }
+
+
+@dataclass
+class BenchReport:
+    source: str
+    batch: int
+    seq_len: int
+    runs: int
+    provider: str
+    rows: list[BenchRow] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "batch": self.batch,
+            "seq_len": self.seq_len,
+            "runs": self.runs,
+            "provider": self.provider,
+            "rows": [r.to_dict() for r in self.rows],
+            "notes": self.notes,
+        }
+
+    def format(self) -> str:
+        head = ["variant", "runtime", "median ms", "p90 ms", "ONNX nodes"]
+        body = [
+            [
+                r.variant,
+                r.runtime,
+                f"{r.median_ms:.3f}",
+                f"{r.p90_ms:.3f}",
+                "-" if r.nodes is None else str(r.nodes),
+            ]
+            for r in self.rows
+        ]
+        widths = [max(len(x) for x in col) for col in zip(head, *body)]
+        lines = [
+            f"{self.source}: batch {self.batch} x length {self.seq_len}, {self.runs} timed runs after warm-up",
+            "",
+        ]
+        for row in [head] + body:
+            lines.append(
+                "  ".join(
+                    c.rjust(w) if i >= 2 else c.ljust(w)
+                    for i, (c, w) in enumerate(zip(row, widths))
+                ).rstrip()
+            )
+        lines += [f"note: {n}" for n in self.notes]
+        return "\n".join(lines)
+
+
+def time_calls(fn: Callable[[], Any], runs: int, warmup: int) -> tuple[float, float]:
+    """Median and 90th percentile wall time of ``fn()`` in milliseconds, after ``warmup`` calls."""
+    for _ in range(warmup):
+        fn()
+    samples = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        fn()
+        samples.append((time.perf_counter() - start) * 1000.0)
+    samples.sort()
+    p90 = samples[min(len(samples) - 1, int(round(0.9 * (len(samples) - 1))))]
+    return statistics.median(samples), p90
+
+
+def _variant_of(model) -> str:
+    import keras
+
+    from graphkit.layers import OneHot
+
+    layers = model._flatten_layers(include_self=False, recursive=True)
+    kinds = {type(layer) for layer in layers}
+    if OneHot in kinds:
+        return "onehot-dense"
+    if keras.layers.Embedding in kinds:
+        return "embedding"
+    return "model"
+
+
+def bench(
+    model,
+    *,
+    batch: int = 32,
+    seq_len: int = 64,
+    runs: int = 30,
+    warmup: int = 5,
+    provider: str = "cpu",
+    both_variants: bool = True,
+    unsafe: bool = False,
+    imports=(),
+    progress: Callable[[str], None] | None = None,
+) -> BenchReport:
+    """Time Keras predict and onnxruntime for ``model`` (and its other variant where it has one)."""
+    from graphkit.backends import KerasBackend, OnnxBackend, open_backend
+    from graphkit.verification import synthesize
+
+    if batch < 1 or seq_len < 1 or runs < 1 or warmup < 0:
+        raise GraphkitError("--batch, --seq-len and --runs must be at least 1")
+    say = progress or (lambda message: None)
+    source = (
+        str(model) if isinstance(model, (str, os.PathLike)) else f"<keras model {model.name!r}>"
+    )
+    if isinstance(model, (str, os.PathLike)) and Path(model).suffix.lower() == ".onnx":
+        backend = OnnxBackend(model, provider=provider)
+        report = BenchReport(source, batch, seq_len, runs, provider)
+        data = next(synthesize(backend.inputs, batch, batch, seq_len, 0))
+        say("timing onnxruntime")
+        med, p90 = time_calls(lambda: backend.run(data), runs, warmup)
+        report.rows.append(BenchRow("model", f"onnxruntime {provider}", med, p90))
+        return report
+
+    keras_backend = open_backend(model, unsafe=unsafe, imports=imports)
+    assert isinstance(keras_backend, KerasBackend)
+    base = keras_backend.model
+    report = BenchReport(source, batch, seq_len, runs, provider)
+    data = next(synthesize(keras_backend.inputs, batch, batch, seq_len, 0))
+
+    variants = {_variant_of(base): base}
+    if both_variants and _variant_of(base) in ("embedding", "onehot-dense"):
+        from graphkit.conversion import convert
+
+        other = "onehot-dense" if _variant_of(base) == "embedding" else "embedding"
+        say(f"converting to {other}")
+        try:
+            variants[other] = convert(base, other, partial=True, copy=True).model
+        except GraphkitError as exc:
+            report.notes.append(f"no {other} variant: {exc}")
+    order = [v for v in ("embedding", "onehot-dense", "model") if v in variants]
+
+    for name in order:
+        m = variants[name]
+        feed = KerasBackend(m)
+        say(f"timing Keras predict ({name})")
+        inputs = [data[s.name] for s in feed.inputs]
+        arg = (
+            inputs[0]
+            if len(inputs) == 1
+            else ({s.name: data[s.name] for s in feed.inputs} if feed._dict_input else inputs)
+        )
+        med, p90 = time_calls(lambda m=m, arg=arg: m.predict_on_batch(arg), runs, warmup)
+        report.rows.append(BenchRow(name, "keras predict_on_batch", med, p90))
+
+    from graphkit.onnx_export import export_onnx
+
+    with tempfile.TemporaryDirectory(prefix="graphkit-bench-") as tmp:
+        for name in order:
+            options = [(name, {})]
+            if name == "onehot-dense":
+                options.append((f"{name} --fuse-onehot", {"fuse_onehot": True}))
+            for label, kwargs in options:
+                say(f"exporting {label} to ONNX")
+                path = Path(tmp) / f"{label.replace(' ', '_')}.onnx"
+                exported = export_onnx(
+                    variants[name], path, verify=True, samples=16, seq_len=seq_len, **kwargs
+                )
+                backend = OnnxBackend(path, provider=provider)
+                say(f"timing onnxruntime ({label})")
+                med, p90 = time_calls(lambda b=backend: b.run(data), runs, warmup)
+                report.rows.append(
+                    BenchRow(label, f"onnxruntime {provider}", med, p90, exported.nodes)
+                )
+    return report

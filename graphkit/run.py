@@ -1,0 +1,63 @@
+"""``graphkit run``: onnxruntime inference on inputs from a file."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from graphkit.errors import GraphkitError
+
+
+def run_model(
+    model: str | os.PathLike,
+    inputs: str | os.PathLike,
+    output: str | os.PathLike | None = None,
+    *,
+    provider: str = "cpu",
+    force: bool = False,
+) -> dict[str, Any]:
+    """Run an ONNX model on ``inputs`` (.npz/.npy); optionally save the outputs to ``output`` (.npz)."""
+    from graphkit.backends import OnnxBackend
+    from graphkit.io import atomic_output, check_output_path
+    from graphkit.verification import load_inputs
+
+    if Path(model).suffix.lower() != ".onnx":
+        raise GraphkitError(
+            f"{model}: graphkit run takes an .onnx model (export one with graphkit export --onnx)"
+        )
+    if output is not None:
+        if Path(output).suffix.lower() != ".npz":
+            raise GraphkitError(f"{output}: the output must end in .npz")
+        check_output_path(output, force=force)
+    backend = OnnxBackend(model, provider=provider)
+    arrays = load_inputs(inputs, backend.inputs)
+    try:
+        outs = backend.run(arrays)
+    except Exception as exc:
+        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise GraphkitError(f"{model}: onnxruntime failed: {text[:300]}") from exc
+    named = dict(zip(backend.output_names, outs))
+    if output is not None:
+        with atomic_output(output, force=force) as tmp:
+            with open(tmp, "wb") as fh:
+                np.savez(fh, **named)
+    return {
+        "model": str(model),
+        "provider": provider,
+        "samples": int(len(next(iter(arrays.values())))),
+        "output": str(output) if output is not None else None,
+        "outputs": [
+            {
+                "name": name,
+                "shape": list(arr.shape),
+                "dtype": str(arr.dtype),
+                "min": float(np.min(arr)) if arr.size else float("nan"),
+                "max": float(np.max(arr)) if arr.size else float("nan"),
+                "mean": float(np.mean(arr, dtype="float64")) if arr.size else float("nan"),
+            }
+            for name, arr in named.items()
+        ],
+    }
