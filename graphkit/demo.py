@@ -80,6 +80,48 @@ def run_demo(workdir: str | Path | None = None, echo: Callable[[str], None] = pr
     same = table0.dtype == table2.dtype and table0.tobytes() == table2.tobytes()
     result["tables_bitwise_equal"] = same
     echo(f"  round-trip Embedding table bitwise identical: {same}")
+
+    from graphkit.bench import bench
+    from graphkit.onnx_export import export_onnx
+    from graphkit.run import run_model
+    from graphkit.verification import verify
+
+    echo("")
+    echo(f"== 5. graphkit verify {src.name} {onehot.name}  (256 synthesized padded sequences)")
+    report = verify(src, onehot)
+    echo(report.format())
+    result["verify_exact"] = report.exact
+
+    echo("")
+    echo("== 6. graphkit export --onnx: both variants, and the one-hot one fused back to a Gather")
+    onnx_paths = {}
+    for label, path, kwargs in (
+        ("embedding", src, {}),
+        ("onehot-dense", onehot, {}),
+        ("onehot-dense --fuse-onehot", onehot, {"fuse_onehot": True}),
+    ):
+        out = work / (path.stem + (".fused" if kwargs else "") + ".onnx")
+        rep = export_onnx(path, out, force=True, **kwargs)
+        onnx_paths[label] = out
+        worst = max(o.max_abs for o in rep.verify.outputs)
+        echo(
+            f"  {label:<27} {rep.nodes:>3} nodes, exported in {rep.export_seconds:.1f} s, "
+            f"onnxruntime vs Keras max abs error {worst:.3g} -> {out.name}"
+        )
+
+    echo("")
+    echo(f"== 7. graphkit run {onnx_paths['onehot-dense'].name} --inputs {inputs_path.name}")
+    ran = run_model(onnx_paths["onehot-dense"], inputs_path)
+    for o in ran["outputs"]:
+        echo(
+            f"  {o['name']}: shape {tuple(o['shape'])} {o['dtype']}, min {o['min']:.6g} max {o['max']:.6g}"
+        )
+
+    echo("")
+    echo(
+        "== 8. graphkit bench (batch 32 x length 64; small vocabulary, so the one-hot cost is small)"
+    )
+    echo(bench(src, batch=32, seq_len=64, runs=20).format())
     echo("")
     echo(f"files are in {work}")
     return result
