@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
+from graphkit.errors import GraphkitError
+
 FIXTURE = "masked_lstm"
 
 
@@ -26,7 +28,12 @@ def run_demo(workdir: str | Path | None = None, echo: Callable[[str], None] = pr
 
     owned = workdir is None
     work = Path(tempfile.mkdtemp(prefix="graphkit-demo-")) if owned else Path(workdir)
-    work.mkdir(parents=True, exist_ok=True)
+    if work.exists() and not work.is_dir():
+        raise GraphkitError(f"--workdir {work}: exists and is not a folder")
+    try:
+        work.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise GraphkitError(f"--workdir {work}: cannot create it ({exc.strerror})") from exc
     src = work / f"{FIXTURE}.keras"
     inputs_path = work / f"{FIXTURE}.npz"
     fixtures = _fixtures_dir()

@@ -247,16 +247,26 @@ def atomic_output(path: str | os.PathLike, *, force: bool):
     A symlink at ``path`` is replaced, never written through.
     """
     path = check_output_path(path, force=force)
-    fd, tmp = tempfile.mkstemp(
-        prefix=f".{path.name}.", suffix=f".tmp{path.suffix}", dir=path.parent
-    )
+    try:
+        fd, tmp = tempfile.mkstemp(
+            prefix=f".{path.name}.", suffix=f".tmp{path.suffix}", dir=path.parent
+        )
+    except OSError as exc:
+        raise GraphkitError(
+            f"{path}: cannot write in {path.parent} ({exc.strerror or exc})"
+        ) from exc
     os.close(fd)
     os.unlink(tmp)  # Keras wants to create the file itself
     try:
-        yield Path(tmp)
-        if not force and path.exists():
-            raise GraphkitError(f"{path}: appeared while writing (pass --force to overwrite it)")
-        os.replace(tmp, path)
+        try:
+            yield Path(tmp)
+            if not force and path.exists():
+                raise GraphkitError(
+                    f"{path}: appeared while writing (pass --force to overwrite it)"
+                )
+            os.replace(tmp, path)
+        except OSError as exc:  # disk full, quota, permissions: the target is left as it was
+            raise GraphkitError(f"{path}: cannot write it ({exc.strerror or exc})") from exc
         _sync_dir(path.parent)
     finally:
         with contextlib.suppress(FileNotFoundError):

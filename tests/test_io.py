@@ -147,10 +147,24 @@ def test_unwritable_or_missing_folder(tmp_path):
     with pytest.raises(GraphkitError, match="does not exist"):
         with atomic_output(tmp_path / "nope" / "x.keras", force=False):
             pass
-    if os.geteuid() != 0:  # root ignores permissions
-        ro = tmp_path / "ro"
-        ro.mkdir()
-        ro.chmod(0o500)
+    # /proc refuses new files even to root; a read-only folder refuses them to other users
+    with pytest.raises(GraphkitError, match="cannot write in /proc|not writable"):
+        with atomic_output("/proc/graphkit-test.keras", force=False):
+            pass
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    if os.geteuid() != 0:  # root ignores folder permissions, so only check them as a user
         with pytest.raises(GraphkitError, match="not writable"):
             with atomic_output(ro / "x.keras", force=False):
                 pass
+
+
+def test_os_errors_while_writing_become_user_errors(tmp_path):
+    target = _write(tmp_path / "out.npz", b"precious")
+    with pytest.raises(GraphkitError, match="cannot write it .No space left on device"):
+        with atomic_output(target, force=True) as tmp:
+            tmp.write_bytes(b"partial")
+            raise OSError(28, "No space left on device")
+    assert target.read_bytes() == b"precious"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.npz"]
