@@ -129,6 +129,39 @@ def _smallest_vocab(model) -> tuple[int | None, bool]:
     return min(layer.input_dim for layer in layers), any(layer.mask_zero for layer in layers)
 
 
+def model_feed(model, args: list):
+    """Arrange per-input values (in ``model.inputs`` order) the way the model is called."""
+    if len(args) == 1:
+        return args[0]
+    if isinstance(getattr(model, "_inputs_struct", None), dict):
+        return {t.name: a for t, a in zip(model.inputs, args)}
+    return list(args)
+
+
+def serving_function(model):
+    """A ``tf.function`` over ``model`` with an input signature from ``model.inputs``.
+
+    Returns ``(function, specs)``; the function takes one tensor per input, in order, and
+    returns a list of outputs. Used to run Keras models and to export them with tf2onnx.
+    """
+    import tensorflow as tf
+
+    if not getattr(model, "inputs", None):
+        raise GraphkitError(
+            f"model {model.name!r} has no defined inputs; build it on an Input first"
+        )
+    specs = [tf.TensorSpec(tuple(t.shape), t.dtype, name=t.name) for t in model.inputs]
+
+    @tf.function(input_signature=specs)
+    def serve(*args):
+        out = model(model_feed(model, list(args)), training=False)
+        if isinstance(out, dict):
+            out = [out[k] for k in out]
+        return list(out) if isinstance(out, (list, tuple)) else [out]
+
+    return serve, specs
+
+
 class KerasBackend(Backend):
     kind = "keras"
 
@@ -153,7 +186,6 @@ class KerasBackend(Backend):
         from graphkit.inspect import output_names
 
         self.output_names = output_names(model)
-        self._dict_input = isinstance(getattr(model, "_inputs_struct", None), dict)
         self.half_precision = any(
             str(getattr(layer, "compute_dtype", "")) in ("float16", "bfloat16")
             for layer in model._flatten_layers(include_self=True, recursive=True)
@@ -162,25 +194,7 @@ class KerasBackend(Backend):
 
     def _callable(self):
         if self._fn is None:
-            import tensorflow as tf
-
-            model = self.model
-            specs = [tf.TensorSpec((None,) + tuple(s.shape[1:]), s.dtype) for s in self.inputs]
-
-            @tf.function(input_signature=specs, reduce_retracing=True)
-            def fn(*args):
-                if len(args) == 1:
-                    feed = args[0]
-                elif self._dict_input:
-                    feed = {s.name: a for s, a in zip(self.inputs, args)}
-                else:
-                    feed = list(args)
-                out = model(feed, training=False)
-                if isinstance(out, dict):
-                    out = [out[k] for k in out]
-                return out if isinstance(out, (list, tuple)) else [out]
-
-            self._fn = fn
+            self._fn, _ = serving_function(self.model)
         return self._fn
 
     def run(self, batch: dict[str, np.ndarray]) -> list[np.ndarray]:

@@ -123,7 +123,7 @@ def bench(
     progress: Callable[[str], None] | None = None,
 ) -> BenchReport:
     """Time Keras predict and onnxruntime for ``model`` (and its other variant where it has one)."""
-    from graphkit.backends import KerasBackend, OnnxBackend, open_backend
+    from graphkit.backends import KerasBackend, OnnxBackend, model_feed, open_backend
     from graphkit.verification import synthesize
 
     if batch < 1 or seq_len < 1 or runs < 1 or warmup < 0:
@@ -161,14 +161,8 @@ def bench(
 
     for name in order:
         m = variants[name]
-        feed = KerasBackend(m)
         say(f"timing Keras predict ({name})")
-        inputs = [data[s.name] for s in feed.inputs]
-        arg = (
-            inputs[0]
-            if len(inputs) == 1
-            else ({s.name: data[s.name] for s in feed.inputs} if feed._dict_input else inputs)
-        )
+        arg = model_feed(m, [data[t.name] for t in m.inputs])
         med, p90 = time_calls(lambda m=m, arg=arg: m.predict_on_batch(arg), runs, warmup)
         report.rows.append(BenchRow(name, "keras predict_on_batch", med, p90))
 

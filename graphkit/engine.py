@@ -88,8 +88,6 @@ class Plan:
             if rule is not None:
                 if id(layer) in self.replacements:
                     continue  # already planned (shared layer)
-                if any(f.path == layer_path for f in self.findings):
-                    continue
                 changed |= self._apply(rule, layer, graph, layer_path)
             else:
                 self._hidden(layer, layer_path, container=layer)

@@ -145,28 +145,24 @@ def inspect_model(model, *, unsafe: bool = False, imports=()) -> InspectReport:
     _walk(model, "", rows, set())
     by_path = {r.path: r for r in rows}
 
-    forward = Plan([EmbeddingToOneHot(all_layer_names(model))])
-    forward.analyze(model)
-    for f in forward.findings:
-        row = by_path.get(f.path)
-        if row is None:
-            row = LayerRow(f.path, f.layer_class, "?", 0)
-            rows.append(row)
-            by_path[f.path] = row
-        row.role = "embedding"
-        row.convertible = f.status == "converted"
-        row.detail = "-> OneHot + Dense" if row.convertible else f.reason or ""
+    def findings(rule_cls, role):
+        """Findings of one rule over the model, each with the row it marks (added if hidden)."""
+        plan = Plan([rule_cls(all_layer_names(model))])
+        plan.analyze(model)
+        for f in plan.findings:
+            row = by_path.get(f.path)
+            if row is None:
+                row = by_path[f.path] = LayerRow(f.path, f.layer_class, "?", 0)
+                rows.append(row)
+            row.role = role
+            row.convertible = f.status == "converted"
+            row.detail = f.reason or ""
+            yield f, row
 
-    backward = Plan([OneHotToEmbedding(all_layer_names(model))])
-    backward.analyze(model)
-    for f in backward.findings:
-        row = by_path.get(f.path)
-        if row is None:
-            row = LayerRow(f.path, f.layer_class, "?", 0)
-            rows.append(row)
-            by_path[f.path] = row
-        row.role = "onehot"
-        row.convertible = f.status == "converted"
+    for _, row in findings(EmbeddingToOneHot, "embedding"):
+        if row.convertible:
+            row.detail = "-> OneHot + Dense"
+    for f, row in findings(OneHotToEmbedding, "onehot"):
         if row.convertible:
             row.detail = "-> Embedding"
             prefix = f.path.rsplit("/", 1)[0] + "/" if "/" in f.path else ""
@@ -176,8 +172,6 @@ def inspect_model(model, *, unsafe: bool = False, imports=()) -> InspectReport:
                     member.role = "onehot-dense"
                     member.convertible = True
                     member.detail = f"folds with {f.path}"
-        else:
-            row.detail = f.reason or ""
 
     inputs = [
         {"name": t.name, "shape": list(t.shape), "dtype": str(t.dtype)}

@@ -62,41 +62,15 @@ class ExportReport:
         }
 
 
-def trace_function(model):
-    """A tf.function over the model with an input signature taken from ``model.inputs``."""
-    import tensorflow as tf
-
-    if not getattr(model, "inputs", None):
-        raise GraphkitError(
-            f"model {model.name!r} has no defined inputs; build it on an Input first"
-        )
-    specs = [tf.TensorSpec(tuple(t.shape), t.dtype, name=t.name) for t in model.inputs]
-    dict_input = isinstance(getattr(model, "_inputs_struct", None), dict)
-
-    @tf.function(input_signature=specs)
-    def serve(*args):
-        if len(args) == 1:
-            feed = args[0]
-        elif dict_input:
-            feed = {s.name: a for s, a in zip(specs, args)}
-        else:
-            feed = list(args)
-        out = model(feed, training=False)
-        if isinstance(out, dict):
-            out = [out[k] for k in out]
-        return list(out) if isinstance(out, (list, tuple)) else [out]
-
-    return serve, specs
-
-
 def to_onnx_proto(model, opset: int = DEFAULT_OPSET):
     """Convert a Keras model to an ``onnx.ModelProto`` (nothing written to disk)."""
     import tf2onnx
 
     from graphkit._tf import _stderr_fd_silenced
+    from graphkit.backends import serving_function
     from graphkit.inspect import output_names
 
-    serve, specs = trace_function(model)
+    serve, specs = serving_function(model)
     try:
         with _stderr_fd_silenced():
             proto, _ = tf2onnx.convert.from_function(serve, input_signature=specs, opset=opset)
