@@ -344,7 +344,12 @@ class OnnxBackend(Backend):
         self.half_precision = _onnx_uses_half(proto)
 
     def run(self, batch: dict[str, np.ndarray]) -> list[np.ndarray]:
-        feed = {s.name: np.ascontiguousarray(batch[s.name], dtype=s.dtype) for s in self.inputs}
+        feed = {
+            s.name: batch[s.name]
+            if s.dtype == "string"
+            else np.ascontiguousarray(batch[s.name], dtype=s.dtype)
+            for s in self.inputs
+        }
         return list(self.session.run(None, feed))
 
 
@@ -372,6 +377,7 @@ def _ort_dtype(type_str: str) -> str:
         "tensor(int8)": "int8",
         "tensor(uint8)": "uint8",
         "tensor(bool)": "bool",
+        "tensor(string)": "string",
     }
     return mapping.get(type_str, type_str)
 

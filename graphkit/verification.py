@@ -99,6 +99,11 @@ def synthesize(
     specs: list[InputSpec], samples: int, batch_size: int, seq_len: int, seed: int
 ) -> Iterator[dict[str, np.ndarray]]:
     """Reproducible batches: indices inside the vocabulary, 0-padding at the end where masked."""
+    for spec in specs:
+        if _kind(spec.dtype) not in ("int", "float", "bool"):
+            raise GraphkitError(
+                f"input {spec.name!r}: cannot synthesize {spec.dtype} inputs; pass --inputs FILE.npz"
+            )
     rng = np.random.default_rng(seed)
     for start in range(0, samples, batch_size):
         n = min(batch_size, samples - start)
@@ -171,7 +176,10 @@ def validate_inputs(
     for spec in specs:
         x = np.asarray(arrays[spec.name])
         label = f"{where}: input {spec.name!r}"
-        if x.dtype == object or x.dtype.kind not in "biuf":
+        if spec.dtype == "string":
+            if x.dtype.kind not in "US":
+                raise GraphkitError(f"{label}: dtype {x.dtype}, the model expects strings")
+        elif x.dtype == object or x.dtype.kind not in "biuf":
             raise GraphkitError(f"{label}: dtype {x.dtype} is not numeric")
         if x.ndim != len(spec.shape):
             raise GraphkitError(
@@ -208,7 +216,7 @@ def validate_inputs(
             info = np.iinfo(spec.dtype)
             if x.min() < info.min or x.max() > info.max:
                 raise GraphkitError(f"{label}: values outside the range of {spec.dtype}")
-        out[spec.name] = x.astype(spec.dtype)
+        out[spec.name] = x if spec.dtype == "string" else x.astype(spec.dtype)
     if batch == 0:
         raise GraphkitError(f"{where}: no samples")
     return out

@@ -275,3 +275,18 @@ def test_copying_a_model_file_is_equivalent(tmp_path):
     copy = tmp_path / "copy.keras"
     shutil.copyfile(FIXTURES / "masked_gru_sequential.keras", copy)
     assert graphkit.verify(FIXTURES / "masked_gru_sequential.keras", copy, samples=16).exact
+
+
+def test_string_inputs_need_a_file_and_then_work(tmp_path):
+    vectorize = keras.layers.TextVectorization(max_tokens=20, output_sequence_length=5)
+    vectorize.adapt(["a b c", "b c d e"])
+    text = keras.Input((), dtype="string", name="text")
+    x = keras.layers.Embedding(20, 3, name="emb")(vectorize(text))
+    model = keras.Model(text, keras.layers.GlobalAveragePooling1D()(x))
+    converted = convert(model, "onehot-dense").model
+    with pytest.raises(GraphkitError, match="cannot synthesize string inputs; pass --inputs"):
+        graphkit.verify(model, converted, samples=4)
+    report = graphkit.verify(model, converted, {"text": np.array(["a b", "c d e", "zz"])})
+    assert report.exact and report.samples == 3
+    with pytest.raises(GraphkitError, match="expects strings"):
+        graphkit.verify(model, converted, {"text": np.ones(3)})
