@@ -11,9 +11,9 @@ stamp=".venv/.graphkit-installed$1"
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
     echo "installing graphkit$1 into .venv (first run downloads TensorFlow, ~1-2 min)" >&2
     # (grep drops pip's notes about find-links folders missing on some machines)
-    .venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip 2>&1 \
+    .venv/bin/python -m pip install -qq --disable-pip-version-check --upgrade pip 2>&1 \
         | { grep -v "^WARNING: Location 'file:" || true; } >&2
-    .venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".$1" 2>&1 \
+    .venv/bin/python -m pip install -qq --disable-pip-version-check -e ".$1" 2>&1 \
         | { grep -v "^WARNING: Location 'file:" || true; } >&2
     touch "$stamp"
 fi
