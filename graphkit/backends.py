@@ -144,6 +144,7 @@ def serving_function(model):
     Returns ``(function, specs)``; the function takes one tensor per input, in order, and
     returns a list of outputs. Used to run Keras models and to export them with tf2onnx.
     """
+    import keras
     import tensorflow as tf
 
     if not getattr(model, "inputs", None):
@@ -151,13 +152,12 @@ def serving_function(model):
             f"model {model.name!r} has no defined inputs; build it on an Input first"
         )
     specs = [tf.TensorSpec(tuple(t.shape), t.dtype, name=t.name) for t in model.inputs]
+    flatten = keras.tree.flatten  # orders dict outputs by key, as ``model.outputs`` does
 
-    @tf.function(input_signature=specs)
+    @tf.function(input_signature=specs, autograph=False)
     def serve(*args):
         out = model(model_feed(model, list(args)), training=False)
-        if isinstance(out, dict):
-            out = [out[k] for k in out]
-        return list(out) if isinstance(out, (list, tuple)) else [out]
+        return list(flatten(out))
 
     return serve, specs
 

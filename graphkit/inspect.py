@@ -114,8 +114,18 @@ def _holds_anchor(layer) -> bool:
 
 
 def output_names(model) -> list[str]:
-    """Names of a model's outputs as Keras reports them (the producing layers' names)."""
+    """Names of a model's outputs, in ``model.outputs`` order.
+
+    The keys for a model that returns a flat dict (what callers index by); otherwise the
+    producing layers' names, as Keras reports them.
+    """
     outputs = getattr(model, "outputs", None) or []
+    struct = getattr(model, "_outputs_struct", None)
+    if isinstance(struct, dict) and len(struct) == len(outputs):
+        if all(
+            isinstance(k, str) and not isinstance(v, (dict, list, tuple)) for k, v in struct.items()
+        ):
+            return sorted(struct)  # keras.tree.flatten's order
     try:
         names = list(model.output_names)
         if len(names) == len(outputs):

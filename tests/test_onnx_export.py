@@ -244,3 +244,17 @@ def test_bench_reports_both_variants(tmp_path):
     assert all(r["median_ms"] > 0 and r["p90_ms"] >= r["median_ms"] for r in rows)
     table = invoke("bench", FIXTURES / "sequential.keras", "--batch", 2, "--runs", 1)
     assert table.exit_code == 0 and "median ms" in table.stdout
+
+
+def test_dict_outputs_keep_their_keys_and_order(tmp_path):
+    tokens = keras.Input((None,), dtype="int32", name="tokens")
+    x = keras.layers.Embedding(30, 4, name="emb")(tokens)
+    zeta = keras.layers.Dense(1, name="zeta_dense")(keras.layers.GlobalAveragePooling1D()(x))
+    alpha = keras.layers.Dense(3, name="alpha_dense")(keras.layers.GlobalMaxPooling1D()(x))
+    model = keras.Model(tokens, {"zeta": zeta, "alpha": alpha})
+    report = export_onnx(model, tmp_path / "d.onnx", samples=8)
+    assert report.outputs == ["alpha", "zeta"]
+    shapes = {o.name: o.shape[1:] for o in report.verify.outputs}
+    assert shapes == {"alpha": (3,), "zeta": (1,)}
+    session = ort.InferenceSession(str(tmp_path / "d.onnx"), providers=["CPUExecutionProvider"])
+    assert [o.shape[-1] for o in session.get_outputs()] == [3, 1]
