@@ -6,6 +6,7 @@ import contextlib
 import importlib
 import importlib.util
 import os
+import shutil
 import sys
 import tempfile
 import zipfile
@@ -96,34 +97,58 @@ def check_model_file(path: str | os.PathLike) -> tuple[Path, str]:
     return path, fmt
 
 
-def _legacy_compat_objects() -> dict:
-    """Shims for configs written by Keras 2 / tf.keras that Keras 3 rejects.
+# Keys that Keras 2 / tf.keras wrote into layer configs with their default value and that
+# Keras 3 refuses (keras-team/keras#20750 for time_major). A non-default value changes the
+# maths, so it is refused with the reason instead of being dropped.
+KERAS2_ONLY_DEFAULTS = {"time_major": False}
 
-    Keras 2 saved ``time_major=False`` in recurrent layer configs; Keras 3 refuses the
-    keyword (keras-team/keras#20750). ``time_major=True`` changes the maths, so only the
-    default value is dropped; a True value is refused with a clear reason.
-    """
-    import keras
 
-    def without_time_major(cls):
-        class Compat:
-            @staticmethod
-            def from_config(config):
-                config = dict(config)
-                if config.pop("time_major", False):
+def _strip_keras2_keys(config, where="model"):
+    """Return ``config`` without KERAS2_ONLY_DEFAULTS keys, recursively; count what was dropped."""
+    dropped = 0
+    if isinstance(config, dict):
+        out = {}
+        name = config.get("name", where) if isinstance(config.get("name"), str) else where
+        for key, value in config.items():
+            if key in KERAS2_ONLY_DEFAULTS:
+                if value != KERAS2_ONLY_DEFAULTS[key]:
                     raise GraphkitError(
-                        f"{cls.__name__} {config.get('name')!r} was saved with time_major=True, "
-                        "which Keras 3 does not support"
+                        f"layer {name!r} was saved with {key}={value!r}, which Keras 3 does not support"
                     )
-                return cls.from_config(config)
+                dropped += 1
+                continue
+            out[key], n = _strip_keras2_keys(value, name)
+            dropped += n
+        return out, dropped
+    if isinstance(config, list):
+        items = [_strip_keras2_keys(v, where) for v in config]
+        return [v for v, _ in items], sum(n for _, n in items)
+    return config, 0
 
-        Compat.__name__ = cls.__name__
-        return Compat
 
-    return {
-        name: without_time_major(getattr(keras.layers, name))
-        for name in ("LSTM", "GRU", "SimpleRNN")
-    }
+@contextlib.contextmanager
+def _keras3_compatible_h5(path: Path):
+    """Yield ``path``, or a temporary copy whose model config Keras 3 accepts (Keras 2 files)."""
+    import json
+
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        raw = f.attrs.get("model_config")
+    if raw is None:
+        yield path
+        return
+    text = raw.decode("utf-8") if isinstance(raw, bytes) else str(raw)
+    config, dropped = _strip_keras2_keys(json.loads(text))
+    if not dropped:
+        yield path
+        return
+    with tempfile.TemporaryDirectory(prefix="graphkit-h5-") as tmp:
+        copy = Path(tmp) / path.name
+        shutil.copyfile(path, copy)
+        with h5py.File(copy, "r+") as f:
+            f.attrs["model_config"] = json.dumps(config)
+        yield copy
 
 
 def load_model(
@@ -144,11 +169,10 @@ def load_model(
 
     import graphkit.layers  # noqa: F401  (registers graphkit>OneHot etc.)
 
-    custom_objects = _legacy_compat_objects() if fmt == "h5" else None
     try:
-        model = keras.saving.load_model(
-            str(path), custom_objects=custom_objects, compile=compile, safe_mode=not unsafe
-        )
+        source = _keras3_compatible_h5(path) if fmt == "h5" else contextlib.nullcontext(path)
+        with source as readable:
+            model = keras.saving.load_model(str(readable), compile=compile, safe_mode=not unsafe)
     except GraphkitError:
         raise
     except Exception as exc:

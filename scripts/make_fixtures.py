@@ -36,6 +36,20 @@ x[0, 5:] = 0; x[3, 2:] = 0
 expected = model.predict(x, verbose=0)
 model.save(sys.argv[1], save_format="h5")
 np.savez(sys.argv[2], embedding_input=x, expected=expected)
+
+# Functional: two inputs sharing one masked Embedding, a GRU and a Bidirectional LSTM.
+a = k2.Input((None,), name="a")
+b = k2.Input((None,), name="b")
+shared = k2.layers.Embedding(40, 5, mask_zero=True, name="shared_embedding")
+ga = k2.layers.GRU(3, name="gru")(shared(a))
+lb = k2.layers.Bidirectional(k2.layers.LSTM(2, name="lstm"), name="bilstm")(shared(b))
+out = k2.layers.Dense(2, name="out")(k2.layers.Concatenate(name="concat")([ga, lb]))
+functional = k2.Model([a, b], out, name="legacy_functional")
+xa = rng.integers(1, 40, size=(4, 6)).astype("float32"); xa[1, 3:] = 0
+xb = rng.integers(1, 40, size=(4, 5)).astype("float32"); xb[2, 1:] = 0
+expected = functional.predict({"a": xa, "b": xb}, verbose=0)
+functional.save(sys.argv[3], save_format="h5")
+np.savez(sys.argv[4], a=xa, b=xb, expected=expected)
 """
 
 
@@ -74,10 +88,12 @@ def main() -> None:
                 LEGACY,
                 str(FIXTURES / "legacy_keras2.h5"),
                 str(FIXTURES / "legacy_keras2.npz"),
+                str(FIXTURES / "legacy_keras2_functional.h5"),
+                str(FIXTURES / "legacy_keras2_functional.npz"),
             ],
             check=True,
         )
-        print("wrote fixtures/legacy_keras2.h5 and .npz (tf_keras)")
+        print("wrote fixtures/legacy_keras2{,_functional}.h5 and .npz (tf_keras)")
 
 
 def _unknown_layer_model():

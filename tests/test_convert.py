@@ -129,3 +129,35 @@ def test_default_output_path():
 def test_unknown_target():
     with pytest.raises(GraphkitError, match="unknown target"):
         convert(load_fixture("sequential"), "onehot")
+
+
+def test_legacy_keras2_functional_with_wrapped_lstm_converts_exactly(tmp_path):
+    """Shared masked Embedding, GRU and Bidirectional(LSTM) saved by tf_keras: time_major is dropped."""
+    data = np.load(FIXTURES / "legacy_keras2_functional.npz")
+    x = {"a": data["a"], "b": data["b"]}
+    src = FIXTURES / "legacy_keras2_functional.h5"
+    model = load_model(src)
+    np.testing.assert_array_equal(np.asarray(model(x)), data["expected"])
+    out = tmp_path / "f.keras"
+    rep = convert_file(src, "onehot-dense", out)
+    assert [f.path for f in rep.converted] == ["shared_embedding"]
+    np.testing.assert_array_equal(np.asarray(load_model(out)(x)), data["expected"])
+    assert src.read_bytes() == (FIXTURES / "legacy_keras2_functional.h5").read_bytes()
+
+
+def test_legacy_time_major_true_is_refused_with_the_reason(tmp_path):
+    import json
+    import shutil
+
+    import h5py
+
+    path = tmp_path / "tm.h5"
+    shutil.copyfile(FIXTURES / "legacy_keras2.h5", path)
+    with h5py.File(path, "r+") as f:
+        config = json.loads(f.attrs["model_config"])
+        for layer in config["config"]["layers"]:
+            if layer["class_name"] == "LSTM":
+                layer["config"]["time_major"] = True
+        f.attrs["model_config"] = json.dumps(config)
+    with pytest.raises(GraphkitError, match="'lstm' was saved with time_major=True"):
+        load_model(path)
