@@ -227,6 +227,8 @@ def explain_load_error(exc: BaseException) -> str:
             f"{m.group(1)} config has keyword arguments Keras 3 does not accept {m.group(2)} "
             "(a model saved by an older Keras?)"
         )
+    if "truncated file" in text or "Unable to synchronously open file" in text:
+        return "corrupt or truncated HDF5 file"
     if "No model config found" in text or "model_config" in text:
         return "not a Keras model file (no model config: weights only?)"
     line = str(root).strip().splitlines()[0] if str(root).strip() else type(root).__name__

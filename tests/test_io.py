@@ -168,3 +168,25 @@ def test_os_errors_while_writing_become_user_errors(tmp_path):
             raise OSError(28, "No space left on device")
     assert target.read_bytes() == b"precious"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.npz"]
+
+
+def test_lambda_in_h5_refused_in_safe_mode(tmp_path):
+    from graphkit import examples
+
+    path = tmp_path / "lambda.h5"
+    examples.with_lambda().save(path)
+    with pytest.raises(GraphkitError, match="--unsafe"):
+        load_model(path)
+    assert load_model(path, unsafe=True).get_layer("double") is not None
+
+
+def test_truncated_h5_and_weights_only_h5(tmp_path):
+    data = (FIXTURES / "legacy_keras2.h5").read_bytes()
+    with pytest.raises(GraphkitError, match="corrupt or truncated HDF5 file"):
+        load_model(_write(tmp_path / "cut.h5", data[:3000]))
+    weights = tmp_path / "w.weights.h5"
+    load_fixture("sequential").save_weights(weights)
+    renamed = tmp_path / "w.h5"
+    weights.rename(renamed)
+    with pytest.raises(GraphkitError, match="weights only"):
+        load_model(renamed)
