@@ -111,7 +111,7 @@ def fuse_onehot(model) -> PassResult:
         if isinstance(found, str):
             result.skipped.append(f"{onehot.name or onehot.output[0]}: {found}")
             continue
-        cast, reshape, matmul, add, weight, bias, shape_readers = found
+        _cast, reshape, matmul, add, weight, bias, shape_readers = found
         depth = weight.shape[0]
         extra = bias if bias is not None else np.zeros(weight.shape[1], weight.dtype)
         table = np.concatenate([weight + (bias if bias is not None else 0), extra[None, :]]).astype(
@@ -214,7 +214,6 @@ def fuse_onehot(model) -> PassResult:
             f"{onehot.name or onehot.output[0]}: OneHot({depth}) -> MatMul{' -> Add' if add is not None else ''}"
             f" fused into Gather on a {table.shape[0]}x{table.shape[1]} table"
         )
-        del cast
     if result.applied:
         remove_dead_nodes(graph)
         topological_sort(graph)

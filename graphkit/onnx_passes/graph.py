@@ -68,11 +68,7 @@ def remove_dead_nodes(graph) -> int:
         used = {o.name for o in graph.output}
         for node in graph.node:
             used.update(node.input)
-            for attr in node.attribute:  # subgraphs (Loop/If bodies) read outer names
-                for sub in [attr.g] + list(attr.graphs):
-                    if sub is not None and sub.ByteSize():
-                        for n in sub.node:
-                            used.update(n.input)
+            used |= _subgraph_reads(node)  # Loop/If bodies read outer names
         dead = [n for n in graph.node if not any(o in used for o in n.output if o)]
         if not dead:
             break
@@ -86,34 +82,43 @@ def remove_dead_nodes(graph) -> int:
     return removed
 
 
+def _subgraph_reads(node) -> set[str]:
+    """Names that a node's subgraphs (Loop/If/Scan bodies) read, at any depth."""
+    names: set[str] = set()
+    for attr in node.attribute:
+        for sub in [attr.g] + list(attr.graphs):
+            if sub is not None and sub.ByteSize():
+                for inner in sub.node:
+                    names.update(inner.input)
+                    names |= _subgraph_reads(inner)
+    return names
+
+
 def topological_sort(graph) -> None:
-    """Reorder nodes so that every input is produced before it is read (ONNX requires it)."""
-    available = {i.name for i in graph.input} | {t.name for t in graph.initializer} | {""}
-    pending = list(graph.node)
-    ordered = []
-    outer = set()
-    for node in pending:  # names read inside subgraphs count as inputs of their node
-        for attr in node.attribute:
-            for sub in [attr.g] + list(attr.graphs):
-                if sub is not None and sub.ByteSize():
-                    for n in sub.node:
-                        outer.update(n.input)
-    produced = {o for n in pending for o in n.output}
-    while pending:
-        progress = False
-        rest = []
-        for node in pending:
-            needs = [i for i in node.input if i not in available]
-            if not needs:
-                ordered.append(node)
-                available.update(node.output)
-                progress = True
-            else:
-                rest.append(node)
-        pending = rest
-        if not progress:
-            ordered.extend(pending)  # leave what cannot be ordered (names from outer scopes)
-            break
-    del outer, produced
+    """Reorder nodes so that everything a node reads, its subgraphs included, comes first."""
+    from collections import deque
+
+    nodes = list(graph.node)
+    producer = {out: i for i, node in enumerate(nodes) for out in node.output if out}
+    deps = []
+    for i, node in enumerate(nodes):
+        reads = set(node.input) | _subgraph_reads(node)
+        deps.append({producer[name] for name in reads if name in producer and producer[name] != i})
+    users: dict[int, list[int]] = {}
+    for i, ds in enumerate(deps):
+        for d in ds:
+            users.setdefault(d, []).append(i)
+    remaining = [len(ds) for ds in deps]
+    ready = deque(i for i, n in enumerate(remaining) if n == 0)
+    order = []
+    while ready:
+        i = ready.popleft()
+        order.append(i)
+        for j in users.get(i, []):
+            remaining[j] -= 1
+            if remaining[j] == 0:
+                ready.append(j)
+    if len(order) != len(nodes):  # a cycle: leave the graph as it was, the checker will say why
+        return
     del graph.node[:]
-    graph.node.extend(ordered)
+    graph.node.extend(nodes[i] for i in order)
