@@ -1,10 +1,9 @@
 """Rule: ``OneHot`` -> ``Dense`` (or ``TimeDistributed(Dense)``) becomes one ``Embedding``.
 
 Row ``i`` of the new table is what the Dense gives for one-hot ``i``: bias and
-activation fold in. The rows are computed by running the model's own OneHot and
-Dense layers on every index, so the Embedding reproduces them bit for bit in the
-Dense's compute dtype. A Dense without bias or activation is copied as is (this
-keeps ``embedding -> onehot-dense -> embedding`` bitwise, even under mixed precision).
+activation fold in, computed with the Dense's own ops in its compute dtype (see
+``folded_table``). A Dense without bias or activation is copied as is (this keeps
+``embedding -> onehot-dense -> embedding`` bitwise, even under mixed precision).
 """
 
 from __future__ import annotations
@@ -21,7 +20,6 @@ NAME = "onehot_to_embedding"
 # through TensorFlow's vectorised CPU kernels, whose rounding can differ by an ulp or so with
 # the shape of the batch: the fold is then exact up to that rounding, and says so.
 EXACT_ACTIVATIONS = {"linear", "relu", "relu6"}
-ROWS_PER_CHUNK = 1024
 
 
 def _inner_dense(layer):
@@ -38,20 +36,27 @@ def _inner_dense(layer):
     return None
 
 
-def folded_table(onehot, consumer, dense) -> np.ndarray:
-    """Row i = consumer(onehot(i)), in the variable dtype of an Embedding with the Dense's policy."""
+def folded_table(dense) -> np.ndarray:
+    """Row i = what the Dense gives for one-hot i: ``activation(kernel[i] + bias)``.
+
+    A one-hot row times the kernel is exactly ``kernel[i]`` (every other term is an exact
+    zero), so the rows are computed the way Dense computes them, in its compute dtype
+    (kernel and bias cast to it, then add, then activation), at O(vocab x units) instead of
+    running a (vocab x vocab) one-hot product. Returned in the kernel's variable dtype.
+    """
     import keras
 
     kernel = keras.ops.convert_to_numpy(dense.kernel)
     linear = dense.activation in (keras.activations.linear, None)
     if not dense.use_bias and linear:
         return kernel.copy()
-    rows = []
-    for start in range(0, onehot.input_dim, ROWS_PER_CHUNK):
-        idx = np.arange(start, min(start + ROWS_PER_CHUNK, onehot.input_dim), dtype="int32")
-        out = consumer(onehot(idx[:, None]))  # (n, 1, units): rank 3 suits TimeDistributed too
-        rows.append(keras.ops.convert_to_numpy(out)[:, 0, :])
-    return np.concatenate(rows, axis=0)
+    dtype = dense.compute_dtype
+    rows = keras.ops.cast(kernel, dtype)
+    if dense.use_bias:
+        rows = keras.ops.add(rows, keras.ops.cast(dense.bias, dtype))
+    if not linear:
+        rows = dense.activation(rows)
+    return keras.ops.convert_to_numpy(rows).astype(kernel.dtype)
 
 
 class OneHotToEmbedding:
@@ -101,7 +106,12 @@ class OneHotToEmbedding:
             dense = _inner_dense(consumer)
             if not dense.built:
                 return Refusal(f"{consumer.name!r} is not built", severity="kept")
-            table = folded_table(layer, consumer, dense)
+            if getattr(dense, "quantization_mode", None):
+                return Refusal(
+                    f"{consumer.name!r} is quantized ({dense.quantization_mode}); graphkit folds float kernels only",
+                    severity="kept",
+                )
+            table = folded_table(dense)
             if not np.all(np.isfinite(table)):
                 return Refusal(
                     f"the folded table of {consumer.name!r} holds inf or NaN", severity="kept"

@@ -70,3 +70,29 @@ def test_reverse_names_restore_the_original_embedding_name():
     there = convert(model, "onehot-dense").model
     back = convert(there, "embedding").model
     assert [layer.name for layer in back.layers] == [layer.name for layer in model.layers]
+
+
+def test_fold_under_mixed_precision_is_exact():
+    policy = keras.mixed_precision.Policy("mixed_float16")
+    inp = keras.Input((None,), dtype="int32", name="tokens")
+    x = OneHot(40, dtype=policy, name="oh")(inp)
+    dense = keras.layers.Dense(
+        6, activation="relu", dtype=policy, bias_initializer=keras.initializers.RandomNormal(seed=2)
+    )
+    model = keras.Model(inp, TimeDistributed(dense, dtype=policy)(x))
+    new = convert(model, "embedding").model
+    (emb,) = [layer for layer in new.layers if type(layer) is keras.layers.Embedding]
+    assert emb.dtype_policy.name == "mixed_float16" and emb.embeddings.dtype == "float32"
+    x = {"tokens": np.arange(40).reshape(4, 10)}
+    out_old, out_new = run(model, x), run(new, x)
+    assert out_old[0].dtype == out_new[0].dtype == np.float16
+    assert max_abs_diff(out_old, out_new) == 0.0
+
+
+def test_large_vocabulary_folds_without_a_vocab_squared_product():
+    inp = keras.Input((3,), dtype="int32", name="tokens")
+    x = OneHot(50000, name="oh")(inp)
+    model = keras.Model(inp, keras.layers.Dense(8, activation="relu", name="d")(x))
+    new = convert(model, "embedding").model
+    x = {"tokens": np.array([[0, 49999, 12345]])}
+    assert max_abs_diff(run(model, x), run(new, x)) == 0.0
