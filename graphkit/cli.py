@@ -193,53 +193,7 @@ def inspect(
     if json_out:
         typer.echo(json.dumps(report.to_dict(), indent=2))
         return
-    typer.echo(format_inspect(report))
-
-
-def format_inspect(report) -> str:
-    def fmt_io(items):
-        return ", ".join(f"{i['name']} {tuple(i['shape'])} {i['dtype']}" for i in items)
-
-    head = ["path", "class", "output shape", "params", "graphkit"]
-    body = []
-    for r in report.rows:
-        if r.role:
-            mark = {"embedding": "Embedding", "onehot": "OneHot", "onehot-dense": "OneHot group"}[
-                r.role
-            ]
-            if r.role == "onehot":
-                state = "foldable" if r.convertible else "not foldable"
-            else:
-                state = "convertible" if r.convertible else "not convertible"
-            if r.role == "onehot-dense":
-                state = r.detail
-            elif r.detail:
-                state = f"{state}: {r.detail}" if not r.convertible else f"{state} {r.detail}"
-            mark = f"{mark}, {state}"
-        else:
-            mark = ""
-        body.append([r.path, r.layer_class, r.output_shape, f"{r.params:,}", mark])
-    widths = [max(len(str(x)) for x in col) for col in zip(head, *body)]
-    lines = [
-        f"model {report.model_name!r}: {report.total_params:,} parameters",
-        f"inputs:  {fmt_io(report.inputs)}",
-        f"outputs: {fmt_io(report.outputs)}",
-        "",
-    ]
-    for row in [head] + body:
-        cells = [
-            str(c).ljust(w) if i != 3 else str(c).rjust(w)
-            for i, (c, w) in enumerate(zip(row, widths))
-        ]
-        lines.append("  ".join(cells).rstrip())
-    lines.append("")
-    lines.append(
-        f"{len(report.embeddings)} Embedding(s) "
-        f"({sum(1 for r in report.embeddings if r.convertible)} convertible), "
-        f"{len(report.onehots)} OneHot group(s) "
-        f"({sum(1 for r in report.onehots if r.convertible)} foldable)"
-    )
-    return "\n".join(lines)
+    typer.echo(report.format())
 
 
 @app.command()

@@ -21,7 +21,7 @@ def _fixtures_dir() -> Path | None:
 
 def run_demo(workdir: str | Path | None = None, echo: Callable[[str], None] = print) -> dict:
     """Inspect, convert to onehot-dense and back, and show that predictions are identical."""
-    from graphkit.cli import format_inspect
+    from graphkit.backends import model_feed
     from graphkit.conversion import convert_file
     from graphkit.inspect import inspect_model
     from graphkit.io import load_model
@@ -51,7 +51,7 @@ def run_demo(workdir: str | Path | None = None, echo: Callable[[str], None] = pr
         origin = "graphkit.examples.masked_lstm()"
 
     echo(f"== 1. the example model ({origin}): Embedding(mask_zero=True) -> LSTM -> Dense")
-    echo(format_inspect(inspect_model(src)))
+    echo(inspect_model(src).format())
 
     onehot = work / f"{FIXTURE}.onehot-dense.keras"
     back = work / f"{FIXTURE}.onehot-dense.embedding.keras"
@@ -75,7 +75,10 @@ def run_demo(workdir: str | Path | None = None, echo: Callable[[str], None] = pr
         name: load_model(p)
         for name, p in (("original", src), ("onehot-dense", onehot), ("round trip", back))
     }
-    preds = {name: np.asarray(m.predict(data, verbose=0)) for name, m in models.items()}
+    preds = {
+        name: np.asarray(m.predict(model_feed(m, [data[t.name] for t in m.inputs]), verbose=0))
+        for name, m in models.items()
+    }
     ref = preds["original"]
     result = {}
     for name in ("onehot-dense", "round trip"):
