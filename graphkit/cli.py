@@ -250,10 +250,7 @@ def verify(
     json_out: JsonOut = False,
 ) -> None:
     """Check that two models compute the same thing. Exit 0 equivalent, 1 not, 2 bad input."""
-    from graphkit.backends import PROVIDERS
-
-    if provider not in PROVIDERS:
-        raise GraphkitError(f"--provider {provider!r}: expected one of: {', '.join(PROVIDERS)}")
+    _check_provider(provider)
     for path in (reference, candidate):
         _check_any_model_file(path)
     if junit is not None:
@@ -286,6 +283,13 @@ def verify(
     else:
         typer.echo(report.format())
     raise typer.Exit(0 if report.equivalent else 1)
+
+
+def _check_provider(provider: str) -> None:
+    from graphkit.backends import PROVIDERS
+
+    if provider not in PROVIDERS:
+        raise GraphkitError(f"--provider {provider!r}: expected one of: {', '.join(PROVIDERS)}")
 
 
 def _check_any_model_file(path: Path) -> None:
@@ -479,10 +483,7 @@ def bench(
     json_out: JsonOut = False,
 ) -> None:
     """Median and p90 latency: Keras predict, onnxruntime, both variants, fused and not."""
-    from graphkit.backends import PROVIDERS
-
-    if provider not in PROVIDERS:
-        raise GraphkitError(f"--provider {provider!r}: expected one of: {', '.join(PROVIDERS)}")
+    _check_provider(provider)
     _check_any_model_file(model)
     _tensorflow()
     from graphkit.bench import bench as run_bench

@@ -55,18 +55,14 @@ def run_demo(workdir: str | Path | None = None, echo: Callable[[str], None] = pr
 
     onehot = work / f"{FIXTURE}.onehot-dense.keras"
     back = work / f"{FIXTURE}.onehot-dense.embedding.keras"
-    echo("")
-    echo(f"== 2. graphkit convert {src.name} --to onehot-dense")
-    rep1 = convert_file(src, "onehot-dense", onehot, force=True)
-    for f in rep1.converted:
-        echo(f"  {f.path} -> {' + '.join(f.new_layers)}")
-    echo(f"  wrote {onehot}")
-    echo("")
-    echo(f"== 3. graphkit convert {onehot.name} --to embedding")
-    rep2 = convert_file(onehot, "embedding", back, force=True)
-    for f in rep2.converted:
-        echo(f"  {f.path} -> {' + '.join(f.new_layers)}")
-    echo(f"  wrote {back}")
+    for step, (source, target, out) in enumerate(
+        ((src, "onehot-dense", onehot), (onehot, "embedding", back)), start=2
+    ):
+        echo("")
+        echo(f"== {step}. graphkit convert {source.name} --to {target}")
+        for f in convert_file(source, target, out, force=True).converted:
+            echo(f"  {f.path} -> {' + '.join(f.new_layers)}")
+        echo(f"  wrote {out}")
 
     echo("")
     echo("== 4. predictions on the sample inputs (padded sequences, masked)")
