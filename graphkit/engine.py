@@ -131,10 +131,21 @@ class Plan:
                     type(inner).__name__,
                     rule.name,
                     "refused",
-                    f"inside custom {type(container).__name__} {layer_path!r}: "
-                    "graph surgery cannot reach into a subclassed layer or model",
+                    _hidden_reason(container, layer_path),
                 )
             )
+
+
+def _hidden_reason(container, layer_path: str) -> str:
+    import keras
+
+    kind = type(container).__name__
+    if isinstance(container, keras.layers.Wrapper):
+        return f"inside wrapper {kind} {layer_path!r}: graphkit does not rewrite wrapped Embeddings"
+    return (
+        f"inside custom {kind} {layer_path!r}: "
+        "graph surgery cannot reach into a subclassed layer or model"
+    )
 
 
 def _relative_path(container, inner) -> str:

@@ -123,3 +123,14 @@ def test_input_model_is_left_independent_by_default():
     new.get_layer("head").kernel.assign(np.zeros((48, 3), "float32"))
     for a, b in zip(before, model.get_weights()):
         np.testing.assert_array_equal(a, b)
+
+
+def test_wrapped_embedding_is_refused_as_wrapped():
+    inp = keras.Input((3, 4), dtype="int32")
+    wrapped = keras.layers.TimeDistributed(keras.layers.Embedding(9, 2), name="td")
+    plain = keras.layers.Embedding(9, 2, name="plain")
+    model = keras.Model(inp, [wrapped(inp), plain(inp)])
+    with pytest.raises(GraphkitError, match="inside wrapper TimeDistributed 'td'"):
+        convert(model, "onehot-dense")
+    report = convert(model, "onehot-dense", partial=True)
+    assert [f.path for f in report.converted] == ["plain"]
