@@ -114,7 +114,8 @@ def _index_consumers(model) -> dict[int, tuple[int, bool]]:
     return result
 
 
-def _smallest_vocab(model) -> tuple[int | None, bool]:
+def smallest_vocab(model) -> tuple[int | None, bool]:
+    """Smallest input_dim of the model's Embedding/OneHot layers, and whether any masks zeros."""
     import keras
 
     from graphkit.layers import OneHot
@@ -175,7 +176,7 @@ class KerasBackend(Backend):
         self.model = model
         self.source = source or f"<keras model {model.name!r}>"
         consumers = _index_consumers(model)
-        fallback_vocab, fallback_mask = _smallest_vocab(model)
+        fallback_vocab, fallback_mask = smallest_vocab(model)
         self.inputs = []
         for i, t in enumerate(model.inputs):
             dtype = _np_dtype(t.dtype)
@@ -205,15 +206,21 @@ class KerasBackend(Backend):
 # ---------------------------------------------------------------- ONNX
 
 
-def check_onnx_file(path: str | os.PathLike):
-    """Load and fully check an ONNX file; one clear GraphkitError for anything wrong."""
+def check_file_exists(path: str | os.PathLike, what: str) -> Path:
+    """A readable, non-empty regular file, or one GraphkitError saying what is wrong."""
     path = Path(path)
     if not path.exists():
         raise GraphkitError(f"{path}: no such file")
     if path.is_dir():
-        raise GraphkitError(f"{path}: is a directory, not an ONNX model")
+        raise GraphkitError(f"{path}: is a directory, not {what}")
     if path.stat().st_size == 0:
-        raise GraphkitError(f"{path}: empty file, not an ONNX model")
+        raise GraphkitError(f"{path}: empty file, not {what}")
+    return path
+
+
+def check_onnx_file(path: str | os.PathLike):
+    """Load and fully check an ONNX file; one clear GraphkitError for anything wrong."""
+    path = check_file_exists(path, "an ONNX model")
     import onnx
 
     try:

@@ -294,9 +294,9 @@ def _check_provider(provider: str) -> None:
 
 def _check_any_model_file(path: Path) -> None:
     if path.suffix.lower() == ".onnx":
-        from graphkit.backends import check_onnx_file
+        from graphkit.backends import check_file_exists
 
-        check_onnx_file(path)
+        check_file_exists(path, "an ONNX model")  # the backend runs the full check once
         return
     from graphkit.io import check_model_file
 

@@ -1,6 +1,6 @@
 """The one engine that rewrites graphs: it walks models, asks rules, and rebuilds what changed.
 
-Functional models are rebuilt with ``keras.models.clone_model(call_function=...)``,
+Functional models are rebuilt with ``keras.models.clone_model(clone_function=...)``,
 which already handles node order, shared layers and masks passed as call
 arguments; Sequential models get their layer list spliced. Nested models are
 rewritten recursively. Untouched layers are reused as they are (weights and all):
@@ -188,12 +188,8 @@ class Rebuilder:
     def _functional(self, model):
         import keras
 
-        def call_function(op, *args, **kwargs):
-            return op(*args, **kwargs)
-
-        return keras.models.clone_model(
-            model, clone_function=self._substitute, call_function=call_function
-        )
+        # Replacement objects are callable: clone_model's plain call serves them too.
+        return keras.models.clone_model(model, clone_function=self._substitute)
 
     def _sequential(self, model):
         import keras

@@ -188,11 +188,13 @@ BUILDERS = {
 
 def sample_inputs(model, seed: int = 0, batch: int = 4, seq_len: int = 9) -> dict[str, np.ndarray]:
     """Valid index inputs for an example model: in-vocabulary, with 0-padding at the end of each row."""
+    from graphkit.backends import smallest_vocab
+
     rng = np.random.default_rng(seed)
     out = {}
     for t in model.inputs:
         shape = [batch] + [d if d is not None else seq_len for d in t.shape[1:]]
-        vocab = _vocab_for(model, t)
+        vocab = smallest_vocab(model)[0] or 10  # conservative: fits every Embedding/OneHot
         x = rng.integers(1, vocab, size=shape).astype(
             str(t.dtype) if "int" in str(t.dtype) else "int32"
         )
@@ -203,17 +205,3 @@ def sample_inputs(model, seed: int = 0, batch: int = 4, seq_len: int = 9) -> dic
                     x[row, shape[1] - pad :] = 0
         out[t.name] = x
     return out
-
-
-def _vocab_for(model, tensor) -> int:
-    """Smallest vocabulary of the Embedding/OneHot layers in the model (conservative)."""
-    import keras
-
-    from graphkit.layers import OneHot
-
-    sizes = [
-        layer.input_dim
-        for layer in model._flatten_layers(include_self=False, recursive=True)
-        if isinstance(layer, (keras.layers.Embedding, OneHot))
-    ]
-    return min(sizes) if sizes else 10

@@ -244,14 +244,9 @@ def _sync_dir(directory: Path) -> None:
             os.close(fd)
 
 
-def check_output_path(path: str | os.PathLike, *, force: bool, suffixes=None) -> Path:
+def check_output_path(path: str | os.PathLike, *, force: bool) -> Path:
     """Refuse to clobber (unless ``force``) or to write somewhere we cannot."""
     path = Path(path)
-    if suffixes is not None and path.suffix.lower() not in suffixes:
-        raise GraphkitError(
-            f"{path}: unsupported output extension {path.suffix or '(none)'!r}; "
-            f"expected {' or '.join(suffixes)}"
-        )
     if path.is_dir():
         raise GraphkitError(f"{path}: is a directory")
     if path.exists() or path.is_symlink():

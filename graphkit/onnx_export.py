@@ -205,12 +205,13 @@ def _verified(report, model, proto, path, verify, samples, seq_len):
     from graphkit.backends import KerasBackend, OnnxBackend
     from graphkit.verification import verify as run_verify
 
-    if path is None:
+    if path is None:  # in-memory export: check a temporary copy, removed afterwards
         import onnx
 
-        folder = tempfile.mkdtemp(prefix="graphkit-export-")
-        path = Path(folder) / "model.onnx"
-        onnx.save_model(proto, str(path))
+        with tempfile.TemporaryDirectory(prefix="graphkit-export-") as folder:
+            tmp = Path(folder) / "model.onnx"
+            onnx.save_model(proto, str(tmp))
+            return _verified(report, model, proto, tmp, verify, samples, seq_len)
     result = run_verify(
         KerasBackend(model), OnnxBackend(path), samples=samples, seq_len=seq_len, batch_size=16
     )
