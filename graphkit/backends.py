@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from graphkit.errors import GraphkitError
+from graphkit.errors import GraphkitError, one_line
 
 PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
 
@@ -47,6 +47,7 @@ class Backend:
     )
     inputs: list[InputSpec]
     output_names: list[str]
+    notes: list[str]  # what the user should know about how it ran (one line each)
 
     def run(self, batch: dict[str, np.ndarray]) -> list[np.ndarray]:
         raise NotImplementedError
@@ -163,7 +164,125 @@ def serving_function(model):
     return serve, specs
 
 
+# The traced function must agree with the eager call to within this on the probe batch.
+TRACE_TOLERANCE = (1e-5, 1e-6)  # (rtol, atol)
+TRACE_TOLERANCE_HALF = (1e-3, 1e-3)
+
+
+def eager_call(model, args: list) -> list[np.ndarray]:
+    """The reference: the model's eager call ``model(x)``, outputs in ``model.outputs`` order."""
+    import keras
+
+    out = model(model_feed(model, list(args)), training=False)
+    return [np.asarray(o) for o in keras.tree.flatten(out)]
+
+
+def probe_batch(args: list[np.ndarray], specs: list[InputSpec]) -> list[np.ndarray]:
+    """``args`` with a batch size that differs from every variable-axis length.
+
+    A batch as long as its sequences hides bugs that confuse the two axes (Keras 3.15's
+    TimeDistributed maps over the batch instead of time when traced): the trace is checked
+    on such a batch. Rows are repeated or dropped; nothing else changes.
+    """
+    n = len(args[0])
+    lengths = {
+        a.shape[k]
+        for spec, a in zip(specs, args)
+        for k, d in enumerate(spec.shape)
+        if k > 0 and d is None and k < a.ndim
+    }
+    size = n
+    while size in lengths:
+        size += 1
+    rows = np.arange(size) % n
+    return [a[rows] for a in args]
+
+
+def _disagreement(reference: list[np.ndarray], traced: list[np.ndarray], tol) -> str | None:
+    """Why ``traced`` does not match ``reference`` (shapes, then values), or None."""
+    if len(reference) != len(traced):
+        return f"{len(traced)} outputs instead of {len(reference)}"
+    rtol, atol = tol
+    for i, (r, t) in enumerate(zip(reference, traced)):
+        if r.shape != t.shape:
+            return f"output {i} has shape {t.shape} instead of {r.shape}"
+        if r.dtype.kind in "fc":
+            if not np.allclose(t, r, rtol=rtol, atol=atol, equal_nan=True):
+                worst = float(np.nanmax(np.abs(t.astype("float64") - r.astype("float64"))))
+                return f"output {i} differs by up to {worst:.3g}"
+        elif not np.array_equal(r, t):
+            return f"output {i} differs"
+    return None
+
+
+def locate_divergence(model, args: list[np.ndarray], tol) -> str | None:
+    """The first layer (in graph order) whose traced output differs from its eager output.
+
+    Traces models made of the first k intermediate tensors of ``model``'s graph and bisects
+    on k. Returns ``"'name' (Class)"``, or None where the model's graph cannot be read.
+    """
+    import keras
+    import tensorflow as tf
+
+    try:
+        graph = model._functional if isinstance(model, keras.Sequential) else model
+        depths = sorted(graph._nodes_by_depth, reverse=True)  # inputs first
+        tensors, owners = [], []
+        for depth in depths:
+            for node in graph._nodes_by_depth[depth]:
+                op = node.operation
+                if node.is_input or op is None or isinstance(op, keras.layers.InputLayer):
+                    continue
+                for t in node.outputs:
+                    tensors.append(t)
+                    owners.append(op)
+        inputs = list(graph.inputs)
+    except Exception:
+        return None
+    if not tensors:
+        return None
+    specs = [tf.TensorSpec(tuple(t.shape), t.dtype) for t in inputs]
+
+    def differs(k: int) -> bool:
+        probe = keras.Model(inputs, tensors[:k])
+        fn = tf.function(
+            lambda *a: keras.tree.flatten(probe(list(a), training=False)),
+            input_signature=specs,
+            autograph=False,
+        )
+        try:
+            want = eager_call(probe, args)
+            got = [np.asarray(o) for o in fn(*args)]
+        except Exception:
+            return True
+        return _disagreement(want, got, tol) is not None
+
+    try:
+        lo, hi = 1, len(tensors)
+        if not differs(hi):
+            return None
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if differs(mid):
+                hi = mid
+            else:
+                lo = mid + 1
+    except Exception:
+        return None
+    op = owners[lo - 1]
+    return f"{op.name!r} ({type(op).__name__})"
+
+
 class KerasBackend(Backend):
+    """Runs a Keras model so that it computes what its eager call ``model(x)`` computes.
+
+    A traced ``tf.function`` is ~20x faster than the eager call, but Keras layers can be
+    wrong when traced (Keras 3.15's TimeDistributed with an unknown time axis). So the first
+    batch is run both ways, on a probe batch whose size differs from every variable length
+    (shapes and values compared); the trace is used only if it agrees, otherwise the model
+    runs eagerly and ``notes`` says why, naming the first layer that disagrees.
+    """
+
     kind = "keras"
 
     def __init__(self, model, source: str | None = None):
@@ -192,15 +311,46 @@ class KerasBackend(Backend):
             for layer in model._flatten_layers(include_self=True, recursive=True)
         )
         self._fn = None
+        self.mode: str | None = None  # "traced" or "eager", chosen on the first batch
+        self.notes: list[str] = []
 
     def _callable(self):
         if self._fn is None:
             self._fn, _ = serving_function(self.model)
         return self._fn
 
+    def traced(self, args: list[np.ndarray]) -> list[np.ndarray]:
+        return [np.asarray(o) for o in self._callable()(*args)]
+
     def run(self, batch: dict[str, np.ndarray]) -> list[np.ndarray]:
-        outs = self._callable()(*[batch[s.name] for s in self.inputs])
-        return [np.asarray(o) for o in outs]
+        args = [batch[s.name] for s in self.inputs]
+        if self.mode is None:
+            self.choose_mode(args)
+        if self.mode == "eager":
+            return eager_call(self.model, args)
+        return self.traced(args)
+
+    def choose_mode(self, args: list[np.ndarray]) -> str:
+        """Check the traced function against the eager call on a probe of ``args``."""
+        probe = probe_batch(args, self.inputs)
+        reference = eager_call(self.model, probe)  # a failure here is the model's own
+        tol = TRACE_TOLERANCE_HALF if self.half_precision else TRACE_TOLERANCE
+        try:
+            problem = _disagreement(reference, self.traced(probe), tol)
+        except Exception as exc:
+            problem = f"it fails ({one_line(exc)})"
+        if problem is None:
+            self.mode = "traced"
+            return self.mode
+        self.mode = "eager"
+        where = locate_divergence(self.model, probe, tol)
+        at = f" from layer {where} on" if where else ""
+        shape = "x".join(str(d) for d in probe[0].shape)
+        self.notes.append(
+            f"{self.source}: the traced model disagrees with its eager call{at} "
+            f"(batch {shape}: {problem}); ran it eagerly (slower)"
+        )
+        return self.mode
 
 
 # ---------------------------------------------------------------- ONNX
@@ -228,7 +378,7 @@ def check_onnx_file(path: str | os.PathLike):
         onnx.checker.check_model(str(path), full_check=False)
         model = onnx.load(str(path), load_external_data=False)
     except Exception as exc:
-        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        text = one_line(exc, with_type=False)
         if "external" in text.lower() or "data file" in text.lower() or "location" in text.lower():
             raise GraphkitError(f"{path}: refused external data: {text[:300]}") from exc
         raise GraphkitError(f"{path}: not a valid ONNX model ({text[:300]})") from exc
@@ -241,8 +391,11 @@ def _onnx_index_info(model) -> dict[str, tuple[int, bool]]:
     """Vocabulary of each graph input from the Gather/OneHot that reads it (through Cast & co)."""
     from onnx import numpy_helper
 
+    from graphkit.onnx_passes.fuse_onehot import valid_rows
+
     graph = model.graph
     inits = {i.name: i for i in graph.initializer}
+    rows_in_use = valid_rows(model)
     consts = {}
     for node in graph.node:
         if node.op_type == "Constant":
@@ -292,7 +445,8 @@ def _onnx_index_info(model) -> dict[str, tuple[int, bool]]:
                 if node.op_type == "Gather" and len(node.input) > 1 and node.input[1] == name:
                     table = inits.get(node.input[0])
                     if table is not None and table.dims:
-                        vocab = min(vocab or table.dims[0], table.dims[0])
+                        rows = rows_in_use.get(table.name, table.dims[0])
+                        vocab = min(vocab or rows, rows)
                 elif node.op_type == "OneHot" and node.input[0] == name:
                     depth = const_array(node.input[1])
                     if depth is not None:
@@ -327,13 +481,15 @@ class OnnxBackend(Backend):
                 f"{wanted} is not available in this onnxruntime ({', '.join(available)}); "
                 "install the gpu extra: pip uninstall onnxruntime && pip install 'graphkit[gpu]'"
             )
+        ort.set_default_logger_severity(4)  # errors come back as exceptions; no C++ log lines
         options = ort.SessionOptions()
-        options.log_severity_level = 3
+        options.log_severity_level = 4
         try:
             self.session = ort.InferenceSession(str(path), sess_options=options, providers=[wanted])
         except Exception as exc:
-            text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise GraphkitError(f"{path}: onnxruntime cannot load it ({text[:300]})") from exc
+            raise GraphkitError(
+                f"{path}: onnxruntime cannot load it ({one_line(exc, with_type=False)})"
+            ) from exc
         if provider == "cuda" and wanted not in self.session.get_providers():
             raise GraphkitError(f"{path}: onnxruntime did not enable {wanted} for this session")
         self.provider = provider
@@ -349,6 +505,7 @@ class OnnxBackend(Backend):
             self.inputs.append(InputSpec(i.name, shape, dtype, vocab, mask))
         self.output_names = [o.name for o in self.session.get_outputs()]
         self.half_precision = _onnx_uses_half(proto)
+        self.notes = []
 
     def run(self, batch: dict[str, np.ndarray]) -> list[np.ndarray]:
         feed = {

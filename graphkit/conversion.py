@@ -9,7 +9,7 @@ from typing import Any
 
 from graphkit.engine import Finding, all_layer_names, rewrite
 from graphkit.errors import GraphkitError
-from graphkit.rules import RULES, TARGETS
+from graphkit.rules import REPAIRS, RULES, TARGETS
 
 OPTIMIZER_NOTE = "optimizer state is not carried over (the compile config, loss and metrics, is)"
 
@@ -30,6 +30,10 @@ class ConversionReport:
         return [f for f in self.findings if f.status == "converted"]
 
     @property
+    def repaired(self) -> list[Finding]:
+        return [f for f in self.findings if f.status == "repaired"]
+
+    @property
     def refused(self) -> list[Finding]:
         return [f for f in self.findings if f.status == "refused"]
 
@@ -43,6 +47,7 @@ class ConversionReport:
             "source": self.source,
             "output": self.output,
             "converted": len(self.converted),
+            "repaired": len(self.repaired),
             "refused": len(self.refused),
             "kept": len(self.kept),
             "findings": [f.to_dict() for f in self.findings],
@@ -69,6 +74,19 @@ def _copy_model(model):
             ) from exc
 
 
+def repair(model, taken: set[str] | None = None) -> tuple[Any, list[Finding]]:
+    """Replace Keras' TimeDistributed by graphkit's wherever it can (see repair_time_distributed).
+
+    Returns the repaired model (``model`` itself when nothing changed; untouched layers are
+    shared with it) and one finding per Keras TimeDistributed: "repaired", or "kept" with
+    the reason. Run before the target's rules in ``convert`` and before tracing in ``export``.
+    """
+    if taken is None:
+        taken = all_layer_names(model)
+    new_model, plan = rewrite(model, [rule_cls(taken) for rule_cls in REPAIRS])
+    return new_model, plan.findings
+
+
 def convert(model, to: str, *, partial: bool = False, copy: bool = True) -> ConversionReport:
     """Rewrite every Embedding (``to="onehot-dense"``) or OneHot+Dense group (``to="embedding"``).
 
@@ -91,9 +109,10 @@ def convert(model, to: str, *, partial: bool = False, copy: bool = True) -> Conv
         model = _copy_model(model)
 
     taken = all_layer_names(model)
+    model, repairs = repair(model, taken)
     rules = [rule_cls(taken) for rule_cls in RULES[to]]
     new_model, plan = rewrite(model, rules)
-    report = ConversionReport(to, new_model, plan.findings, source=source)
+    report = ConversionReport(to, new_model, repairs + plan.findings, source=source)
 
     what = "Embedding" if to == "onehot-dense" else "OneHot + Dense group"
     if report.refused:
@@ -107,11 +126,11 @@ def convert(model, to: str, *, partial: bool = False, copy: bool = True) -> Conv
             f"partial: left {len(report.refused)} {what}(s) as they were: {listing}"
         )
     if not report.converted:
-        if not report.findings:
+        if not plan.findings:
             raise GraphkitError(f"nothing to convert: the model has no {what}")
         raise GraphkitError(
             f"nothing to convert: no {what} could be rewritten ("
-            + "; ".join(f"{f.path}: {f.reason}" for f in report.findings)
+            + "; ".join(f"{f.path}: {f.reason}" for f in plan.findings)
             + ")"
         )
     for f in report.kept:

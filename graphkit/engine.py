@@ -23,7 +23,7 @@ class Finding:
     path: str
     layer_class: str
     rule: str
-    status: str  # "converted" | "refused" | "kept"
+    status: str  # "converted" | "repaired" | "refused" | "kept"
     reason: str | None = None
     new_layers: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -109,7 +109,7 @@ class Plan:
                 layer_path,
                 type(layer).__name__,
                 rule.name,
-                "converted",
+                result.status,
                 None,
                 list(result.new_layer_names),
                 list(result.notes),
@@ -130,18 +130,21 @@ class Plan:
                     inner_path,
                     type(inner).__name__,
                     rule.name,
-                    "refused",
-                    _hidden_reason(container, layer_path),
+                    # an optional rule (a repair) never makes a conversion fail
+                    "kept" if getattr(rule, "optional", False) else "refused",
+                    _hidden_reason(container, layer_path, type(inner).__name__),
                 )
             )
 
 
-def _hidden_reason(container, layer_path: str) -> str:
+def _hidden_reason(container, layer_path: str, what: str) -> str:
     import keras
 
     kind = type(container).__name__
     if isinstance(container, keras.layers.Wrapper):
-        return f"inside wrapper {kind} {layer_path!r}: graphkit does not rewrite wrapped Embeddings"
+        return (
+            f"inside wrapper {kind} {layer_path!r}: graphkit does not rewrite wrapped {what} layers"
+        )
     return (
         f"inside custom {kind} {layer_path!r}: "
         "graph surgery cannot reach into a subclassed layer or model"

@@ -1,6 +1,8 @@
-"""The one exception type that means "the user gave us something we cannot use"."""
+"""The one exception type that means "the user gave us something we cannot use", and error text."""
 
 from __future__ import annotations
+
+import re
 
 
 class GraphkitError(Exception):
@@ -9,3 +11,58 @@ class GraphkitError(Exception):
     The CLI prints it as a single ``error: <message>`` line and exits 2.
     Any other exception is a bug in graphkit and keeps its traceback.
     """
+
+
+MAX_CAUSE = 300
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+# TensorFlow's decorations around the real message: {{function_node ...}}, {{node ...}},
+# [[...]] node lists, a trailing [Op:...] and " name: " suffix.
+_TF_NOISE = re.compile(
+    r"\{\{(?:function_)?node [^}]*\}\}|\[\[.*?\]\]|\[Op:[^\]]*\](?: name: ?\S*)?"
+)
+# Lines that frame the cause rather than state it.
+_FRAME_LINES = re.compile(
+    r"^(Graph execution error:?|Detected at node .*|Exception encountered when calling .*|"
+    r"Arguments received by .*|Traceback \(most recent call last\):|"
+    r"Stack trace for op definition:?.*)$"
+)
+
+
+def cause_line(text: str) -> str:
+    """The line of an error message that names the cause, without framework decoration.
+
+    TensorFlow puts "Graph execution error:" and a Python stack first and the cause
+    (``slice index 21 of dimension 0 out of bounds.``) further down; Keras wraps layer
+    errors in "Exception encountered when calling X.call()" and an argument listing.
+    """
+    text = _ANSI.sub("", text or "")
+    lines = text.splitlines()
+    candidates = []
+    for raw in lines:
+        if not raw.strip():
+            continue
+        if raw[:1].isspace():  # stack frames, code lines, argument bullets, [[node]] lists
+            continue
+        line = _TF_NOISE.sub("", raw).strip()
+        if not line or _FRAME_LINES.match(line):
+            continue
+        candidates.append(line)
+    if candidates:
+        return candidates[0]
+    for raw in lines:  # nothing but framing: keep the first real words
+        line = _TF_NOISE.sub("", raw).strip()
+        if line:
+            return line
+    return ""
+
+
+def one_line(exc: BaseException, *, with_type: bool = True, limit: int = MAX_CAUSE) -> str:
+    """``TypeName: cause`` on one line, for error messages built from a caught exception."""
+    cause = cause_line(str(exc))
+    if len(cause) > limit:
+        cause = cause[: limit - 3].rstrip() + "..."
+    name = type(exc).__name__
+    if not cause:
+        return name
+    return f"{name}: {cause}" if with_type else cause

@@ -83,6 +83,12 @@ class GraphView:
     def call_sites(self, layer) -> list[CallSite]:
         return self.sites.get(id(layer), [])
 
+    def is_output(self, layer) -> bool:
+        """Is one of ``layer``'s outputs a model output? (Then the model's output name is its name.)"""
+        return any(
+            consumer is OUTPUT for site in self.call_sites(layer) for consumer, _ in site.consumers
+        )
+
 
 def _output_rank(layer, rank):
     try:

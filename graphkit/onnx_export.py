@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from graphkit.errors import GraphkitError
+from graphkit.errors import GraphkitError, one_line
 
 DEFAULT_OPSET = 17
 VERIFY_SAMPLES = 64
@@ -75,8 +75,9 @@ def to_onnx_proto(model, opset: int = DEFAULT_OPSET):
         with _stderr_fd_silenced():
             proto, _ = tf2onnx.convert.from_function(serve, input_signature=specs, opset=opset)
     except Exception as exc:
-        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise GraphkitError(f"tf2onnx cannot convert model {model.name!r}: {text[:300]}") from exc
+        raise GraphkitError(
+            f"tf2onnx cannot convert model {model.name!r}: {one_line(exc, with_type=False)}"
+        ) from exc
     _rename_outputs(proto, output_names(model))
     proto.producer_name = "graphkit"
     return proto
@@ -113,7 +114,7 @@ def check_proto(proto) -> None:
         onnx.checker.check_model(proto, full_check=True)
     except Exception as exc:
         raise GraphkitError(
-            f"the exported model fails onnx.checker: {str(exc).splitlines()[0][:300]}"
+            f"the exported model fails onnx.checker: {one_line(exc, with_type=False)}"
         ) from exc
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from graphkit.errors import GraphkitError
+from graphkit.errors import GraphkitError, one_line
 
 
 def run_model(
@@ -37,8 +37,9 @@ def run_model(
     try:
         outs = backend.run(arrays)
     except Exception as exc:
-        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise GraphkitError(f"{model}: onnxruntime failed: {text[:300]}") from exc
+        raise GraphkitError(
+            f"{model}: onnxruntime failed: {one_line(exc, with_type=False)}"
+        ) from exc
     named = dict(zip(backend.output_names, outs))
     if output is not None:
         with atomic_output(output, force=force) as tmp:

@@ -28,7 +28,7 @@ from xml.sax.saxutils import escape, quoteattr
 import numpy as np
 
 from graphkit.backends import Backend, InputSpec, open_backend
-from graphkit.errors import GraphkitError
+from graphkit.errors import GraphkitError, one_line
 
 KERAS_TOLERANCE = (1e-6, 1e-6)  # (rtol, atol)
 ONNX_TOLERANCE = (1e-4, 1e-5)
@@ -77,9 +77,12 @@ def check_signatures(ref: Backend, cand: Backend) -> list[InputSpec]:
                 spec.mask_zero or other.mask_zero,
             )
         )
-    if len(ref.output_names) != len(cand.output_names):
+    if sorted(ref.output_names) != sorted(cand.output_names) or len(set(ref.output_names)) != len(
+        ref.output_names
+    ):
         raise GraphkitError(
-            f"output counts differ: reference has {len(ref.output_names)}, candidate has {len(cand.output_names)}"
+            "outputs are matched by name and the names differ: "
+            f"reference has {ref.output_names}, candidate has {cand.output_names}"
         )
     return merged
 
@@ -105,8 +108,7 @@ def synthesize(
                 f"input {spec.name!r}: cannot synthesize {spec.dtype} inputs; pass --inputs FILE.npz"
             )
     rng = np.random.default_rng(seed)
-    for start in range(0, samples, batch_size):
-        n = min(batch_size, samples - start)
+    for n in batch_plan(specs, samples, batch_size, seq_len):
         batch = {}
         for spec in specs:
             shape = (n,) + tuple(d if d is not None else seq_len for d in spec.shape[1:])
@@ -129,6 +131,25 @@ def synthesize(
             else:
                 batch[spec.name] = rng.standard_normal(shape).astype(spec.dtype)
         yield batch
+
+
+def batch_plan(specs: list[InputSpec], samples: int, batch_size: int, seq_len: int) -> list[int]:
+    """The size of each synthesized batch.
+
+    A batch exactly as long as the variable axes hides models that mix the batch and time
+    axes up (Keras 3.15's TimeDistributed, traced, maps over the batch): when ``batch_size``
+    equals ``seq_len`` the first batch is one sample shorter, so both shapes are seen.
+    """
+    variable = any(d is None for spec in specs for d in spec.shape[1:])
+    sizes, left = [], samples
+    if variable and batch_size == seq_len and samples > 1:
+        first = batch_size - 1 if batch_size > 1 else 1
+        sizes.append(min(first, left))
+        left -= sizes[-1]
+    while left > 0:
+        sizes.append(min(batch_size, left))
+        left -= sizes[-1]
+    return sizes
 
 
 def load_inputs(path: str | os.PathLike, specs: list[InputSpec]) -> dict[str, np.ndarray]:
@@ -336,6 +357,9 @@ class VerifyReport:
     seed: int | None
     outputs: list[OutputStats] = field(default_factory=list)
     inputs: list[InputSpec] = field(default_factory=list)
+    # the shapes and dtypes of the data that ran, all batches together: name -> (shape, dtype)
+    fed: dict[str, tuple[tuple, str]] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
 
     @property
     def equivalent(self) -> bool:
@@ -367,14 +391,32 @@ class VerifyReport:
                 }
                 for s in self.inputs
             ],
+            "fed": {
+                name: {"shape": list(shape), "dtype": dtype}
+                for name, (shape, dtype) in self.fed.items()
+            },
             "outputs": [o.to_dict() for o in self.outputs],
+            "notes": self.notes,
         }
+
+    def describe_inputs(self) -> str:
+        """``tokens (256, 16) int32 in [0, 50)``: what really ran, one entry per input."""
+        parts = []
+        for spec in self.inputs:
+            shape, dtype = self.fed.get(spec.name, (spec.shape, spec.dtype))
+            text = f"{spec.name} {tuple(shape)} {dtype}"
+            if spec.vocab:
+                text += (
+                    f" in [{1 if spec.mask_zero and self.seed is not None else 0}, {spec.vocab})"
+                )
+            parts.append(text)
+        return ", ".join(parts)
 
     def format(self) -> str:
         lines = [
             f"reference: {self.reference}",
             f"candidate: {self.candidate}",
-            f"inputs:    {self.samples} samples, {self.input_source}",
+            f"inputs:    {self.samples} samples, {self.input_source}: {self.describe_inputs()}",
             "",
         ]
         head = [
@@ -416,6 +458,7 @@ class VerifyReport:
                     f"  {o.name}: worst element {tuple(o.worst_index)}: reference {o.worst_reference!r}, "
                     f"candidate {o.worst_candidate!r}"
                 )
+        lines += [f"note: {note}" for note in self.notes]
         lines.append("")
         if self.equivalent:
             lines.append("EQUIVALENT" + (" (bit for bit)" if self.exact else " (within tolerance)"))
@@ -501,7 +544,7 @@ def verify(
     if inputs is None:
         stream = synthesize(specs, samples, batch_size, seq_len, seed)
         total = samples
-        source = f"synthesized (seed {seed}, variable axes of length {seq_len})"
+        source = f"synthesized (seed {seed})"
     else:
         if isinstance(inputs, dict):
             arrays = validate_inputs(inputs, specs)
@@ -514,38 +557,56 @@ def verify(
         seed = None
 
     base_rtol, base_atol = default_tolerances(ref, cand)
-    stats: list[OutputStats] = []
+    stats: dict[str, OutputStats] = {}
+    fed: dict[str, tuple[tuple, str]] = {}
     done = 0
     for batch in stream:
         try:
-            r_out = ref.run(batch)
+            r_out = dict(zip(ref.output_names, ref.run(batch)))
         except GraphkitError:
             raise
         except Exception as exc:
-            raise GraphkitError(f"the reference failed to run: {_one_line(exc)}") from exc
+            raise GraphkitError(f"the reference failed to run: {one_line(exc)}") from exc
         try:
-            c_out = cand.run(batch)
+            c_out = dict(zip(cand.output_names, cand.run(batch)))
+        except GraphkitError:
+            raise
         except Exception as exc:
-            raise GraphkitError(f"the candidate failed to run: {_one_line(exc)}") from exc
+            raise GraphkitError(f"the candidate failed to run: {one_line(exc)}") from exc
         if not stats:
-            for name, out in zip(ref.output_names, r_out):
-                half = str(out.dtype) in ("float16", "bfloat16")
+            for name in ref.output_names:
+                half = str(r_out[name].dtype) in ("float16", "bfloat16")
                 o_rtol = (
                     rtol if rtol is not None else max(base_rtol, HALF_TOLERANCE[0] if half else 0.0)
                 )
                 o_atol = (
                     atol if atol is not None else max(base_atol, HALF_TOLERANCE[1] if half else 0.0)
                 )
-                stats.append(OutputStats(name, o_rtol, o_atol))
-        for s, a, b in zip(stats, r_out, c_out):
-            s.update(np.asarray(a), np.asarray(b), done)
-        done += len(next(iter(batch.values())))
+                stats[name] = OutputStats(name, o_rtol, o_atol)
+        for name, s in stats.items():  # paired by name, never by position
+            s.update(np.asarray(r_out[name]), np.asarray(c_out[name]), done)
+        n = len(next(iter(batch.values())))
+        for name, x in batch.items():
+            fed[name] = ((done + n,) + tuple(x.shape[1:]), str(x.dtype))
+        done += n
         if progress is not None:
             progress(done, total)
-    return VerifyReport(str(ref.source), str(cand.source), done, source, seed, stats, specs)
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    first = text.splitlines()[0] if text else ""
-    return f"{type(exc).__name__}: {first[:300]}"
+    notes = [*ref.notes, *cand.notes]
+    if inputs is None:
+        first = batch_plan(specs, samples, batch_size, seq_len)[0]
+        if first != min(batch_size, samples):
+            notes.append(
+                f"the first batch has {first} samples, not {batch_size}: a batch as long "
+                "as the variable axes would hide a model that mixes the two axes up"
+            )
+    return VerifyReport(
+        str(ref.source),
+        str(cand.source),
+        done,
+        source,
+        seed,
+        list(stats.values()),
+        specs,
+        fed,
+        notes,
+    )

@@ -111,11 +111,15 @@ def test_junit_report(converted, tmp_path):
 
 
 def test_junit_failure(tmp_path):
+    model = load_model(FIXTURES / "masked_lstm.keras")
+    emb = model.get_layer("embedding")
+    emb.set_weights([emb.get_weights()[0] + 0.5])
+    save_model(model, tmp_path / "changed.keras")
     junit = tmp_path / "verify.xml"
     result = invoke(
         "verify",
         FIXTURES / "masked_lstm.keras",
-        FIXTURES / "masked_gru_sequential.keras",
+        tmp_path / "changed.keras",
         "--junit",
         junit,
         "--samples",
@@ -123,7 +127,21 @@ def test_junit_failure(tmp_path):
     )
     assert result.exit_code == 1
     failures = ET.parse(junit).getroot().findall(".//failure")
-    assert len(failures) == 1 and "reference" in failures[0].get("message")
+    assert len(failures) == 1 and "exceed" in failures[0].get("message")
+
+
+def test_outputs_with_other_names_are_refused_with_both_lists():
+    result = invoke(
+        "verify",
+        FIXTURES / "masked_lstm.keras",
+        FIXTURES / "masked_gru_sequential.keras",
+        "--samples",
+        4,
+    )
+    assert result.exit_code == 2
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("error: outputs are matched by name")
+    assert "reference has ['head']" in line and "candidate has [" in line
 
 
 def test_reproducible_synthesis_with_seed():

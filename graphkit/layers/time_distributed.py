@@ -5,6 +5,8 @@ time steps when the time axis is ``None`` (wrong shapes), and loops over steps i
 Python when it is static (slow, and unrolled on ONNX export). For a ``Dense``
 inner layer the whole wrapper is just the Dense on the last axis; for any other
 inner layer we fold the time axis into the batch axis, apply it once, and unfold.
+That is exact for inner layers that compute every sample on its own (see
+``graphkit.rules.repair_time_distributed``), which is what Keras' per-step loop assumes.
 """
 
 from __future__ import annotations
@@ -22,16 +24,22 @@ class TimeDistributed(keras.layers.TimeDistributed):
             # Dense contracts the last axis only: same maths, one MatMul.
             return self.layer(inputs)
         shape = ops.shape(inputs)
-        inner_shape = tuple(inputs.shape[2:])
-        if any(d is None for d in inner_shape):
-            inner_shape = tuple(shape[2:])
-        folded = ops.reshape(inputs, (-1,) + inner_shape)
-        kwargs = {"training": training} if self._inner_takes_training() else {}
+        folded = ops.reshape(inputs, (-1,) + self._static_or_dynamic(inputs, shape, 2))
+        kwargs = {"training": training} if self._inner_takes("training") else {}
+        if mask is not None and self._inner_takes("mask"):
+            # Keras passes step i's slice of the mask to the inner layer: the same, folded.
+            mask_shape = ops.shape(mask)
+            kwargs["mask"] = ops.reshape(mask, (-1,) + tuple(mask_shape[2:]))
         outputs = self.layer(folded, **kwargs)
-        out_inner = tuple(outputs.shape[1:])
-        if any(d is None for d in out_inner):
-            out_inner = tuple(ops.shape(outputs)[1:])
+        out_inner = self._static_or_dynamic(outputs, ops.shape(outputs), 1)
         return ops.reshape(outputs, (shape[0], shape[1]) + out_inner)
 
-    def _inner_takes_training(self) -> bool:
-        return bool(getattr(self.layer, "_call_has_training_arg", False))
+    @staticmethod
+    def _static_or_dynamic(tensor, dynamic_shape, start: int) -> tuple:
+        static = tuple(tensor.shape[start:])
+        if any(d is None for d in static):
+            return tuple(dynamic_shape[start:])
+        return static
+
+    def _inner_takes(self, argument: str) -> bool:
+        return bool(getattr(self.layer, f"_call_has_{argument}_arg", False))

@@ -16,6 +16,22 @@ import numpy as np
 from graphkit.onnx_passes.graph import GraphIndex, attribute, remove_dead_nodes, topological_sort
 
 NAME = "fuse_onehot"
+VALID_ROWS_KEY = "graphkit.valid_rows."
+
+
+def set_valid_rows(model, table: str, rows: int) -> None:
+    """Record in the model's metadata that only the first ``rows`` rows of ``table`` are indices."""
+    entry = model.metadata_props.add()
+    entry.key, entry.value = VALID_ROWS_KEY + table, str(int(rows))
+
+
+def valid_rows(model) -> dict[str, int]:
+    """Table name -> number of rows that valid indices address (see ``set_valid_rows``)."""
+    return {
+        p.key[len(VALID_ROWS_KEY) :]: int(p.value)
+        for p in model.metadata_props
+        if p.key.startswith(VALID_ROWS_KEY) and p.value.isdigit()
+    }
 
 
 @dataclass
@@ -122,6 +138,8 @@ def fuse_onehot(model) -> PassResult:
         n = index.unique
         table_name = n(f"{base}_fused_table")
         graph.initializer.append(numpy_helper.from_array(table, table_name))
+        # The last row only serves out-of-range indices: record the real vocabulary.
+        set_valid_rows(model, table_name, depth)
         new = []
         idx = n(f"{base}_idx64")
         new.append(

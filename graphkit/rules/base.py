@@ -55,6 +55,8 @@ class Match:
     notes: list[str] = field(default_factory=list)
     # names of the original layers the match removes (the anchor first)
     replaced_names: list[str] = field(default_factory=list)
+    # what the report calls it: "converted" (the target's own rules) or "repaired"
+    status: str = "converted"
 
 
 @dataclass

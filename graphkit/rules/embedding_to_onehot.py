@@ -63,6 +63,9 @@ class EmbeddingToOneHot:
         use_td = bool(ranks) and all(r is not None and r >= 2 for r in ranks)
 
         policy = layer.dtype_policy
+        # A model output keeps its name (outputs are matched by name): the last new layer takes
+        # it over from the Embedding it replaces.
+        keep_name = graph.is_output(layer)
         onehot = OneHot(
             layer.input_dim,
             mask_zero=layer.mask_zero,
@@ -72,7 +75,9 @@ class EmbeddingToOneHot:
         dense = keras.layers.Dense(
             layer.output_dim,
             use_bias=False,
-            name=unique_name(f"{layer.name}_dense", self.taken),
+            name=layer.name
+            if keep_name and not use_td
+            else unique_name(f"{layer.name}_dense", self.taken),
             dtype=policy,
             kernel_initializer=layer.embeddings_initializer,
             kernel_regularizer=layer.embeddings_regularizer,
@@ -85,7 +90,7 @@ class EmbeddingToOneHot:
         if use_td:
             projection = TimeDistributed(
                 dense,
-                name=unique_name(f"{layer.name}_timedist", self.taken),
+                name=layer.name if keep_name else unique_name(f"{layer.name}_timedist", self.taken),
                 dtype=policy,
                 activity_regularizer=layer.activity_regularizer,
             )

@@ -118,7 +118,9 @@ class OneHotToEmbedding:
                 )
             identity = not dense.use_bias and dense.activation in (keras.activations.linear, None)
             base = layer.name[: -len("_onehot")] if layer.name.endswith("_onehot") else None
-            if base and consumer.name in (f"{base}_dense", f"{base}_timedist"):
+            if graph.is_output(consumer):
+                wanted = consumer.name  # outputs are matched by name: keep it
+            elif base and consumer.name in (f"{base}_dense", f"{base}_timedist"):
                 wanted = base
             else:
                 wanted = f"{consumer.name}_embedding"

@@ -24,8 +24,9 @@ def test_replaces_embedding_by_onehot_and_time_distributed_dense():
     kinds = [type(layer) for layer in new.layers]
     assert keras.layers.Embedding not in kinds
     onehot = new.get_layer("emb_onehot")
-    td = new.get_layer("emb_timedist")
+    td = new.get_layer("emb")  # the Embedding was the model output: its name stays
     assert type(onehot) is OneHot and type(td) is TimeDistributed
+    assert new.output_names == model.output_names == ["emb"]
     assert type(td.layer) is keras.layers.Dense and td.layer.use_bias is False
     table = emb.get_weights()[0]
     kernel = td.layer.get_weights()[0]
@@ -36,7 +37,7 @@ def test_rank_one_indices_get_a_plain_dense():
     inp = keras.Input((), dtype="int32", name="user")
     model = keras.Model(inp, keras.layers.Embedding(9, 2, name="emb")(inp))
     new = convert(model, "onehot-dense").model
-    assert type(new.get_layer("emb_dense")) is keras.layers.Dense
+    assert type(new.get_layer("emb")) is keras.layers.Dense
     x = {"user": np.array([0, 3, 8])}
     assert max_abs_diff(run(model, x), run(new, x)) == 0.0
 
@@ -49,7 +50,7 @@ def test_trainable_regularizer_constraint_and_policy_carry_over():
     )
     model.get_layer("emb").trainable = False
     new = convert(model, "onehot-dense").model
-    td = new.get_layer("emb_timedist")
+    td = new.get_layer("emb")
     assert td.trainable is False and td.layer.trainable is False
     assert isinstance(td.layer.kernel_regularizer, keras.regularizers.L2)
     assert isinstance(td.layer.kernel_constraint, keras.constraints.MaxNorm)
@@ -59,6 +60,15 @@ def test_trainable_regularizer_constraint_and_policy_carry_over():
     out_old, out_new = run(model, x), run(new, x)
     assert out_old[0].dtype == out_new[0].dtype == np.float16
     assert max_abs_diff(out_old, out_new) == 0.0
+
+
+def test_inner_embedding_gets_suffixed_names_and_the_output_keeps_its_name():
+    inp = keras.Input((None,), dtype="int32", name="tokens")
+    x = keras.layers.Embedding(7, 3, name="emb")(inp)
+    model = keras.Model(inp, keras.layers.Dense(2, name="head")(x))
+    new = convert(model, "onehot-dense").model
+    assert [layer.name for layer in new.layers] == ["tokens", "emb_onehot", "emb_timedist", "head"]
+    assert new.output_names == ["head"]
 
 
 def test_new_names_do_not_collide_with_existing_layers():

@@ -1,0 +1,140 @@
+"""Rule: Keras' ``TimeDistributed`` -> graphkit's ``TimeDistributed`` (same inner layer, same weights).
+
+Keras 3.15's ``TimeDistributed`` maps over the batch axis instead of the time axis
+whenever it is traced with an unknown time dimension (``predict`` after a retrace,
+``tf.function`` with a ``(None, None)`` signature, tf2onnx's export): a (4, 35)
+batch gives (4, 4, ...) or fails. With a static time axis it unrolls a Python loop.
+graphkit's version applies a Dense on the last axis and folds time into batch for
+the other supported inner layers, which is right at every length and never loops.
+
+Only inner layers that treat every sample on their own are folded (no statistics
+across the batch, no state): for those, one call on ``batch * time`` samples is the
+per-step calls stacked. The rule is a repair, not a conversion: it runs before the
+target's rules in ``convert`` and before tracing in ``export``; when it refuses, the
+layer is kept as it was (never an error).
+"""
+
+from __future__ import annotations
+
+from graphkit.rules.base import Chain, Match, Refusal
+
+NAME = "repair_time_distributed"
+WHY = (
+    "Keras' TimeDistributed maps over the batch axis when traced with an unknown time axis "
+    "(wrong shapes in predict and ONNX) and unrolls a known one"
+)
+
+# Layers that compute each sample on its own (per-sample maths, no cross-batch statistics,
+# no state): folding time into batch computes exactly the per-step calls.
+_PER_SAMPLE = (
+    "Dense",
+    "EinsumDense",
+    "Activation",
+    "ReLU",
+    "LeakyReLU",
+    "ELU",
+    "PReLU",
+    "Softmax",
+    "Dropout",
+    "SpatialDropout1D",
+    "SpatialDropout2D",
+    "GaussianNoise",
+    "GaussianDropout",
+    "AlphaDropout",
+    "Flatten",
+    "Reshape",
+    "Permute",
+    "RepeatVector",
+    "Embedding",
+    "Conv1D",
+    "Conv2D",
+    "Conv3D",
+    "SeparableConv1D",
+    "SeparableConv2D",
+    "DepthwiseConv1D",
+    "DepthwiseConv2D",
+    "MaxPooling1D",
+    "MaxPooling2D",
+    "MaxPooling3D",
+    "AveragePooling1D",
+    "AveragePooling2D",
+    "AveragePooling3D",
+    "GlobalMaxPooling1D",
+    "GlobalMaxPooling2D",
+    "GlobalAveragePooling1D",
+    "GlobalAveragePooling2D",
+    "ZeroPadding1D",
+    "ZeroPadding2D",
+    "Cropping1D",
+    "Cropping2D",
+    "UpSampling1D",
+    "UpSampling2D",
+    "LayerNormalization",
+    "UnitNormalization",
+    "Rescaling",
+    "LSTM",
+    "GRU",
+    "SimpleRNN",
+    "Bidirectional",
+)
+
+
+def unsupported_part(layer) -> str | None:
+    """Why graphkit's TimeDistributed cannot fold ``layer`` (None when it can)."""
+    import keras
+
+    from graphkit.engine import is_graph_model
+
+    if is_graph_model(layer):
+        for inner in layer.layers:
+            reason = unsupported_part(inner)
+            if reason is not None:
+                return reason
+        return None
+    cls = type(layer)
+    if cls.__module__.startswith("keras.") and cls.__name__ in _PER_SAMPLE:
+        if getattr(layer, "stateful", False):
+            return f"{layer.name!r} ({cls.__name__}) is stateful"
+        if isinstance(layer, keras.layers.Bidirectional):
+            return unsupported_part(layer.forward_layer) or unsupported_part(layer.backward_layer)
+        return None
+    if isinstance(layer, keras.layers.InputLayer):
+        return None
+    return f"{layer.name!r} ({cls.__name__}) is not a layer graphkit knows to compute per sample"
+
+
+class RepairTimeDistributed:
+    name = NAME
+    target = "repair"
+    # Refusals keep Keras' layer as it is: they never stop a conversion.
+    optional = True
+
+    def __init__(self, taken_names: set[str]):
+        self.taken = taken_names
+
+    def anchors(self, layer) -> bool:
+        import keras
+
+        return type(layer) is keras.layers.TimeDistributed
+
+    def match(self, layer, graph) -> Match | Refusal:
+        from graphkit.layers import TimeDistributed
+
+        reason = unsupported_part(layer.layer)
+        if reason is not None:
+            return Refusal(
+                f"Keras' TimeDistributed kept: inner {reason}; "
+                "it is wrong when traced with an unknown time axis",
+                severity="kept",
+            )
+        # Same name (outputs are matched by name), same inner layer object (same weights).
+        config = layer.get_config()
+        config.pop("layer", None)
+        repaired = TimeDistributed(layer.layer, **config)
+        return Match(
+            replacements={id(layer): Chain([repaired])},
+            new_layer_names=[repaired.name],
+            notes=[WHY],
+            replaced_names=[layer.name],
+            status="repaired",
+        )
