@@ -133,11 +133,12 @@ def smallest_vocab(model) -> tuple[int | None, bool]:
 
 def model_feed(model, args: list):
     """Arrange per-input values (in ``model.inputs`` order) the way the model is called."""
-    if len(args) == 1:
-        return args[0]
-    if isinstance(getattr(model, "_inputs_struct", None), dict):
+    struct = getattr(model, "_inputs_struct", None)
+    if isinstance(struct, dict):
         return {t.name: a for t, a in zip(model.inputs, args)}
-    return list(args)
+    if isinstance(struct, (list, tuple)) or len(args) != 1:
+        return list(args)
+    return args[0]
 
 
 def serving_function(model):
@@ -344,11 +345,11 @@ class KerasBackend(Backend):
             return self.mode
         self.mode = "eager"
         where = locate_divergence(self.model, probe, tol)
-        at = f" from layer {where} on" if where else ""
+        at = f" at layer {where}" if where else ""
         shape = "x".join(str(d) for d in probe[0].shape)
         self.notes.append(
-            f"{self.source}: the traced model disagrees with its eager call{at} "
-            f"(batch {shape}: {problem}); ran it eagerly (slower)"
+            f"{self.source}: Keras' traced function disagrees with the eager call{at} "
+            f"({problem}, on a {shape} batch); ran it eagerly (slower)"
         )
         return self.mode
 

@@ -54,6 +54,22 @@ class ConversionReport:
             "notes": self.notes,
         }
 
+    def format(self) -> str:
+        """What ``graphkit convert`` prints on stdout (``partial:`` notes go to stderr)."""
+        lines = [f"{self.source} -> {self.output} ({self.target})"]
+        for f in self.findings:
+            if f.status in ("converted", "repaired"):
+                lines.append(
+                    f"  {f.status:<10} {f.path} ({f.layer_class}) -> {' + '.join(f.new_layers)}"
+                )
+                lines += [f"             {note}" for note in f.notes]
+            else:
+                lines.append(f"  {f.status:<10} {f.path} ({f.layer_class}): {f.reason}")
+        lines += [
+            f"note: {note}" for note in self.notes if not note.startswith(("partial:", "kept "))
+        ]
+        return "\n".join(lines)
+
 
 def _copy_model(model):
     """An independent copy (weights included) through Keras' own serialization."""

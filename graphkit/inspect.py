@@ -15,7 +15,8 @@ class LayerRow:
     layer_class: str
     output_shape: str
     params: int
-    role: str = ""  # "embedding" | "onehot" | "onehot-dense" (the Dense of a OneHot group)
+    # "embedding" | "onehot" | "onehot-dense" (the Dense of a OneHot group) | "repair"
+    role: str = ""
     convertible: bool | None = None
     detail: str = ""
 
@@ -75,8 +76,15 @@ class InspectReport:
                     "embedding": "Embedding",
                     "onehot": "OneHot",
                     "onehot-dense": "OneHot group",
+                    "repair": "Keras TimeDistributed",
                 }[r.role]
-                if r.role == "onehot":
+                if r.role == "repair":
+                    state = (
+                        "repaired on convert and export (wrong when traced with an unknown time axis)"
+                        if r.convertible
+                        else "kept"
+                    )
+                elif r.role == "onehot":
                     state = "foldable" if r.convertible else "not foldable"
                 else:
                     state = "convertible" if r.convertible else "not convertible"
@@ -192,7 +200,7 @@ def output_names(model) -> list[str]:
 
 def inspect_model(model, *, unsafe: bool = False, imports=()) -> InspectReport:
     """Describe ``model`` (a Keras model or a path) and mark what graphkit can convert."""
-    from graphkit.rules import EmbeddingToOneHot, OneHotToEmbedding
+    from graphkit.rules import EmbeddingToOneHot, OneHotToEmbedding, RepairTimeDistributed
 
     source = None
     if isinstance(model, (str, os.PathLike)):
@@ -206,19 +214,22 @@ def inspect_model(model, *, unsafe: bool = False, imports=()) -> InspectReport:
     by_path = {r.path: r for r in rows}
 
     def findings(rule_cls, role):
-        """Findings of one rule over the model, each with the row it marks (added if hidden)."""
+        """Mark the rows of one rule's findings (added if hidden); return (finding, row) pairs."""
         plan = Plan([rule_cls(all_layer_names(model))])
         plan.analyze(model)
+        marked = []
         for f in plan.findings:
             row = by_path.get(f.path)
             if row is None:
                 row = by_path[f.path] = LayerRow(f.path, f.layer_class, "?", 0)
                 rows.append(row)
             row.role = role
-            row.convertible = f.status == "converted"
+            row.convertible = f.status in ("converted", "repaired")
             row.detail = f.reason or ""
-            yield f, row
+            marked.append((f, row))
+        return marked
 
+    findings(RepairTimeDistributed, "repair")
     for _, row in findings(EmbeddingToOneHot, "embedding"):
         if row.convertible:
             row.detail = "-> OneHot + Dense"

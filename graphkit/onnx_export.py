@@ -43,6 +43,7 @@ class ExportReport:
     verify: Any = None
     inputs: list[str] = field(default_factory=list)
     outputs: list[str] = field(default_factory=list)
+    repairs: list[Any] = field(default_factory=list)  # engine Findings of the repair rules
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -58,8 +59,41 @@ class ExportReport:
             "passes": [
                 {"name": p.name, "applied": p.applied, "skipped": p.skipped} for p in self.passes
             ],
+            "repairs": [f.to_dict() for f in self.repairs],
             "verify": self.verify.to_dict() if self.verify is not None else None,
         }
+
+    def format(self) -> str:
+        """What ``graphkit export`` prints."""
+        from graphkit.onnx_passes import OUT_OF_RANGE_NOTE
+
+        lines = [
+            f"{self.source} -> {self.output}",
+            f"  opset {self.opset}, {self.nodes} nodes, {self.size_bytes:,} bytes, "
+            f"exported in {self.export_seconds:.1f} s",
+            "  ops: " + ", ".join(f"{op} {n}" for op, n in self.op_counts.items()),
+        ]
+        for f in self.repairs:
+            if f.status == "repaired":
+                lines.append(f"  repaired {f.path} ({f.layer_class}): {'; '.join(f.notes)}")
+            else:
+                lines.append(f"  kept {f.path} ({f.layer_class}): {f.reason}")
+        for p in self.passes:
+            lines += [f"  {p.name}: {line}" for line in p.applied]
+            lines += [f"  {p.name}: skipped {line}" for line in p.skipped]
+            if p.name == "lower_gather" and p.applied:
+                lines.append(f"  note: {OUT_OF_RANGE_NOTE}")
+        if self.verify is None:
+            lines.append("  not verified (--no-verify)")
+        else:
+            worst = max((o.max_abs for o in self.verify.outputs), default=0.0)
+            fed = self.verify.describe_inputs()
+            lines.append(
+                f"  verified in onnxruntime on {self.verify.samples} samples ({fed}): "
+                f"equivalent, max abs error {worst:.3g}"
+            )
+            lines += [f"  note: {note}" for note in self.verify.notes]
+        return "\n".join(lines)
 
 
 def to_onnx_proto(model, opset: int = DEFAULT_OPSET):
@@ -84,18 +118,24 @@ def to_onnx_proto(model, opset: int = DEFAULT_OPSET):
 
 
 def _rename_outputs(proto, names: list[str]) -> None:
-    """tf2onnx names outputs Identity:0...; give them the Keras output names."""
+    """tf2onnx names outputs Identity:0...; give them the Keras output names.
+
+    Outputs are matched by name in verify, so every output gets its Keras name; an
+    internal tensor that already has that name is renamed out of the way first.
+    """
     graph = proto.graph
     if len(names) != len(graph.output) or len(set(names)) != len(names):
-        return
-    taken = {n.name for n in graph.node} | {o for n in graph.node for o in n.output}
-    taken |= {i.name for i in graph.input} | {t.name for t in graph.initializer}
-    for out, new in zip(graph.output, names):
-        old = out.name
-        if old == new:
-            continue
-        if new in taken:
-            continue  # keep tf2onnx's name rather than collide
+        raise GraphkitError(
+            f"cannot name the ONNX outputs after the model's outputs {names}: "
+            f"tf2onnx made {len(graph.output)} outputs"
+        )
+    tensors = {t for n in graph.node for t in (*n.input, *n.output)}
+    tensors |= {i.name for i in graph.input} | {t.name for t in graph.initializer}
+    if {i.name for i in graph.input} & set(names):
+        clash = sorted({i.name for i in graph.input} & set(names))
+        raise GraphkitError(f"an output and an input are both named {clash[0]!r}")
+
+    def rename(old: str, new: str) -> None:
         for node in graph.node:
             for i, o in enumerate(node.output):
                 if o == old:
@@ -103,8 +143,27 @@ def _rename_outputs(proto, names: list[str]) -> None:
             for i, o in enumerate(node.input):
                 if o == old:
                     node.input[i] = new
-        out.name = new
-        taken.add(new)
+        for out in graph.output:
+            if out.name == old:
+                out.name = new
+
+    def spare(base: str) -> str:
+        name, k = base, 1
+        while name in tensors:
+            name, k = f"{base}_{k}", k + 1
+        tensors.add(name)
+        return name
+
+    # Two steps, so that outputs can also swap names: first out of the way, then final.
+    staged = []
+    for out in list(graph.output):
+        staged.append(spare(f"{out.name}__graphkit_out"))
+        rename(out.name, staged[-1])
+    for old, new in zip(staged, names):
+        if new in tensors:  # an internal tensor holds the name: it gets another one
+            rename(new, spare(f"{new}__internal"))
+        rename(old, new)
+        tensors.add(new)
 
 
 def check_proto(proto) -> None:
@@ -167,7 +226,11 @@ def export_onnx(
         check_output_path(output, force=force)
 
     start = time.perf_counter()
-    proto = to_onnx_proto(model, opset)
+    from graphkit.conversion import repair
+
+    # Export what the eager call computes: Keras' TimeDistributed is wrong when traced.
+    exported, repairs = repair(model)
+    proto = to_onnx_proto(exported, opset)
     passes = []
     if fuse_onehot:
         passes.append(fuse_pass(proto))
@@ -187,6 +250,7 @@ def export_onnx(
         passes=passes,
         inputs=[i.name for i in proto.graph.input],
         outputs=[o.name for o in proto.graph.output],
+        repairs=repairs,
     )
     if output is None:
         return _verified(report, model, proto, None, verify, samples, seq_len)
@@ -214,7 +278,11 @@ def _verified(report, model, proto, path, verify, samples, seq_len):
             onnx.save_model(proto, str(tmp))
             return _verified(report, model, proto, tmp, verify, samples, seq_len)
     result = run_verify(
-        KerasBackend(model), OnnxBackend(path), samples=samples, seq_len=seq_len, batch_size=16
+        KerasBackend(model, report.source),
+        OnnxBackend(path),
+        samples=samples,
+        seq_len=seq_len,
+        batch_size=16 if seq_len != 16 else 8,  # batch size != length: see batch_plan
     )
     report.verify = result
     if not result.equivalent:

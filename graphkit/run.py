@@ -50,6 +50,10 @@ def run_model(
         "provider": provider,
         "samples": int(len(next(iter(arrays.values())))),
         "output": str(output) if output is not None else None,
+        "inputs": [
+            {"name": name, "shape": list(arr.shape), "dtype": str(arr.dtype)}
+            for name, arr in arrays.items()
+        ],
         "outputs": [
             {
                 "name": name,

@@ -406,9 +406,7 @@ class VerifyReport:
             shape, dtype = self.fed.get(spec.name, (spec.shape, spec.dtype))
             text = f"{spec.name} {tuple(shape)} {dtype}"
             if spec.vocab:
-                text += (
-                    f" in [{1 if spec.mask_zero and self.seed is not None else 0}, {spec.vocab})"
-                )
+                text += f" in [0, {spec.vocab})"
             parts.append(text)
         return ", ".join(parts)
 
@@ -453,7 +451,7 @@ class VerifyReport:
         for row in [head] + rows:
             lines.append("  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip())
         for o in self.outputs:
-            if not o.ok and o.worst_index is not None:
+            if not o.ok and o.worst_index is not None and o.shape_mismatch is None:
                 lines.append(
                     f"  {o.name}: worst element {tuple(o.worst_index)}: reference {o.worst_reference!r}, "
                     f"candidate {o.worst_candidate!r}"
@@ -596,8 +594,8 @@ def verify(
         first = batch_plan(specs, samples, batch_size, seq_len)[0]
         if first != min(batch_size, samples):
             notes.append(
-                f"the first batch has {first} samples, not {batch_size}: a batch as long "
-                "as the variable axes would hide a model that mixes the two axes up"
+                f"first batch of {first} samples, not {batch_size}, so that batch size and "
+                "sequence length differ (equal, they hide models that mix the two axes up)"
             )
     return VerifyReport(
         str(ref.source),

@@ -105,7 +105,8 @@ def test_cli_export_run_and_verify(tmp_path):
     out = tmp_path / "m.onnx"
     result = invoke("export", FIXTURES / "masked_lstm.keras", "--onnx", "-o", out)
     assert result.exit_code == 0, result.output
-    assert "verified in onnxruntime on 64 samples: equivalent" in result.stdout
+    assert "verified in onnxruntime on 64 samples (tokens (64, 16) int32 in [0, " in result.stdout
+    assert "): equivalent, max abs error" in result.stdout
     again = invoke("export", FIXTURES / "masked_lstm.keras", "--onnx", "-o", out)
     assert again.exit_code == 2 and "already exists" in again.stderr
     npz = tmp_path / "out.npz"

@@ -9,7 +9,10 @@ the other supported inner layers, which is right at every length and never loops
 
 Only inner layers that treat every sample on their own are folded (no statistics
 across the batch, no state): for those, one call on ``batch * time`` samples is the
-per-step calls stacked. The rule is a repair, not a conversion: it runs before the
+per-step calls stacked. The numbers are the eager call's bit for bit with oneDNN kernels
+(TensorFlow's default on x86-64); Eigen's (``TF_ENABLE_ONEDNN_OPTS=0``) round a MatMul
+differently with its number of rows, so Keras' per-step MatMuls and graphkit's single one
+can then differ by an ulp or so. The rule is a repair, not a conversion: it runs before the
 target's rules in ``convert`` and before tracing in ``export``; when it refuses, the
 layer is kept as it was (never an error).
 """
