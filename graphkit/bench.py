@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import statistics
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -176,9 +175,10 @@ def bench(
         report.rows.append(BenchRow(name, f"keras {runner.mode}", med, p90))
         report.notes += runner.notes
 
+    from graphkit.interrupts import temporary_directory
     from graphkit.onnx_export import export_onnx
 
-    with tempfile.TemporaryDirectory(prefix="graphkit-bench-") as tmp:
+    with temporary_directory(prefix="graphkit-bench-") as tmp:
         for name in order:
             options = [(name, {})]
             if name == "onehot-dense":

@@ -68,7 +68,10 @@ def cli_command(func):
                 traceback.print_exc()
             _err(str(exc).replace("\n", " "))
             raise typer.Exit(2) from None
-        except KeyboardInterrupt:
+        except KeyboardInterrupt:  # under main() only if a library replaced its SIGINT handler
+            from graphkit import interrupts
+
+            interrupts.exit_interrupted()  # after main()'s install(): same exit as a signal
             _err("interrupted")
             raise typer.Exit(130) from None
 
@@ -156,21 +159,10 @@ def convert(
     if json_out:
         typer.echo(json.dumps(report.to_dict(), indent=2))
         return
-    typer.echo(f"{report.source} -> {report.output} ({to})")
-    for f in report.findings:
-        if f.status == "converted":
-            typer.echo(f"  converted  {f.path} ({f.layer_class}) -> {' + '.join(f.new_layers)}")
-            for note in f.notes:
-                typer.echo(f"             {note}")
-        elif f.status == "kept":
-            typer.echo(f"  kept       {f.path} ({f.layer_class}): {f.reason}")
-        else:
-            typer.echo(f"  refused    {f.path} ({f.layer_class}): {f.reason}")
+    typer.echo(report.format())
     for note in report.notes:
         if note.startswith("partial:"):
             _warn(note)
-        elif not note.startswith("kept "):
-            typer.echo(f"note: {note}")
 
 
 @app.command()
@@ -402,32 +394,7 @@ def export(
             typer.echo(exc.report.format())
         _err(str(exc))
         raise typer.Exit(1) from None
-    if json_out:
-        typer.echo(json.dumps(report.to_dict(), indent=2))
-        return
-    typer.echo(f"{report.source} -> {report.output}")
-    typer.echo(
-        f"  opset {report.opset}, {report.nodes} nodes, {report.size_bytes:,} bytes, "
-        f"exported in {report.export_seconds:.1f} s"
-    )
-    typer.echo("  ops: " + ", ".join(f"{op} {n}" for op, n in report.op_counts.items()))
-    for p in report.passes:
-        for line in p.applied:
-            typer.echo(f"  {p.name}: {line}")
-        for line in p.skipped:
-            typer.echo(f"  {p.name}: skipped {line}")
-        if p.name == "lower_gather" and p.applied:
-            from graphkit.onnx_passes import OUT_OF_RANGE_NOTE
-
-            typer.echo(f"  note: {OUT_OF_RANGE_NOTE}")
-    if report.verify is None:
-        typer.echo("  not verified (--no-verify)")
-    else:
-        worst = max((o.max_abs for o in report.verify.outputs), default=0.0)
-        typer.echo(
-            f"  verified in onnxruntime on {report.verify.samples} samples: equivalent, "
-            f"max abs error {worst:.3g}"
-        )
+    typer.echo(json.dumps(report.to_dict(), indent=2) if json_out else report.format())
 
 
 @app.command("run")
@@ -459,6 +426,8 @@ def run_onnx(
         typer.echo(json.dumps(report, indent=2))
         return
     typer.echo(f"{model}: {report['samples']} samples on {report['provider']}")
+    for i in report["inputs"]:
+        typer.echo(f"  input {i['name']}: shape {tuple(i['shape'])} {i['dtype']}")
     for o in report["outputs"]:
         typer.echo(
             f"  {o['name']}: shape {tuple(o['shape'])} {o['dtype']}, "
@@ -515,8 +484,28 @@ def _status():
 
 
 def main() -> None:
-    """Console-script entry point."""
-    app()
+    """Console-script entry point.
+
+    Ctrl-C and SIGTERM are handled by graphkit.interrupts (one ``error: interrupted`` line,
+    exit 130/143, temporary files removed) until the process ends; so it ends through
+    ``interrupts.exit_process``, not through the interpreter's shutdown, where they cannot be.
+    """
+    from graphkit import interrupts
+
+    interrupts.install()
+    try:
+        app()
+        code = 0
+    except SystemExit as exc:
+        code = exc.code
+    except KeyboardInterrupt:
+        interrupts.exit_interrupted()
+        _err("interrupted")
+        code = 130
+    except BaseException:  # a bug: its traceback, as Python would print it
+        sys.excepthook(*sys.exc_info())
+        code = 1
+    interrupts.exit_process(code)
 
 
 if __name__ == "__main__":

@@ -73,11 +73,11 @@ class ConversionReport:
 
 def _copy_model(model):
     """An independent copy (weights included) through Keras' own serialization."""
-    import tempfile
-
     import keras
 
-    with tempfile.TemporaryDirectory(prefix="graphkit-copy-") as tmp:
+    from graphkit.interrupts import temporary_directory
+
+    with temporary_directory(prefix="graphkit-copy-") as tmp:
         path = os.path.join(tmp, "model.keras")
         try:
             model.save(path)

@@ -21,13 +21,17 @@ def _fixtures_dir() -> Path | None:
 
 def run_demo(workdir: str | Path | None = None, echo: Callable[[str], None] = print) -> dict:
     """Inspect, convert to onehot-dense and back, and show that predictions are identical."""
+    from graphkit import interrupts
     from graphkit.backends import model_feed
     from graphkit.conversion import convert_file
     from graphkit.inspect import inspect_model
     from graphkit.io import load_model
 
     owned = workdir is None
-    work = Path(tempfile.mkdtemp(prefix="graphkit-demo-")) if owned else Path(workdir)
+    with interrupts.deferred():
+        work = Path(tempfile.mkdtemp(prefix="graphkit-demo-")) if owned else Path(workdir)
+        if owned:
+            interrupts.register(work)  # removed if interrupted; kept once the demo is done
     if work.exists() and not work.is_dir():
         raise GraphkitError(f"--workdir {work}: exists and is not a folder")
     try:
@@ -130,4 +134,5 @@ def run_demo(workdir: str | Path | None = None, echo: Callable[[str], None] = pr
     echo(bench(src, batch=32, seq_len=64, runs=20).format())
     echo("")
     echo(f"files are in {work}")
+    interrupts.unregister(work)
     return result

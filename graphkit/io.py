@@ -13,7 +13,7 @@ import zipfile
 from collections.abc import Iterable
 from pathlib import Path
 
-from graphkit.errors import GraphkitError
+from graphkit.errors import GraphkitError, one_line
 
 KERAS_SUFFIXES = (".keras",)
 H5_SUFFIXES = (".h5", ".hdf5")
@@ -143,7 +143,9 @@ def _keras3_compatible_h5(path: Path):
     if not dropped:
         yield path
         return
-    with tempfile.TemporaryDirectory(prefix="graphkit-h5-") as tmp:
+    from graphkit.interrupts import temporary_directory
+
+    with temporary_directory(prefix="graphkit-h5-") as tmp:
         copy = Path(tmp) / path.name
         shutil.copyfile(path, copy)
         with h5py.File(copy, "r+") as f:
@@ -209,16 +211,19 @@ def explain_load_error(exc: BaseException) -> str:
             "refused in safe mode: the model contains a Lambda layer or other code in its "
             "config; pass --unsafe only if you trust this file (it runs code from it)"
         )
-    m = re.search(r"Could not locate (?:class|function) '([^']+)'", text)
+    m = re.search(r"Could not locate (?:class|function) '([^']+)'", text) or re.search(
+        r"Unknown (?:layer|object|class)[^:]*: '?([A-Za-z_][\w.>]*)'?", text
+    )
     if m:
+        name = m.group(1)
+        if is_keras_operation(name):
+            return (
+                f"the file holds Keras' own operation {name!r} as a layer, which Keras cannot "
+                "load back (Keras' .h5 writer stores the mask ops of Functional models this "
+                "way); save the model as .keras instead"
+            )
         return (
-            f"unknown layer class {m.group(1)!r}: pass --import MODULE_OR_FILE.py with the "
-            "code that defines and registers it"
-        )
-    m = re.search(r"Unknown (?:layer|object|class)[^:]*: '?([A-Za-z_][\w.>]*)'?", text)
-    if m:
-        return (
-            f"unknown layer class {m.group(1)!r}: pass --import MODULE_OR_FILE.py with the "
+            f"unknown layer class {name!r}: pass --import MODULE_OR_FILE.py with the "
             "code that defines and registers it"
         )
     m = re.search(r"Unrecognized keyword arguments passed to (\w+): (\{.*?\})", text)
@@ -231,8 +236,18 @@ def explain_load_error(exc: BaseException) -> str:
         return "corrupt or truncated HDF5 file"
     if "No model config found" in text or "model_config" in text:
         return "not a Keras model file (no model config: weights only?)"
-    line = str(root).strip().splitlines()[0] if str(root).strip() else type(root).__name__
-    return f"cannot load the model: {type(root).__name__}: {line[:300]}"
+    return f"cannot load the model: {one_line(root)}"
+
+
+def is_keras_operation(name: str) -> bool:
+    """Is ``name`` one of Keras' own graph operations (``NotEqual``, ``ExpandDims``...)?"""
+    try:
+        from keras.src import ops
+        from keras.src.ops.operation import Operation
+    except ImportError:
+        return False
+    cls = getattr(ops, name.rsplit(">", 1)[-1], None)
+    return isinstance(cls, type) and issubclass(cls, Operation)
 
 
 def _sync_dir(directory: Path) -> None:
@@ -267,11 +282,15 @@ def atomic_output(path: str | os.PathLike, *, force: bool):
     On any failure the temporary file is removed and ``path`` is left as it was.
     A symlink at ``path`` is replaced, never written through.
     """
+    from graphkit import interrupts
+
     path = check_output_path(path, force=force)
     try:
-        fd, tmp = tempfile.mkstemp(
-            prefix=f".{path.name}.", suffix=f".tmp{path.suffix}", dir=path.parent
-        )
+        with interrupts.deferred():  # an interrupt removes it: no exit before it is registered
+            fd, tmp = tempfile.mkstemp(
+                prefix=f".{path.name}.", suffix=f".tmp{path.suffix}", dir=path.parent
+            )
+            interrupts.register(tmp)
     except OSError as exc:
         raise GraphkitError(
             f"{path}: cannot write in {path.parent} ({exc.strerror or exc})"
@@ -292,6 +311,7 @@ def atomic_output(path: str | os.PathLike, *, force: bool):
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        interrupts.unregister(tmp)
 
 
 def save_model(model, path: str | os.PathLike, *, force: bool = False) -> Path:
@@ -302,8 +322,38 @@ def save_model(model, path: str | os.PathLike, *, force: bool = False) -> Path:
         try:
             model.save(str(tmp))
         except Exception as exc:
-            raise GraphkitError(
-                f"{path}: cannot save the model: {type(exc).__name__}: "
-                f"{str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
-            ) from exc
+            raise GraphkitError(f"{path}: cannot save the model: {one_line(exc)}") from exc
+        check_reloads(model, tmp, path)
     return path
+
+
+def check_reloads(model, written: Path, target: Path) -> None:
+    """Load ``written`` back and compare its weights with ``model``'s; refuse what differs.
+
+    Keras writes some files that it cannot read (a Functional model with masks to .h5:
+    "Unknown layer: 'NotEqual'"): such a file must never reach the user's folder.
+    """
+    import keras
+    import numpy as np
+
+    try:
+        # Our own file, from a model the caller already holds: safe mode would only refuse
+        # the Lambda layers the caller loaded with --unsafe.
+        back = keras.saving.load_model(str(written), compile=False, safe_mode=False)
+    except Exception as exc:
+        reason = explain_load_error(exc)
+        raise GraphkitError(
+            f"{target}: Keras cannot load back the file it writes ({reason}); nothing was written"
+        ) from exc
+    old, new = model.weights, back.weights
+    if len(old) != len(new):
+        raise GraphkitError(
+            f"{target}: the file Keras writes loads back with {len(new)} weights instead of "
+            f"{len(old)}; nothing was written"
+        )
+    for a, b in zip(old, new):
+        x, y = keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b)
+        if x.shape != y.shape or x.dtype != y.dtype or not np.array_equal(x, y, equal_nan=True):
+            raise GraphkitError(
+                f"{target}: weight {a.path!r} does not load back as it was saved; nothing was written"
+            )

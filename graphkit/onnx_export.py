@@ -265,15 +265,15 @@ def export_onnx(
 def _verified(report, model, proto, path, verify, samples, seq_len):
     if not verify:
         return report
-    import tempfile
-
     from graphkit.backends import KerasBackend, OnnxBackend
     from graphkit.verification import verify as run_verify
 
     if path is None:  # in-memory export: check a temporary copy, removed afterwards
         import onnx
 
-        with tempfile.TemporaryDirectory(prefix="graphkit-export-") as folder:
+        from graphkit.interrupts import temporary_directory
+
+        with temporary_directory(prefix="graphkit-export-") as folder:
             tmp = Path(folder) / "model.onnx"
             onnx.save_model(proto, str(tmp))
             return _verified(report, model, proto, tmp, verify, samples, seq_len)
