@@ -211,11 +211,8 @@ def explain_load_error(exc: BaseException) -> str:
             "refused in safe mode: the model contains a Lambda layer or other code in its "
             "config; pass --unsafe only if you trust this file (it runs code from it)"
         )
-    m = re.search(r"Could not locate (?:class|function) '([^']+)'", text) or re.search(
-        r"Unknown (?:layer|object|class)[^:]*: '?([A-Za-z_][\w.>]*)'?", text
-    )
-    if m:
-        name = m.group(1)
+    name = unknown_class(text)
+    if name is not None:
         if is_keras_operation(name):
             return (
                 f"the file holds Keras' own operation {name!r} as a layer, which Keras cannot "
@@ -237,6 +234,16 @@ def explain_load_error(exc: BaseException) -> str:
     if "No model config found" in text or "model_config" in text:
         return "not a Keras model file (no model config: weights only?)"
     return f"cannot load the model: {one_line(root)}"
+
+
+def unknown_class(text: str) -> str | None:
+    """The class name in Keras' "unknown layer/class" loading errors, if that is what it is."""
+    import re
+
+    m = re.search(r"Could not locate (?:class|function) '([^']+)'", text) or re.search(
+        r"Unknown (?:layer|object|class)[^:]*: '?([A-Za-z_][\w.>]*)'?", text
+    )
+    return m.group(1) if m else None
 
 
 def is_keras_operation(name: str) -> bool:
@@ -341,7 +348,14 @@ def check_reloads(model, written: Path, target: Path) -> None:
         # the Lambda layers the caller loaded with --unsafe.
         back = keras.saving.load_model(str(written), compile=False, safe_mode=False)
     except Exception as exc:
-        reason = explain_load_error(exc)
+        name = unknown_class(f"{exc} {_root_cause(exc)}")
+        if name is not None and is_keras_operation(name):
+            reason = (
+                f"it stores Keras' own operation {name!r} as a layer, as Keras' .h5 writer does "
+                "for the masks of Functional models; save as .keras instead"
+            )
+        else:
+            reason = explain_load_error(exc)
         raise GraphkitError(
             f"{target}: Keras cannot load back the file it writes ({reason}); nothing was written"
         ) from exc

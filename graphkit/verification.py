@@ -554,6 +554,12 @@ def verify(
         stream = batches_of(arrays, batch_size)
         seed = None
 
+    hint = ""
+    if inputs is None and any(d is None for spec in specs for d in spec.shape[1:]):
+        hint = (
+            f" (variable axes were synthesized with length {seq_len}; "
+            "a model that needs longer inputs needs a larger --seq-len)"
+        )
     base_rtol, base_atol = default_tolerances(ref, cand)
     stats: dict[str, OutputStats] = {}
     fed: dict[str, tuple[tuple, str]] = {}
@@ -564,13 +570,13 @@ def verify(
         except GraphkitError:
             raise
         except Exception as exc:
-            raise GraphkitError(f"the reference failed to run: {one_line(exc)}") from exc
+            raise GraphkitError(f"the reference failed to run: {one_line(exc)}{hint}") from exc
         try:
             c_out = dict(zip(cand.output_names, cand.run(batch)))
         except GraphkitError:
             raise
         except Exception as exc:
-            raise GraphkitError(f"the candidate failed to run: {one_line(exc)}") from exc
+            raise GraphkitError(f"the candidate failed to run: {one_line(exc)}{hint}") from exc
         if not stats:
             for name in ref.output_names:
                 half = str(r_out[name].dtype) in ("float16", "bfloat16")

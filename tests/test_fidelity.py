@@ -229,6 +229,7 @@ def test_a_model_that_needs_longer_inputs_fails_with_the_cause_in_one_line(tmp_p
     assert line.startswith("error: the reference failed to run: ")
     cause = line.split(": ", 2)[2]
     assert "Graph execution error" not in cause and "{{" not in cause and len(cause) > 30
+    assert "synthesized with length 6" in cause and "--seq-len" in cause
 
 
 def test_onnxruntime_failures_are_one_line_without_its_own_log(tmp_path):
