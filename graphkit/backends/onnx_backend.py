@@ -1,0 +1,201 @@
+"""Running ONNX models in onnxruntime, with index ranges read from the graph."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from graphkit.backends.base import PROVIDERS, Backend, InputSpec
+from graphkit.errors import GraphkitError, one_line
+
+
+def check_file_exists(path: str | os.PathLike, what: str) -> Path:
+    """A readable, non-empty regular file, or one GraphkitError saying what is wrong."""
+    path = Path(path)
+    if not path.exists():
+        raise GraphkitError(f"{path}: no such file")
+    if path.is_dir():
+        raise GraphkitError(f"{path}: is a directory, not {what}")
+    if path.stat().st_size == 0:
+        raise GraphkitError(f"{path}: empty file, not {what}")
+    return path
+
+
+def check_onnx_file(path: str | os.PathLike):
+    """Load and fully check an ONNX file; one clear GraphkitError for anything wrong."""
+    path = check_file_exists(path, "an ONNX model")
+    import onnx
+
+    try:
+        # Checks external-data locations too: refuses paths outside the model's folder.
+        onnx.checker.check_model(str(path), full_check=False)
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:
+        text = one_line(exc, with_type=False)
+        if "external" in text.lower() or "data file" in text.lower() or "location" in text.lower():
+            raise GraphkitError(f"{path}: refused external data: {text[:300]}") from exc
+        raise GraphkitError(f"{path}: not a valid ONNX model ({text[:300]})") from exc
+    if not model.graph.node and not model.graph.output:
+        raise GraphkitError(f"{path}: not a valid ONNX model (empty graph)")
+    return model
+
+
+def _onnx_index_info(model) -> dict[str, tuple[int, bool]]:
+    """Vocabulary of each graph input from the Gather/OneHot that reads it (through Cast & co)."""
+    from onnx import numpy_helper
+
+    from graphkit.onnx_passes.fuse_onehot import valid_rows
+
+    graph = model.graph
+    inits = {i.name: i for i in graph.initializer}
+    rows_in_use = valid_rows(model)
+    consts = {}
+    for node in graph.node:
+        if node.op_type == "Constant":
+            for attr in node.attribute:
+                if attr.name == "value":
+                    consts[node.output[0]] = attr.t
+    producers_of = {}
+    for node in graph.node:
+        for inp in node.input:
+            producers_of.setdefault(inp, []).append(node)
+
+    def const_array(name):
+        t = inits.get(name) or consts.get(name)
+        return None if t is None else numpy_helper.to_array(t)
+
+    # Shape changes, casts, and the index arithmetic Keras adds (negative-index wrapping).
+    passthrough = {
+        "Cast",
+        "Identity",
+        "Unsqueeze",
+        "Squeeze",
+        "Reshape",
+        "Flatten",
+        "Transpose",
+        "Less",
+        "Not",
+        "Where",
+        "Add",
+        "Mul",
+        "Sub",
+        "Max",
+        "Min",
+        "Clip",
+    }
+    info: dict[str, tuple[int, bool]] = {}
+    for gi in graph.input:
+        if gi.name in inits:
+            continue
+        vocab, mask = None, False
+        frontier, seen = [gi.name], set()
+        while frontier:
+            name = frontier.pop()
+            if name in seen:
+                continue
+            seen.add(name)
+            for node in producers_of.get(name, []):
+                if node.op_type == "Gather" and len(node.input) > 1 and node.input[1] == name:
+                    table = inits.get(node.input[0])
+                    if table is not None and table.dims:
+                        rows = rows_in_use.get(table.name, table.dims[0])
+                        vocab = min(vocab or rows, rows)
+                elif node.op_type == "OneHot" and node.input[0] == name:
+                    depth = const_array(node.input[1])
+                    if depth is not None:
+                        d = int(np.asarray(depth).reshape(-1)[0])
+                        vocab = min(vocab or d, d)
+                elif node.op_type in ("Equal", "NotEqual", "Greater"):
+                    other = [i for i in node.input if i != name]
+                    val = const_array(other[0]) if other else None
+                    if val is not None and np.all(np.asarray(val) == 0):
+                        mask = True
+                elif node.op_type in passthrough:
+                    frontier.extend(node.output)
+        if vocab is not None:
+            info[gi.name] = (vocab, mask)
+    return info
+
+
+class OnnxBackend(Backend):
+    kind = "onnx"
+
+    def __init__(self, path: str | os.PathLike, provider: str = "cpu", model=None):
+        if provider not in PROVIDERS:
+            raise GraphkitError(f"--provider {provider!r}: expected one of: {', '.join(PROVIDERS)}")
+        self.source = str(path)
+        proto = model if model is not None else check_onnx_file(path)
+        import onnxruntime as ort
+
+        wanted = PROVIDERS[provider]
+        available = ort.get_available_providers()
+        if wanted not in available:
+            raise GraphkitError(
+                f"{wanted} is not available in this onnxruntime ({', '.join(available)}); "
+                "install the gpu extra: pip uninstall onnxruntime && pip install 'graphkit[gpu]'"
+            )
+        ort.set_default_logger_severity(4)  # errors come back as exceptions; no C++ log lines
+        options = ort.SessionOptions()
+        options.log_severity_level = 4
+        try:
+            self.session = ort.InferenceSession(str(path), sess_options=options, providers=[wanted])
+        except Exception as exc:
+            raise GraphkitError(
+                f"{path}: onnxruntime cannot load it ({one_line(exc, with_type=False)})"
+            ) from exc
+        if provider == "cuda" and wanted not in self.session.get_providers():
+            raise GraphkitError(f"{path}: onnxruntime did not enable {wanted} for this session")
+        self.provider = provider
+        index = _onnx_index_info(proto)
+        all_vocab = [v for v, _ in index.values()]
+        self.inputs = []
+        for i in self.session.get_inputs():
+            shape = tuple(d if isinstance(d, int) else None for d in i.shape)
+            dtype = _ort_dtype(i.type)
+            vocab, mask = index.get(i.name, (None, False))
+            if vocab is None and "int" in dtype and all_vocab:
+                vocab, mask = min(all_vocab), any(m for _, m in index.values())
+            self.inputs.append(InputSpec(i.name, shape, dtype, vocab, mask))
+        self.output_names = [o.name for o in self.session.get_outputs()]
+        self.half_precision = _onnx_uses_half(proto)
+        self.notes = []
+
+    def run(self, batch: dict[str, np.ndarray]) -> list[np.ndarray]:
+        feed = {
+            s.name: batch[s.name]
+            if s.dtype == "string"
+            else np.ascontiguousarray(batch[s.name], dtype=s.dtype)
+            for s in self.inputs
+        }
+        return list(self.session.run(None, feed))
+
+
+def _onnx_uses_half(proto) -> bool:
+    from onnx import TensorProto
+
+    half = {TensorProto.FLOAT16, TensorProto.BFLOAT16}
+    if any(t.data_type in half for t in proto.graph.initializer):
+        return True
+    for node in proto.graph.node:
+        if node.op_type == "Cast":
+            for attr in node.attribute:
+                if attr.name == "to" and attr.i in half:
+                    return True
+    return False
+
+
+def _ort_dtype(type_str: str) -> str:
+    mapping = {
+        "tensor(float)": "float32",
+        "tensor(double)": "float64",
+        "tensor(float16)": "float16",
+        "tensor(int32)": "int32",
+        "tensor(int64)": "int64",
+        "tensor(int8)": "int8",
+        "tensor(uint8)": "uint8",
+        "tensor(bool)": "bool",
+        "tensor(string)": "string",
+    }
+    return mapping.get(type_str, type_str)

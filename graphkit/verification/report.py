@@ -1,0 +1,154 @@
+"""The verify report: table, JSON and JUnit."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from xml.sax.saxutils import escape, quoteattr
+
+from graphkit.backends import InputSpec
+from graphkit.verification.stats import OutputStats
+
+
+@dataclass
+class VerifyReport:
+    reference: str
+    candidate: str
+    samples: int
+    input_source: str
+    seed: int | None
+    outputs: list[OutputStats] = field(default_factory=list)
+    inputs: list[InputSpec] = field(default_factory=list)
+    # the shapes and dtypes of the data that ran, all batches together: name -> (shape, dtype)
+    fed: dict[str, tuple[tuple, str]] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def equivalent(self) -> bool:
+        return all(o.ok for o in self.outputs)
+
+    @property
+    def exact(self) -> bool:
+        return all(o.exact for o in self.outputs)
+
+    def __bool__(self) -> bool:  # `assert graphkit.verify(a, b)` reads naturally in tests
+        return self.equivalent
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "reference": self.reference,
+            "candidate": self.candidate,
+            "equivalent": self.equivalent,
+            "exact": self.exact,
+            "samples": self.samples,
+            "inputs_from": self.input_source,
+            "seed": self.seed,
+            "inputs": [
+                {
+                    "name": s.name,
+                    "shape": list(s.shape),
+                    "dtype": s.dtype,
+                    "vocab": s.vocab,
+                    "mask_zero": s.mask_zero,
+                }
+                for s in self.inputs
+            ],
+            "fed": {
+                name: {"shape": list(shape), "dtype": dtype}
+                for name, (shape, dtype) in self.fed.items()
+            },
+            "outputs": [o.to_dict() for o in self.outputs],
+            "notes": self.notes,
+        }
+
+    def describe_inputs(self) -> str:
+        """``tokens (256, 16) int32 in [0, 50)``: what really ran, one entry per input."""
+        parts = []
+        for spec in self.inputs:
+            shape, dtype = self.fed.get(spec.name, (spec.shape, spec.dtype))
+            text = f"{spec.name} {tuple(shape)} {dtype}"
+            if spec.vocab:
+                text += f" in [0, {spec.vocab})"
+            parts.append(text)
+        return ", ".join(parts)
+
+    def format(self) -> str:
+        lines = [
+            f"reference: {self.reference}",
+            f"candidate: {self.candidate}",
+            f"inputs:    {self.samples} samples, {self.input_source}: {self.describe_inputs()}",
+            "",
+        ]
+        head = [
+            "output",
+            "shape",
+            "max abs err",
+            "max rel err",
+            "worst at",
+            "> tol",
+            "tolerance",
+            "result",
+        ]
+        rows = []
+        for o in self.outputs:
+            if o.shape_mismatch:
+                rows.append(
+                    [o.name, "-", "-", "-", "-", "-", "-", f"SHAPE MISMATCH: {o.shape_mismatch}"]
+                )
+                continue
+            result = ("exact" if o.exact else "ok") if o.ok else "DIFFERS"
+            rows.append(
+                [
+                    o.name,
+                    "x".join(str(d) for d in o.shape) if o.shape else "()",
+                    f"{o.max_abs:.3g}",
+                    f"{o.max_rel:.3g}",
+                    str(tuple(o.worst_index)) if o.worst_index is not None else "-",
+                    f"{o.exceeding}/{o.elements}",
+                    f"rtol={o.rtol:g} atol={o.atol:g}",
+                    result,
+                ]
+            )
+        widths = [max(len(str(x)) for x in col) for col in zip(head, *rows)]
+        for row in [head] + rows:
+            lines.append("  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip())
+        for o in self.outputs:
+            if not o.ok and o.worst_index is not None and o.shape_mismatch is None:
+                lines.append(
+                    f"  {o.name}: worst element {tuple(o.worst_index)}: reference {o.worst_reference!r}, "
+                    f"candidate {o.worst_candidate!r}"
+                )
+        lines += [f"note: {note}" for note in self.notes]
+        lines.append("")
+        if self.equivalent:
+            lines.append("EQUIVALENT" + (" (bit for bit)" if self.exact else " (within tolerance)"))
+        else:
+            bad = sum(1 for o in self.outputs if not o.ok)
+            lines.append(f"NOT EQUIVALENT: {bad} of {len(self.outputs)} output(s) differ")
+        return "\n".join(lines)
+
+    def to_junit(self) -> str:
+        failures = sum(1 for o in self.outputs if not o.ok)
+        name = f"{Path(self.reference).name} vs {Path(self.candidate).name}"
+        parts = [
+            '<?xml version="1.0" encoding="UTF-8"?>',
+            f'<testsuites name="graphkit verify" tests="{len(self.outputs)}" failures="{failures}">',
+            f'  <testsuite name={quoteattr(name)} tests="{len(self.outputs)}" failures="{failures}">',
+        ]
+        for o in self.outputs:
+            parts.append(
+                f'    <testcase classname="graphkit.verification" name={quoteattr(o.name)}>'
+            )
+            if not o.ok:
+                msg = o.shape_mismatch or (
+                    f"{o.exceeding} of {o.elements} elements exceed rtol={o.rtol:g} atol={o.atol:g}; "
+                    f"max abs error {o.max_abs:.6g} at {tuple(o.worst_index or ())}"
+                )
+                parts.append(f"      <failure message={quoteattr(msg)}>{escape(msg)}</failure>")
+            parts.append(
+                f"      <system-out>{escape(f'max_abs={o.max_abs:.6g} max_rel={o.max_rel:.6g} exact={o.exact}')}</system-out>"
+            )
+            parts.append("    </testcase>")
+        parts += ["  </testsuite>", "</testsuites>", ""]
+        return "\n".join(parts)
