@@ -100,17 +100,9 @@ def time_calls(fn: Callable[[], Any], runs: int, warmup: int) -> tuple[float, fl
 
 
 def _variant_of(model) -> str:
-    import keras
+    from graphkit.rules import variant_of
 
-    from graphkit.layers import OneHot
-
-    layers = model._flatten_layers(include_self=False, recursive=True)
-    kinds = {type(layer) for layer in layers}
-    if OneHot in kinds:
-        return "onehot-dense"
-    if keras.layers.Embedding in kinds:
-        return "embedding"
-    return "model"
+    return variant_of(model) or "model"
 
 
 def bench(
@@ -153,17 +145,19 @@ def bench(
     data = next(synthesize(keras_backend.inputs, batch, batch, seq_len, 0))
     report.fed = {k: (v.shape, str(v.dtype)) for k, v in data.items()}
 
+    from graphkit.rules import target_from
+
     variants = {_variant_of(base): base}
-    if both_variants and _variant_of(base) in ("embedding", "onehot-dense"):
+    other = target_from(_variant_of(base))
+    if both_variants and other is not None:
         from graphkit.conversion import convert
 
-        other = "onehot-dense" if _variant_of(base) == "embedding" else "embedding"
         say(f"converting to {other}")
         try:
             variants[other] = convert(base, other, partial=True, copy=True).model
         except GraphkitError as exc:
             report.notes.append(f"no {other} variant: {exc}")
-    order = [v for v in ("embedding", "onehot-dense", "model") if v in variants]
+    order = list(variants)
 
     for name in order:
         # What verify and export compare with: the traced function where it agrees with the

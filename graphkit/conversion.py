@@ -9,7 +9,7 @@ from typing import Any
 
 from graphkit.engine import Finding, all_layer_names, rewrite
 from graphkit.errors import GraphkitError
-from graphkit.rules import REPAIRS, RULES, TARGETS
+from graphkit.rules import TARGETS, RewriteContext, phases, repairs
 
 OPTIMIZER_NOTE = "optimizer state is not carried over (the compile config, loss and metrics, is)"
 
@@ -90,16 +90,14 @@ def _copy_model(model):
             ) from exc
 
 
-def repair(model, taken: set[str] | None = None) -> tuple[Any, list[Finding]]:
-    """Replace Keras' TimeDistributed by graphkit's wherever it can (see repair_time_distributed).
+def repair(model, ctx: RewriteContext | None = None) -> tuple[Any, list[Finding]]:
+    """Run the repair rules (Keras' TimeDistributed -> graphkit's, see repair_time_distributed).
 
     Returns the repaired model (``model`` itself when nothing changed; untouched layers are
-    shared with it) and one finding per Keras TimeDistributed: "repaired", or "kept" with
-    the reason. Run before the target's rules in ``convert`` and before tracing in ``export``.
+    shared with it) and the findings: "repaired", or "kept" with the reason. Run before the
+    target's rules in ``convert`` and before tracing in ``export``.
     """
-    if taken is None:
-        taken = all_layer_names(model)
-    new_model, plan = rewrite(model, [rule_cls(taken) for rule_cls in REPAIRS])
+    new_model, plan = rewrite(model, repairs(), ctx)
     return new_model, plan.findings
 
 
@@ -111,7 +109,7 @@ def convert(model, to: str, *, partial: bool = False, copy: bool = True) -> Conv
     ``partial=True``. With ``copy=True`` the input model is left fully independent of the
     result; with ``copy=False`` the result reuses the input's untouched layers.
     """
-    if to not in RULES:
+    if to not in TARGETS:
         raise GraphkitError(f"unknown target {to!r}; expected one of: {', '.join(TARGETS)}")
     source = None
     if isinstance(model, (str, os.PathLike)):
@@ -124,13 +122,18 @@ def convert(model, to: str, *, partial: bool = False, copy: bool = True) -> Conv
     if copy:
         model = _copy_model(model)
 
-    taken = all_layer_names(model)
-    model, repairs = repair(model, taken)
-    rules = [rule_cls(taken) for rule_cls in RULES[to]]
-    new_model, plan = rewrite(model, rules)
-    report = ConversionReport(to, new_model, repairs + plan.findings, source=source)
+    # Phases in order (repair, normalise, convert), each on the previous phase's result; one
+    # naming context for all of them. The findings of the last phase decide what converted.
+    ctx = RewriteContext(all_layer_names(model))
+    findings: list[Finding] = []
+    new_model, plan = model, None
+    for rules in phases(to):
+        new_model, plan = rewrite(new_model, rules, ctx)
+        findings += plan.findings
+    target_rules = phases(to)[-1]
+    report = ConversionReport(to, new_model, findings, source=source)
 
-    what = "Embedding" if to == "onehot-dense" else "OneHot + Dense group"
+    what = " or ".join(dict.fromkeys(rule.anchor_label for rule in target_rules))
     if report.refused:
         listing = "; ".join(f"{f.path} ({f.reason})" for f in report.refused)
         if not partial:
@@ -180,7 +183,7 @@ def convert_file(
     """Load ``source``, convert it, save it atomically; what ``graphkit convert`` runs."""
     from graphkit.io import check_output_path, load_model, model_format, save_model
 
-    if to not in RULES:
+    if to not in TARGETS:
         raise GraphkitError(f"unknown target {to!r}; expected one of: {', '.join(TARGETS)}")
     out = Path(output) if output is not None else default_output_path(source, to)
     model_format(out)

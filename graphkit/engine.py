@@ -12,8 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from graphkit import _keras_api
 from graphkit.graph import GraphView
-from graphkit.rules.base import Match, Refusal, Replacement
+from graphkit.rules.base import Match, Refusal, Replacement, RewriteContext
 
 
 @dataclass
@@ -54,17 +55,26 @@ def is_graph_model(layer) -> bool:
 
 def all_layer_names(model) -> set[str]:
     names = {model.name}
-    for layer in model._flatten_layers(include_self=False, recursive=True):
+    for layer in _keras_api.flatten_layers(model):
         names.add(layer.name)
     return names
 
 
 class Plan:
-    """What the rules decided for a whole model, all nesting levels included."""
+    """What the rules decided for a whole model, all nesting levels included.
 
-    def __init__(self, rules: list):
+    For each layer, the rules that anchor on it are tried in registry order: ``check``
+    first (cheap), then ``rewrite`` in a forked context, until one matches. A match whose
+    replacements overlap ones already planned is rejected with the reason. ``dry_run``
+    stops after ``check`` (what ``inspect`` uses): nothing is built.
+    """
+
+    def __init__(self, rules: list, ctx: RewriteContext | None = None, *, dry_run: bool = False):
         self.rules = rules
+        self.ctx = ctx if ctx is not None else RewriteContext()
+        self.dry_run = dry_run
         self.replacements: dict[int, Replacement] = {}
+        self.planned_by: dict[int, str] = {}  # id(original layer) -> the finding's path
         self.findings: list[Finding] = []
         self.changed_models: set[int] = set()
         self._seen: set[int] = set()
@@ -84,26 +94,54 @@ class Plan:
             if is_graph_model(layer):
                 changed |= self.analyze(layer, layer_path)
                 continue
-            rule = next((r for r in self.rules if r.anchors(layer)), None)
-            if rule is not None:
-                if id(layer) in self.replacements:
-                    continue  # already planned (shared layer)
-                changed |= self._apply(rule, layer, graph, layer_path)
-            else:
+            candidates = [r for r in self.rules if r.anchors(layer)]
+            if not candidates:
                 self._hidden(layer, layer_path, container=layer)
+            elif id(layer) not in self.replacements:  # else: planned already (shared layer)
+                changed |= self._apply(candidates, layer, graph, layer_path)
         if changed:
             self.changed_models.add(id(model))
         return changed
 
-    def _apply(self, rule, layer, graph, layer_path: str) -> bool:
-        result = rule.match(layer, graph)
+    def _apply(self, candidates: list, layer, graph, layer_path: str) -> bool:
+        refusals = []
+        for rule in candidates:
+            result = rule.check(layer, graph)
+            if result is None and self.dry_run:
+                covered = [layer.name, *rule.covers(layer, graph)]
+                match = Match({}, [], replaced_names=covered, status=_status(rule))
+                self._found(layer, layer_path, rule, match)
+                return False
+            if result is None:
+                fork = self.ctx.fork()
+                result = rule.rewrite(layer, graph, fork)
+                if isinstance(result, Match):
+                    result = self._overlap(result) or result
+                if isinstance(result, Match):
+                    self.ctx.commit(fork)
+                    result.notes = list(result.notes) + fork.notes
+                    for key in result.replacements:
+                        self.planned_by[key] = layer_path
+                    self.replacements.update(result.replacements)
+                    self._found(layer, layer_path, rule, result)
+                    return True
+            refusals.append((rule, result))
+        for rule, refusal in refusals:
+            self._found(layer, layer_path, rule, refusal)
+        return False
+
+    def _overlap(self, match: Match) -> Refusal | None:
+        taken = [self.planned_by[key] for key in match.replacements if key in self.replacements]
+        if taken:
+            return Refusal(f"it would replace layers that the rewrite of {taken[0]!r} replaces")
+        return None
+
+    def _found(self, layer, layer_path: str, rule, result: Match | Refusal) -> None:
         if isinstance(result, Refusal):
             self.findings.append(
                 Finding(layer_path, type(layer).__name__, rule.name, result.severity, result.reason)
             )
-            return False
-        assert isinstance(result, Match)
-        self.replacements.update(result.replacements)
+            return
         self.findings.append(
             Finding(
                 layer_path,
@@ -116,11 +154,10 @@ class Plan:
                 list(result.replaced_names),
             )
         )
-        return True
 
     def _hidden(self, layer, layer_path: str, container) -> None:
         """Anchors inside a custom (subclassed) layer or model: graph surgery cannot reach them."""
-        for inner in container._flatten_layers(include_self=False, recursive=True):
+        for inner in _keras_api.flatten_layers(container):
             rule = next((r for r in self.rules if r.anchors(inner)), None)
             if rule is None:
                 continue
@@ -204,7 +241,8 @@ class Rebuilder:
                 new_layers.extend(sub.layers)
             else:
                 new_layers.append(sub)
-        first = model._layers[0] if model._layers else None
+        own = _keras_api.sequential_layers_with_input(model)
+        first = own[0] if own else None
         inputs = None
         if isinstance(first, keras.layers.InputLayer):
             inputs = keras.Input(batch_shape=first.batch_shape, dtype=first._dtype, name=first.name)
@@ -215,9 +253,16 @@ class Rebuilder:
         return keras.Sequential(layers, name=model.name, trainable=model.trainable)
 
 
-def rewrite(model, rules: list) -> tuple[Any, Plan]:
-    """Apply ``rules`` everywhere in ``model``; return the new model (or ``model``) and the plan."""
-    plan = Plan(rules)
+def _status(rule) -> str:
+    return "repaired" if rule.phase == "repair" else "converted"
+
+
+def rewrite(model, rules: list, ctx: RewriteContext | None = None) -> tuple[Any, Plan]:
+    """Apply ``rules`` everywhere in ``model``; return the new model (or ``model``) and the plan.
+
+    ``ctx`` carries the layer names taken across calls (one per conversion, all phases).
+    """
+    plan = Plan(rules, ctx if ctx is not None else RewriteContext(all_layer_names(model)))
     plan.analyze(model)
     if id(model) not in plan.changed_models:
         return model, plan

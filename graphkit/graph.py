@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from graphkit import _keras_api
+
 OUTPUT = "<model output>"
 
 
@@ -48,7 +50,7 @@ class GraphView:
     def _read_functional(self, model) -> None:
         import keras
 
-        own_nodes = [node for nodes in model._nodes_by_depth.values() for node in nodes]
+        own_nodes = [node for nodes in _keras_api.nodes_by_depth(model).values() for node in nodes]
         by_output: dict[int, CallSite] = {}
         order = []
         for node in own_nodes:
@@ -57,7 +59,7 @@ class GraphView:
                 continue
             inputs = list(node.input_tensors)
             main = inputs[0] if inputs else None
-            producer = main._keras_history.operation if main is not None else None
+            producer = _keras_api.producer(main) if main is not None else None
             if isinstance(producer, keras.layers.InputLayer):
                 producer = None
             site = CallSite(len(main.shape) if main is not None else None, producer)

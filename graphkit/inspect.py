@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
+from graphkit import _keras_api
 from graphkit.engine import Plan, all_layer_names, is_graph_model
 
 
@@ -15,10 +16,13 @@ class LayerRow:
     layer_class: str
     output_shape: str
     params: int
-    # "embedding" | "onehot" | "onehot-dense" (the Dense of a OneHot group) | "repair"
+    # the anchor's kind from its rule's label ("embedding", "onehot", "keras-timedistributed"),
+    # or "<kind>-group" for a layer replaced together with an anchor; "" for other layers
     role: str = ""
+    rule: str = ""  # the rule that marked the row
     convertible: bool | None = None
     detail: str = ""
+    mark: str = ""  # what the graphkit column says
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -27,6 +31,7 @@ class LayerRow:
             "output_shape": self.output_shape,
             "params": self.params,
             "role": self.role or None,
+            "rule": self.rule or None,
             "convertible": self.convertible,
             "detail": self.detail or None,
         }
@@ -41,13 +46,19 @@ class InspectReport:
     total_params: int = 0
     source: str | None = None
 
+    # per rule with anchors in the model: (rule name, label, yes-word, found, rewritable)
+    counts: list[tuple[str, str, str, int, int]] = field(default_factory=list)
+
+    def _count(self, rule_name: str) -> int:
+        return next((found for name, _, _, found, _ in self.counts if name == rule_name), 0)
+
     @property
     def embeddings(self) -> list[LayerRow]:
-        return [r for r in self.rows if r.role == "embedding"]
+        return [r for r in self.rows if r.rule == "embedding_to_onehot" and r.role == "embedding"]
 
     @property
     def onehots(self) -> list[LayerRow]:
-        return [r for r in self.rows if r.role == "onehot"]
+        return [r for r in self.rows if r.rule == "onehot_to_embedding" and r.role == "onehot"]
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -58,6 +69,10 @@ class InspectReport:
             "total_params": self.total_params,
             "embeddings": len(self.embeddings),
             "onehot_groups": len(self.onehots),
+            "anchors": {
+                name: {"label": label, "found": found, "rewritable": ok}
+                for name, label, _, found, ok in self.counts
+            },
             "layers": [r.to_dict() for r in self.rows],
         }
 
@@ -71,30 +86,7 @@ class InspectReport:
         head = ["path", "class", "output shape", "params", "graphkit"]
         body = []
         for r in report.rows:
-            if r.role:
-                mark = {
-                    "embedding": "Embedding",
-                    "onehot": "OneHot",
-                    "onehot-dense": "OneHot group",
-                    "repair": "Keras TimeDistributed",
-                }[r.role]
-                if r.role == "repair":
-                    state = (
-                        "repaired on convert and export (wrong when traced with an unknown time axis)"
-                        if r.convertible
-                        else "kept"
-                    )
-                elif r.role == "onehot":
-                    state = "foldable" if r.convertible else "not foldable"
-                else:
-                    state = "convertible" if r.convertible else "not convertible"
-                if r.role == "onehot-dense":
-                    state = r.detail
-                elif r.detail:
-                    state = f"{state}: {r.detail}" if not r.convertible else f"{state} {r.detail}"
-                mark = f"{mark}, {state}"
-            else:
-                mark = ""
+            mark = r.mark
             body.append([r.path, r.layer_class, r.output_shape, f"{r.params:,}", mark])
         widths = [max(len(str(x)) for x in col) for col in zip(head, *body)]
         lines = [
@@ -111,10 +103,11 @@ class InspectReport:
             lines.append("  ".join(cells).rstrip())
         lines.append("")
         lines.append(
-            f"{len(report.embeddings)} Embedding(s) "
-            f"({sum(1 for r in report.embeddings if r.convertible)} convertible), "
-            f"{len(report.onehots)} OneHot group(s) "
-            f"({sum(1 for r in report.onehots if r.convertible)} foldable)"
+            ", ".join(
+                f"{found} {label}(s) ({ok} {yes.split()[0]})"
+                for _, label, yes, found, ok in report.counts
+            )
+            or "nothing for graphkit's rules to rewrite"
         )
         return "\n".join(lines)
 
@@ -145,9 +138,7 @@ def _params(layer) -> int:
 
 def _walk(model, path: str, rows: list[LayerRow], seen: set[int]) -> None:
     children = (
-        model.layers
-        if is_graph_model(model)
-        else model._flatten_layers(include_self=False, recursive=False)
+        model.layers if is_graph_model(model) else _keras_api.flatten_layers(model, recursive=False)
     )
     for layer in children:
         layer_path = f"{path}/{layer.name}" if path else layer.name
@@ -160,15 +151,10 @@ def _walk(model, path: str, rows: list[LayerRow], seen: set[int]) -> None:
 
 
 def _holds_anchor(layer) -> bool:
-    """Does a custom layer hide an Embedding or OneHot? (Only then is it worth expanding.)"""
-    import keras
+    """Does a custom layer hide a rule's anchor? (Only then is it worth expanding.)"""
+    from graphkit.rules import anchored_by_any
 
-    from graphkit.layers import OneHot
-
-    return any(
-        isinstance(inner, (keras.layers.Embedding, OneHot))
-        for inner in layer._flatten_layers(include_self=False, recursive=True)
-    )
+    return any(anchored_by_any(inner) for inner in _keras_api.flatten_layers(layer))
 
 
 def output_names(model) -> list[str]:
@@ -178,7 +164,7 @@ def output_names(model) -> list[str]:
     producing layers' names, as Keras reports them.
     """
     outputs = getattr(model, "outputs", None) or []
-    struct = getattr(model, "_outputs_struct", None)
+    struct = _keras_api.outputs_struct(model)
     if isinstance(struct, dict) and len(struct) == len(outputs):
         if all(
             isinstance(k, str) and not isinstance(v, (dict, list, tuple)) for k, v in struct.items()
@@ -200,7 +186,7 @@ def output_names(model) -> list[str]:
 
 def inspect_model(model, *, unsafe: bool = False, imports=()) -> InspectReport:
     """Describe ``model`` (a Keras model or a path) and mark what graphkit can convert."""
-    from graphkit.rules import EmbeddingToOneHot, OneHotToEmbedding, RepairTimeDistributed
+    from graphkit.rules import RULES, RewriteContext
 
     source = None
     if isinstance(model, (str, os.PathLike)):
@@ -213,36 +199,36 @@ def inspect_model(model, *, unsafe: bool = False, imports=()) -> InspectReport:
     _walk(model, "", rows, set())
     by_path = {r.path: r for r in rows}
 
-    def findings(rule_cls, role):
-        """Mark the rows of one rule's findings (added if hidden); return (finding, row) pairs."""
-        plan = Plan([rule_cls(all_layer_names(model))])
+    counts = []
+    for rule in RULES:  # each rule's check only (dry run): nothing is built or copied
+        plan = Plan([rule], RewriteContext(all_layer_names(model)), dry_run=True)
         plan.analyze(model)
-        marked = []
+        label, yes, becomes, no = rule.inspect
         for f in plan.findings:
             row = by_path.get(f.path)
-            if row is None:
+            if row is None:  # hidden inside a custom layer
                 row = by_path[f.path] = LayerRow(f.path, f.layer_class, "?", 0)
                 rows.append(row)
-            row.role = role
-            row.convertible = f.status in ("converted", "repaired")
-            row.detail = f.reason or ""
-            marked.append((f, row))
-        return marked
-
-    findings(RepairTimeDistributed, "repair")
-    for _, row in findings(EmbeddingToOneHot, "embedding"):
-        if row.convertible:
-            row.detail = "-> OneHot + Dense"
-    for f, row in findings(OneHotToEmbedding, "onehot"):
-        if row.convertible:
-            row.detail = "-> Embedding"
-            prefix = f.path.rsplit("/", 1)[0] + "/" if "/" in f.path else ""
-            for name in f.replaced[1:]:
-                member = by_path.get(prefix + name)
-                if member is not None:
-                    member.role = "onehot-dense"
-                    member.convertible = True
-                    member.detail = f"folds with {f.path}"
+            ok = f.status in ("converted", "repaired")
+            role = label.lower().replace(" ", "-")
+            row.role, row.rule, row.convertible = role, rule.name, ok
+            row.detail = becomes if ok else (f.reason or "")
+            row.mark = f"{label}, {yes} {becomes}" if ok else f"{label}, {no}: {f.reason}"
+            if ok:
+                prefix = f.path.rsplit("/", 1)[0] + "/" if "/" in f.path else ""
+                for name in f.replaced[1:]:
+                    member = by_path.get(prefix + name)
+                    if member is not None:
+                        member.role, member.rule, member.convertible = (
+                            f"{role}-group",
+                            rule.name,
+                            True,
+                        )
+                        member.detail = f"{rule.name} of {f.path}"
+                        member.mark = f"{label} group, folds with {f.path}"
+        if plan.findings:
+            ok_count = sum(1 for f in plan.findings if f.status in ("converted", "repaired"))
+            counts.append((rule.name, label, yes, len(plan.findings), ok_count))
 
     inputs = [
         {"name": t.name, "shape": list(t.shape), "dtype": str(t.dtype)}
@@ -253,5 +239,5 @@ def inspect_model(model, *, unsafe: bool = False, imports=()) -> InspectReport:
         for name, t in zip(output_names(model), getattr(model, "outputs", None) or [])
     ]
     return InspectReport(
-        model.name, inputs, outputs, rows, _params(model) if model.built else 0, source
+        model.name, inputs, outputs, rows, _params(model) if model.built else 0, source, counts
     )

@@ -11,6 +11,27 @@ import numpy as np
 from graphkit.errors import GraphkitError, one_line
 
 
+class RunReport(dict):
+    """What ``run`` did, as a JSON-ready dict (model, provider, samples, inputs, outputs)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self)
+
+    def format(self) -> str:
+        lines = [f"{self['model']}: {self['samples']} samples on {self['provider']}"]
+        lines += [
+            f"  input {i['name']}: shape {tuple(i['shape'])} {i['dtype']}" for i in self["inputs"]
+        ]
+        lines += [
+            f"  {o['name']}: shape {tuple(o['shape'])} {o['dtype']}, "
+            f"min {o['min']:.6g} max {o['max']:.6g} mean {o['mean']:.6g}"
+            for o in self["outputs"]
+        ]
+        if self["output"] is not None:
+            lines.append(f"wrote {self['output']}")
+        return "\n".join(lines)
+
+
 def run_model(
     model: str | os.PathLike,
     inputs: str | os.PathLike,
@@ -18,7 +39,7 @@ def run_model(
     *,
     provider: str = "cpu",
     force: bool = False,
-) -> dict[str, Any]:
+) -> RunReport:
     """Run an ONNX model on ``inputs`` (.npz/.npy); optionally save the outputs to ``output`` (.npz)."""
     from graphkit.backends import OnnxBackend
     from graphkit.io import atomic_output, check_output_path
@@ -45,24 +66,26 @@ def run_model(
         with atomic_output(output, force=force) as tmp:
             with open(tmp, "wb") as fh:
                 np.savez(fh, **named)
-    return {
-        "model": str(model),
-        "provider": provider,
-        "samples": int(len(next(iter(arrays.values())))),
-        "output": str(output) if output is not None else None,
-        "inputs": [
-            {"name": name, "shape": list(arr.shape), "dtype": str(arr.dtype)}
-            for name, arr in arrays.items()
-        ],
-        "outputs": [
-            {
-                "name": name,
-                "shape": list(arr.shape),
-                "dtype": str(arr.dtype),
-                "min": float(np.min(arr)) if arr.size else float("nan"),
-                "max": float(np.max(arr)) if arr.size else float("nan"),
-                "mean": float(np.mean(arr, dtype="float64")) if arr.size else float("nan"),
-            }
-            for name, arr in named.items()
-        ],
-    }
+    return RunReport(
+        {
+            "model": str(model),
+            "provider": provider,
+            "samples": int(len(next(iter(arrays.values())))),
+            "output": str(output) if output is not None else None,
+            "inputs": [
+                {"name": name, "shape": list(arr.shape), "dtype": str(arr.dtype)}
+                for name, arr in arrays.items()
+            ],
+            "outputs": [
+                {
+                    "name": name,
+                    "shape": list(arr.shape),
+                    "dtype": str(arr.dtype),
+                    "min": float(np.min(arr)) if arr.size else float("nan"),
+                    "max": float(np.max(arr)) if arr.size else float("nan"),
+                    "mean": float(np.mean(arr, dtype="float64")) if arr.size else float("nan"),
+                }
+                for name, arr in named.items()
+            ],
+        }
+    )

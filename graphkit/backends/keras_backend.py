@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from graphkit import _keras_api
 from graphkit.backends.base import Backend, InputSpec
 from graphkit.errors import GraphkitError, one_line
 
@@ -15,16 +16,20 @@ def _np_dtype(dtype) -> str:
 
 
 def _index_consumers(model) -> dict[int, tuple[int, bool]]:
-    """For each model input (by position): (vocab, mask_zero) of the Embedding/OneHot reading it."""
+    """For each model input (by position): (vocab, mask_zero) of the layer reading it as indices.
+
+    Which layers read indices, and their range, comes from the rule registry
+    (``graphkit.rules.index_range``): a new rule's anchor is found here without a change.
+    """
     import keras
 
     from graphkit.engine import is_graph_model
-    from graphkit.layers import OneHot
+    from graphkit.rules import index_range
 
     result: dict[int, tuple[int, bool]] = {}
 
-    def note(pos, layer):
-        vocab, mask = layer.input_dim, bool(layer.mask_zero)
+    def note(pos, found):
+        vocab, mask = found
         if pos in result:
             old_vocab, old_mask = result[pos]
             vocab, mask = min(vocab, old_vocab), mask or old_mask
@@ -36,12 +41,13 @@ def _index_consumers(model) -> dict[int, tuple[int, bool]]:
             layers = m.layers
             if layers and m.inputs and id(m.inputs[0]) in positions:
                 first = layers[0]
-                if isinstance(first, (keras.layers.Embedding, OneHot)):
-                    note(positions[id(m.inputs[0])], first)
+                found = index_range(first)
+                if found is not None:
+                    note(positions[id(m.inputs[0])], found)
                 elif is_graph_model(first):
                     visit(first, {id(first.inputs[0]): positions[id(m.inputs[0])]})
             return
-        for nodes in m._nodes_by_depth.values():
+        for nodes in _keras_api.nodes_by_depth(m).values():
             for node in nodes:
                 op = node.operation
                 if op is None or node.is_input:
@@ -50,8 +56,9 @@ def _index_consumers(model) -> dict[int, tuple[int, bool]]:
                 if not tensors or id(tensors[0]) not in positions:
                     continue
                 pos = positions[id(tensors[0])]
-                if isinstance(op, (keras.layers.Embedding, OneHot)):
-                    note(pos, op)
+                found = index_range(op)
+                if found is not None:
+                    note(pos, found)
                 elif is_graph_model(op) and op.inputs:
                     inner = {}
                     for j, t in enumerate(tensors):
@@ -68,24 +75,18 @@ def _index_consumers(model) -> dict[int, tuple[int, bool]]:
 
 
 def smallest_vocab(model) -> tuple[int | None, bool]:
-    """Smallest input_dim of the model's Embedding/OneHot layers, and whether any masks zeros."""
-    import keras
+    """Smallest vocabulary of the model's index-reading layers, and whether any masks zeros."""
+    from graphkit.rules import index_range
 
-    from graphkit.layers import OneHot
-
-    layers = [
-        layer
-        for layer in model._flatten_layers(include_self=False, recursive=True)
-        if isinstance(layer, (keras.layers.Embedding, OneHot))
-    ]
-    if not layers:
+    ranges = [r for r in map(index_range, _keras_api.flatten_layers(model)) if r is not None]
+    if not ranges:
         return None, False
-    return min(layer.input_dim for layer in layers), any(layer.mask_zero for layer in layers)
+    return min(v for v, _ in ranges), any(m for _, m in ranges)
 
 
 def model_feed(model, args: list):
     """Arrange per-input values (in ``model.inputs`` order) the way the model is called."""
-    struct = getattr(model, "_inputs_struct", None)
+    struct = _keras_api.inputs_struct(model)
     if isinstance(struct, dict):
         return {t.name: a for t, a in zip(model.inputs, args)}
     if isinstance(struct, (list, tuple)) or len(args) != 1:
@@ -178,17 +179,15 @@ def locate_divergence(model, args: list[np.ndarray], tol) -> str | None:
     import tensorflow as tf
 
     try:
-        graph = model._functional if isinstance(model, keras.Sequential) else model
-        depths = sorted(graph._nodes_by_depth, reverse=True)  # inputs first
+        graph = _keras_api.functional_graph(model)
         tensors, owners = [], []
-        for depth in depths:
-            for node in graph._nodes_by_depth[depth]:
-                op = node.operation
-                if node.is_input or op is None or isinstance(op, keras.layers.InputLayer):
-                    continue
-                for t in node.outputs:
-                    tensors.append(t)
-                    owners.append(op)
+        for node in _keras_api.nodes_inputs_first(graph):
+            op = node.operation
+            if node.is_input or op is None or isinstance(op, keras.layers.InputLayer):
+                continue
+            for t in node.outputs:
+                tensors.append(t)
+                owners.append(op)
         inputs = list(graph.inputs)
     except Exception:
         return None
@@ -261,7 +260,7 @@ class KerasBackend(Backend):
         self.output_names = output_names(model)
         self.half_precision = any(
             str(getattr(layer, "compute_dtype", "")) in ("float16", "bfloat16")
-            for layer in model._flatten_layers(include_self=True, recursive=True)
+            for layer in _keras_api.flatten_layers(model, include_self=True)
         )
         self._fn = None
         self.mode: str | None = None  # "traced" or "eager", chosen on the first batch

@@ -1,23 +1,102 @@
-"""The rewrite rules, one module each, and the registry that maps a ``--to`` target to its rules."""
+"""The rewrite rules, one module each, and the registry that everything else loops over.
+
+Adding a rule: write ``graphkit/rules/<name>.py`` (a class with ``anchors``, ``check``,
+``rewrite``, ``index_range`` and the declarations of ``graphkit.rules.base.Rule``), add one
+line to ``RULES`` below, and a test beside the others in ``tests/rules/``. The engine,
+``convert``, ``export`` (repairs), ``inspect``, input synthesis, ``bench`` and
+``graphkit rules`` read it from here. Importing this package imports no TensorFlow.
+"""
 
 from __future__ import annotations
 
-from graphkit.rules.base import Bypass, Chain, Match, Refusal, Replacement, Rule
+from graphkit.rules.base import (
+    PHASES,
+    Bypass,
+    Chain,
+    Match,
+    Refusal,
+    Replacement,
+    RewriteContext,
+    Rule,
+    applies_to,
+)
 from graphkit.rules.embedding_to_onehot import EmbeddingToOneHot
 from graphkit.rules.onehot_to_embedding import OneHotToEmbedding
 from graphkit.rules.repair_time_distributed import RepairTimeDistributed
 
-RULES = {
-    "onehot-dense": [EmbeddingToOneHot],
-    "embedding": [OneHotToEmbedding],
-}
-TARGETS = tuple(RULES)
-# Repairs run first, before any target's rules and before export: they make the model
-# compute what its eager call computes in every traced form (see repair_time_distributed).
-REPAIRS = [RepairTimeDistributed]
+# The registry, one line per rule. Order matters only among rules of one phase that anchor
+# on the same layer: the engine tries them in this order until one matches.
+RULES: list[Rule] = [
+    RepairTimeDistributed(),
+    EmbeddingToOneHot(),
+    OneHotToEmbedding(),
+]
+
+TARGETS = tuple(dict.fromkeys(t for rule in RULES if rule.phase == "convert" for t in rule.targets))
+
+
+def phases(target: str) -> list[list[Rule]]:
+    """The rules that ``convert --to target`` runs, phase by phase (repair, normalise, convert)."""
+    return [
+        [rule for rule in RULES if rule.phase == phase and applies_to(rule, target)]
+        for phase in PHASES
+        if any(rule.phase == phase and applies_to(rule, target) for rule in RULES)
+    ]
+
+
+def repairs() -> list[Rule]:
+    """The repair rules, which export runs too (they make a model right when traced)."""
+    return [rule for rule in RULES if rule.phase == "repair"]
+
+
+def index_range(layer) -> tuple[int, bool] | None:
+    """(vocabulary, mask_zero) of the indices ``layer`` reads, from the first rule that knows."""
+    for rule in RULES:
+        found = rule.index_range(layer)
+        if found is not None:
+            return found
+    return None
+
+
+def anchored_by_any(layer) -> bool:
+    return any(rule.anchors(layer) for rule in RULES)
+
+
+def variant_of(model) -> str | None:
+    """The form a model is in ("embedding", "onehot-dense"): the source of the first convert
+    rule whose anchor it holds."""
+    from graphkit import _keras_api
+
+    layers = list(_keras_api.flatten_layers(model))
+    for rule in RULES:
+        if rule.phase == "convert" and rule.source and any(rule.anchors(x) for x in layers):
+            return rule.source
+    return None
+
+
+def target_from(source: str | None) -> str | None:
+    """The target a model in form ``source`` converts to (``embedding`` -> ``onehot-dense``)."""
+    for rule in RULES:
+        if rule.phase == "convert" and source is not None and rule.source == source:
+            return rule.targets[0]
+    return None
+
+
+def describe_rules() -> list[dict[str, str]]:
+    """Name, target and summary of every rule, for ``graphkit rules``."""
+    return [
+        {
+            "name": rule.name,
+            "target": "all (and export)" if "*" in rule.targets else ", ".join(rule.targets),
+            "phase": rule.phase,
+            "summary": rule.summary,
+        }
+        for rule in RULES
+    ]
+
 
 __all__ = [
-    "REPAIRS",
+    "PHASES",
     "RULES",
     "TARGETS",
     "Bypass",
@@ -28,5 +107,13 @@ __all__ = [
     "Refusal",
     "RepairTimeDistributed",
     "Replacement",
+    "RewriteContext",
     "Rule",
+    "anchored_by_any",
+    "describe_rules",
+    "index_range",
+    "phases",
+    "repairs",
+    "target_from",
+    "variant_of",
 ]

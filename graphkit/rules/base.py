@@ -69,12 +69,83 @@ class Refusal:
     severity: str = "refused"
 
 
+class RewriteContext:
+    """What a rule's ``rewrite`` may use besides the graph: layer names, and notes for the user.
+
+    ``taken`` holds every layer name in the model being rewritten. The engine gives each
+    ``rewrite`` a fork; names reserved or released in it reach the model's context only when
+    the rewrite returns a Match, so a rule that refuses late leaves no trace.
+    """
+
+    def __init__(self, taken: set[str] | None = None):
+        self.taken: set[str] = set(taken or ())
+        self.notes: list[str] = []
+
+    def unique_name(self, base: str) -> str:
+        """``base``, or ``base_1``, ``base_2``... whichever is free; reserved from now on."""
+        name, i = base, 1
+        while name in self.taken:
+            name = f"{base}_{i}"
+            i += 1
+        self.taken.add(name)
+        return name
+
+    def release(self, name: str) -> None:
+        """``name`` is free again: the layer that held it is being replaced."""
+        self.taken.discard(name)
+
+    def note(self, text: str) -> None:
+        self.notes.append(text)
+
+    def fork(self) -> RewriteContext:
+        return RewriteContext(self.taken)
+
+    def commit(self, fork: RewriteContext) -> None:
+        self.taken.clear()
+        self.taken.update(fork.taken)
+
+
 class Rule(Protocol):
+    """One rewrite rule: what it anchors on, a cheap check with a reason, the rewrite.
+
+    Registered in ``graphkit.rules.RULES`` (one line); the engine, inspect, input synthesis
+    and bench loop over that registry and never name a layer class themselves.
+    """
+
     name: str
-    target: str  # the --to value this rule serves
+    summary: str  # one line, for ``graphkit rules``
+    # the --to targets this rule serves, or ("*",) for every target and for export
+    targets: tuple[str, ...]
+    # "repair" | "normalise" | "convert": phases run in this order, each on the previous result
+    phase: str
+    # the form the anchor belongs to ("embedding", "onehot-dense") for convert rules, else None
+    source: str | None
+    # what the anchor is called in messages ("Embedding", "OneHot + Dense group")
+    anchor_label: str
+    # a refusal of an optional rule keeps the layer as it is and never fails a conversion
+    optional: bool
+    # how ``inspect`` marks an anchor: (label, yes, what it becomes, no), e.g.
+    # ("Embedding", "convertible", "-> OneHot + Dense", "not convertible")
+    inspect: tuple[str, str, str, str]
 
     def anchors(self, layer: Any) -> bool:
-        """Does this layer start the rule's pattern (class test only)?"""
+        """Does this layer start the rule's pattern? (A class test: no graph, no weights.)"""
 
-    def match(self, layer: Any, graph: GraphView) -> Match | Refusal:
-        """Check the pattern around ``layer`` in ``graph`` and build the replacement."""
+    def check(self, layer: Any, graph: GraphView) -> Refusal | None:
+        """Why the rule cannot apply here, or None. Cheap: builds no layer, copies no table."""
+
+    def rewrite(self, layer: Any, graph: GraphView, ctx: RewriteContext) -> Match | Refusal:
+        """The replacement layers, weights set; called only after ``check`` passed."""
+
+    def index_range(self, layer: Any) -> tuple[int, bool] | None:
+        """(vocabulary, mask_zero) of the integer indices the anchor reads, if it reads some."""
+
+    def covers(self, layer: Any, graph: GraphView) -> list[str]:
+        """Names of the other layers a rewrite would replace with the anchor (after ``check``)."""
+
+
+PHASES = ("repair", "normalise", "convert")
+
+
+def applies_to(rule, target: str) -> bool:
+    return "*" in rule.targets or target in rule.targets

@@ -8,38 +8,36 @@ are bitwise equal for valid indices. A table holding inf or NaN would break this
 
 from __future__ import annotations
 
-import numpy as np
-
 from graphkit.rules.base import Chain, Match, Refusal
 
 NAME = "embedding_to_onehot"
 
 
-def unique_name(base: str, taken: set[str]) -> str:
-    name, i = base, 1
-    while name in taken:
-        name = f"{base}_{i}"
-        i += 1
-    taken.add(name)
-    return name
-
-
 class EmbeddingToOneHot:
     name = NAME
-    target = "onehot-dense"
-
-    def __init__(self, taken_names: set[str]):
-        self.taken = taken_names
+    summary = (
+        "Embedding -> OneHot + TimeDistributed(Dense(use_bias=False)), table copied bit for bit"
+    )
+    targets = ("onehot-dense",)
+    phase = "convert"
+    source = "embedding"
+    anchor_label = "Embedding"
+    optional = False
+    inspect = ("Embedding", "convertible", "-> OneHot + Dense", "not convertible")
 
     def anchors(self, layer) -> bool:
         import keras
 
         return isinstance(layer, keras.layers.Embedding)
 
-    def match(self, layer, graph) -> Match | Refusal:
-        import keras
+    def index_range(self, layer) -> tuple[int, bool] | None:
+        return (int(layer.input_dim), bool(layer.mask_zero)) if self.anchors(layer) else None
 
-        from graphkit.layers import OneHot, TimeDistributed
+    def covers(self, layer, graph) -> list[str]:
+        return []
+
+    def check(self, layer, graph) -> Refusal | None:
+        import keras
 
         if type(layer) is not keras.layers.Embedding:
             return Refusal(
@@ -53,11 +51,19 @@ class EmbeddingToOneHot:
             )
         if getattr(layer, "lora_enabled", False):
             return Refusal("the Embedding has LoRA enabled; merge or disable LoRA first")
-        table = keras.ops.convert_to_numpy(layer.embeddings)
-        if not np.all(np.isfinite(table)):
+        # reduced where the table lives: no copy of it
+        if not bool(keras.ops.all(keras.ops.isfinite(layer.embeddings))):
             return Refusal(
                 "the table holds inf or NaN: a one-hot MatMul would turn them into NaN everywhere"
             )
+        return None
+
+    def rewrite(self, layer, graph, ctx) -> Match:
+        import keras
+
+        from graphkit.layers import OneHot, TimeDistributed
+
+        table = keras.ops.convert_to_numpy(layer.embeddings)
         sites = graph.call_sites(layer)
         ranks = [s.input_rank for s in sites]
         use_td = bool(ranks) and all(r is not None and r >= 2 for r in ranks)
@@ -69,15 +75,13 @@ class EmbeddingToOneHot:
         onehot = OneHot(
             layer.input_dim,
             mask_zero=layer.mask_zero,
-            name=unique_name(f"{layer.name}_onehot", self.taken),
+            name=ctx.unique_name(f"{layer.name}_onehot"),
             dtype=policy,
         )
         dense = keras.layers.Dense(
             layer.output_dim,
             use_bias=False,
-            name=layer.name
-            if keep_name and not use_td
-            else unique_name(f"{layer.name}_dense", self.taken),
+            name=layer.name if keep_name and not use_td else ctx.unique_name(f"{layer.name}_dense"),
             dtype=policy,
             kernel_initializer=layer.embeddings_initializer,
             kernel_regularizer=layer.embeddings_regularizer,
@@ -90,7 +94,7 @@ class EmbeddingToOneHot:
         if use_td:
             projection = TimeDistributed(
                 dense,
-                name=layer.name if keep_name else unique_name(f"{layer.name}_timedist", self.taken),
+                name=layer.name if keep_name else ctx.unique_name(f"{layer.name}_timedist"),
                 dtype=policy,
                 activity_regularizer=layer.activity_regularizer,
             )

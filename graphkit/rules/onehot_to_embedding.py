@@ -12,7 +12,6 @@ import numpy as np
 
 from graphkit.graph import OUTPUT
 from graphkit.rules.base import Bypass, Chain, Match, Refusal
-from graphkit.rules.embedding_to_onehot import unique_name
 
 NAME = "onehot_to_embedding"
 # Activations whose value is computed exactly (no rounding) or by one correctly rounded op, so
@@ -61,23 +60,27 @@ def folded_table(dense) -> np.ndarray:
 
 class OneHotToEmbedding:
     name = NAME
-    target = "embedding"
-
-    def __init__(self, taken_names: set[str]):
-        self.taken = taken_names
+    summary = (
+        "OneHot -> Dense or TimeDistributed(Dense) becomes one Embedding; bias and activation "
+        "fold into the table"
+    )
+    targets = ("embedding",)
+    phase = "convert"
+    source = "onehot-dense"
+    anchor_label = "OneHot + Dense group"
+    optional = False
+    inspect = ("OneHot", "foldable", "-> Embedding", "not foldable")
 
     def anchors(self, layer) -> bool:
         from graphkit.layers import OneHot
 
         return isinstance(layer, OneHot)
 
-    def match(self, layer, graph) -> Match | Refusal:
-        import keras
+    def index_range(self, layer) -> tuple[int, bool] | None:
+        return (int(layer.input_dim), bool(layer.mask_zero)) if self.anchors(layer) else None
 
-        from graphkit.layers import OneHot
-
-        if type(layer) is not OneHot:
-            return Refusal(f"{type(layer).__name__} subclasses OneHot; not rewritten")
+    def _consumers(self, layer, graph) -> list | Refusal:
+        """The Dense-like layers that read the one-hot, each applied to it alone."""
         consumers = []
         for site in graph.call_sites(layer):
             for consumer, is_main in site.consumers:
@@ -100,8 +103,22 @@ class OneHotToEmbedding:
                         f"{consumer.name!r} is also applied to other tensors; folding it would change them",
                         severity="kept",
                     )
-        replacements = {id(layer): Bypass()}
-        names, notes = [], []
+        return consumers
+
+    def covers(self, layer, graph) -> list[str]:
+        consumers = self._consumers(layer, graph)
+        return [] if isinstance(consumers, Refusal) else [c.name for c in consumers]
+
+    def check(self, layer, graph) -> Refusal | None:
+        import keras
+
+        from graphkit.layers import OneHot
+
+        if type(layer) is not OneHot:
+            return Refusal(f"{type(layer).__name__} subclasses OneHot; not rewritten")
+        consumers = self._consumers(layer, graph)
+        if isinstance(consumers, Refusal):
+            return consumers
         for consumer in consumers:
             dense = _inner_dense(consumer)
             if not dense.built:
@@ -111,8 +128,23 @@ class OneHotToEmbedding:
                     f"{consumer.name!r} is quantized ({dense.quantization_mode}); graphkit folds float kernels only",
                     severity="kept",
                 )
+            weights = [dense.kernel] + ([dense.bias] if dense.use_bias else [])
+            if not all(bool(keras.ops.all(keras.ops.isfinite(w))) for w in weights):
+                return Refusal(
+                    f"the kernel or bias of {consumer.name!r} holds inf or NaN", severity="kept"
+                )
+        return None
+
+    def rewrite(self, layer, graph, ctx) -> Match | Refusal:
+        import keras
+
+        consumers = self._consumers(layer, graph)
+        replacements = {id(layer): Bypass()}
+        names = []
+        for consumer in consumers:
+            dense = _inner_dense(consumer)
             table = folded_table(dense)
-            if not np.all(np.isfinite(table)):
+            if not np.all(np.isfinite(table)):  # the activation overflowed
                 return Refusal(
                     f"the folded table of {consumer.name!r} holds inf or NaN", severity="kept"
                 )
@@ -124,13 +156,13 @@ class OneHotToEmbedding:
                 wanted = base
             else:
                 wanted = f"{consumer.name}_embedding"
-            self.taken.discard(layer.name)
-            self.taken.discard(consumer.name)
+            ctx.release(layer.name)
+            ctx.release(consumer.name)
             embedding = keras.layers.Embedding(
                 layer.input_dim,
                 dense.units,
                 mask_zero=layer.mask_zero,
-                name=unique_name(wanted, self.taken),
+                name=ctx.unique_name(wanted),
                 dtype=dense.dtype_policy,
                 embeddings_initializer=dense.kernel_initializer,
                 embeddings_regularizer=dense.kernel_regularizer if identity else None,
@@ -146,16 +178,16 @@ class OneHotToEmbedding:
                     if dense.activation not in (keras.activations.linear, None)
                     else []
                 )
-                notes.append(f"{' and '.join(parts)} of {consumer.name!r} folded into the table")
+                ctx.note(f"{' and '.join(parts)} of {consumer.name!r} folded into the table")
                 act = keras.activations.serialize(dense.activation)
                 act = act if isinstance(act, str) else str(act)
                 if act not in EXACT_ACTIVATIONS:
-                    notes.append(
+                    ctx.note(
                         f"activation {act!r} is computed by kernels whose float rounding depends on "
                         "the batch shape: outputs equal up to about 1 ulp, not bit for bit"
                     )
                 if dense.kernel_regularizer is not None or dense.kernel_constraint is not None:
-                    notes.append(
+                    ctx.note(
                         f"kernel regularizer/constraint of {consumer.name!r} dropped: they do not apply to a folded table"
                     )
             replacements[id(consumer)] = Chain([embedding])
@@ -163,6 +195,5 @@ class OneHotToEmbedding:
         return Match(
             replacements=replacements,
             new_layer_names=names,
-            notes=notes,
             replaced_names=[layer.name] + [c.name for c in consumers],
         )

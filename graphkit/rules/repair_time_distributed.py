@@ -108,21 +108,35 @@ def unsupported_part(layer) -> str | None:
 
 class RepairTimeDistributed:
     name = NAME
-    target = "repair"
+    summary = (
+        "Keras' TimeDistributed -> graphkit's (same inner layer and weights), which is right "
+        "at every length when traced"
+    )
+    targets = ("*",)
+    phase = "repair"
+    source = None
+    anchor_label = "Keras TimeDistributed"
     # Refusals keep Keras' layer as it is: they never stop a conversion.
     optional = True
-
-    def __init__(self, taken_names: set[str]):
-        self.taken = taken_names
+    inspect = (
+        "Keras TimeDistributed",
+        "repaired on convert and export",
+        "(wrong when traced with an unknown time axis)",
+        "kept",
+    )
 
     def anchors(self, layer) -> bool:
         import keras
 
         return type(layer) is keras.layers.TimeDistributed
 
-    def match(self, layer, graph) -> Match | Refusal:
-        from graphkit.layers import TimeDistributed
+    def index_range(self, layer) -> tuple[int, bool] | None:
+        return None
 
+    def covers(self, layer, graph) -> list[str]:
+        return []
+
+    def check(self, layer, graph) -> Refusal | None:
         reason = unsupported_part(layer.layer)
         if reason is not None:
             return Refusal(
@@ -130,6 +144,11 @@ class RepairTimeDistributed:
                 "it is wrong when traced with an unknown time axis",
                 severity="kept",
             )
+        return None
+
+    def rewrite(self, layer, graph, ctx) -> Match:
+        from graphkit.layers import TimeDistributed
+
         # Same name (outputs are matched by name), same inner layer object (same weights).
         config = layer.get_config()
         config.pop("layer", None)
