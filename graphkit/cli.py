@@ -340,13 +340,27 @@ def export(
         ),
     ] = None,
     opset: Annotated[int, typer.Option("--opset", help="ONNX opset (13-21).")] = 17,
+    passes: Annotated[
+        Optional[list[str]],  # noqa: UP045
+        typer.Option(
+            "--pass",
+            metavar="NAME",
+            help="Run this ONNX pass on the export (repeatable, in order); `graphkit rules` "
+            "lists them.",
+        ),
+    ] = None,
     fuse_onehot: Annotated[
-        bool, typer.Option("--fuse-onehot", help="Fuse OneHot -> MatMul (-> Add) into one Gather.")
+        bool,
+        typer.Option(
+            "--fuse-onehot",
+            help="Same as --pass fuse_onehot: OneHot -> MatMul (-> Add) becomes one Gather.",
+        ),
     ] = False,
     lower_gather: Annotated[
         bool,
         typer.Option(
-            "--lower-gather", help="Lower Gather on a constant table to OneHot -> MatMul."
+            "--lower-gather",
+            help="Same as --pass lower_gather: Gather on a constant table -> OneHot -> MatMul.",
         ),
     ] = False,
     no_verify: Annotated[
@@ -378,6 +392,7 @@ def export(
                 model,
                 output,
                 opset=opset,
+                passes=passes or (),
                 fuse_onehot=fuse_onehot,
                 lower_gather=lower_gather,
                 verify=not no_verify,

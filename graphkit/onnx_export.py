@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import time
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,7 +40,7 @@ class ExportReport:
     op_counts: dict[str, int]
     export_seconds: float
     size_bytes: int = 0
-    passes: list[Any] = field(default_factory=list)
+    passes: list[Any] = field(default_factory=list)  # onnx_passes.PassResult, in the order run
     verify: Any = None
     inputs: list[str] = field(default_factory=list)
     outputs: list[str] = field(default_factory=list)
@@ -57,7 +58,8 @@ class ExportReport:
             "inputs": self.inputs,
             "outputs": self.outputs,
             "passes": [
-                {"name": p.name, "applied": p.applied, "skipped": p.skipped} for p in self.passes
+                {"name": p.name, "applied": p.applied, "skipped": p.skipped, "notes": p.notes}
+                for p in self.passes
             ],
             "repairs": [f.to_dict() for f in self.repairs],
             "verify": self.verify.to_dict() if self.verify is not None else None,
@@ -65,8 +67,6 @@ class ExportReport:
 
     def format(self) -> str:
         """What ``graphkit export`` prints."""
-        from graphkit.onnx_passes import OUT_OF_RANGE_NOTE
-
         lines = [
             f"{self.source} -> {self.output}",
             f"  opset {self.opset}, {self.nodes} nodes, {self.size_bytes:,} bytes, "
@@ -81,8 +81,7 @@ class ExportReport:
         for p in self.passes:
             lines += [f"  {p.name}: {line}" for line in p.applied]
             lines += [f"  {p.name}: skipped {line}" for line in p.skipped]
-            if p.name == "lower_gather" and p.applied:
-                lines.append(f"  note: {OUT_OF_RANGE_NOTE}")
+            lines += [f"  note: {note}" for note in p.notes]
         if self.verify is None:
             lines.append("  not verified (--no-verify)")
         else:
@@ -187,6 +186,7 @@ def export_onnx(
     output: str | os.PathLike | None = None,
     *,
     opset: int = DEFAULT_OPSET,
+    passes: Sequence[str] = (),
     fuse_onehot: bool = False,
     lower_gather: bool = False,
     verify: bool = True,
@@ -198,19 +198,23 @@ def export_onnx(
 ) -> ExportReport:
     """Export ``model`` (Keras model or .keras/.h5 path) to ONNX at ``output``.
 
-    The ONNX model is checked (full check with shape inference), rewritten by the
-    requested passes, then compared with the Keras model in onnxruntime on synthesized
+    The ONNX model is rewritten by the ONNX passes named in ``passes`` (registered in
+    ``graphkit.onnx_passes.PASSES``, run in order; ``fuse_onehot=True`` and
+    ``lower_gather=True`` are aliases that add the pass of that name), checked (full check
+    with shape inference), then compared with the Keras model in onnxruntime on synthesized
     inputs unless ``verify=False``. A model that is not equivalent is never written:
     NotEquivalentError (a GraphkitError whose ``report`` holds the comparison).
     """
     import onnx
 
     from graphkit.io import atomic_output, check_output_path, load_model
-    from graphkit.onnx_passes import fuse_onehot as fuse_pass
-    from graphkit.onnx_passes import lower_gather as lower_pass
+    from graphkit.onnx_passes import resolve_passes, run_passes
 
-    if fuse_onehot and lower_gather:
-        raise GraphkitError("--fuse-onehot and --lower-gather undo each other; pick one")
+    pass_names = [passes] if isinstance(passes, str) else list(passes)
+    for alias, wanted in (("fuse_onehot", fuse_onehot), ("lower_gather", lower_gather)):
+        if wanted and alias not in pass_names:  # the flag may repeat a --pass
+            pass_names.append(alias)
+    resolve_passes(pass_names)  # unknown or conflicting names fail before the slow export
     if not 13 <= int(opset) <= 21:
         raise GraphkitError(f"--opset {opset}: graphkit exports opsets 13 to 21")
     source = None
@@ -231,11 +235,7 @@ def export_onnx(
     # Export what the eager call computes: Keras' TimeDistributed is wrong when traced.
     exported, repairs = repair(model)
     proto = to_onnx_proto(exported, opset)
-    passes = []
-    if fuse_onehot:
-        passes.append(fuse_pass(proto))
-    if lower_gather:
-        passes.append(lower_pass(proto))
+    pass_results = run_passes(proto, pass_names)
     check_proto(proto)
     seconds = time.perf_counter() - start
 
@@ -247,7 +247,7 @@ def export_onnx(
         len(proto.graph.node),
         dict(sorted(counts.items())),
         seconds,
-        passes=passes,
+        passes=pass_results,
         inputs=[i.name for i in proto.graph.input],
         outputs=[o.name for o in proto.graph.output],
         repairs=repairs,

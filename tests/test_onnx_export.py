@@ -16,6 +16,7 @@ from graphkit import GraphkitError
 from graphkit.cli import app
 from graphkit.conversion import convert
 from graphkit.onnx_export import NotEquivalentError, export_onnx
+from graphkit.onnx_passes import OUT_OF_RANGE_NOTE
 from tests.conftest import FIXTURES, KERAS3_FIXTURES, load_fixture
 
 runner = CliRunner()
@@ -86,6 +87,26 @@ def test_lower_gather_export(tmp_path):
     assert report.op_counts.get("OneHot") == 1 and report.verify.equivalent
 
 
+def test_passes_run_by_name_and_the_alias_adds_no_second_run(tmp_path):
+    report = export_onnx(
+        _onehot_model(None),
+        tmp_path / "p.onnx",
+        passes=["fuse_onehot"],
+        fuse_onehot=True,
+        samples=8,
+    )
+    assert [p.name for p in report.passes] == ["fuse_onehot"] and report.passes[0].applied
+    assert "OneHot" not in report.op_counts and report.verify.equivalent
+
+
+def test_pass_names_are_checked_before_the_model_is_loaded(tmp_path):
+    missing = tmp_path / "missing.keras"  # loading it would fail with "no such file"
+    with pytest.raises(GraphkitError, match="unknown ONNX pass 'fuse': expected one of: "):
+        export_onnx(missing, passes=["fuse"])
+    with pytest.raises(GraphkitError, match="lower_gather and fuse_onehot cannot be combined"):
+        export_onnx(missing, passes=["lower_gather"], fuse_onehot=True)
+
+
 def test_not_equivalent_export_keeps_no_file(tmp_path, monkeypatch):
     model = load_fixture("sequential")
     wrong = keras.models.clone_model(model)
@@ -153,6 +174,63 @@ def test_cli_export_options(tmp_path):
     )
     assert result.exit_code == 0 and json.loads(result.stdout)["verify"] is None
     assert list(tmp_path.iterdir()) == [tmp_path / "x.onnx"]
+
+
+def test_cli_export_pass_by_name(tmp_path):
+    onehot = tmp_path / "sequential.onehot.keras"
+    converted = invoke(
+        "convert", FIXTURES / "sequential.keras", "--to", "onehot-dense", "-o", onehot
+    )
+    assert converted.exit_code == 0, converted.output
+    out = tmp_path / "fused.onnx"
+    result = invoke("export", onehot, "--onnx", "--pass", "fuse_onehot", "-o", out, "--samples", 8)
+    assert result.exit_code == 0, result.output
+    assert "  fuse_onehot: " in result.stdout and "fused into Gather" in result.stdout
+    assert "): equivalent, max abs error" in result.stdout
+    ops = {n.op_type for n in onnx.load(str(out)).graph.node}
+    assert "OneHot" not in ops and "Gather" in ops
+    lowered = invoke(
+        "export",
+        FIXTURES / "sequential.keras",
+        "--onnx",
+        "--pass",
+        "lower_gather",
+        "--json",
+        "-o",
+        tmp_path / "lowered.onnx",
+        "--samples",
+        8,
+    )
+    assert lowered.exit_code == 0, lowered.output
+    [entry] = json.loads(lowered.stdout)["passes"]
+    assert entry["name"] == "lower_gather" and entry["applied"]
+    assert entry["notes"] == [OUT_OF_RANGE_NOTE]
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (
+            ["--pass", "fuse"],
+            "unknown ONNX pass 'fuse': expected one of: fuse_onehot, lower_gather",
+        ),
+        (
+            ["--pass", "lower_gather", "--pass", "fuse_onehot"],
+            "the ONNX passes lower_gather and fuse_onehot cannot be combined",
+        ),
+        (
+            ["--pass", "fuse_onehot", "--lower-gather"],
+            "the ONNX passes fuse_onehot and lower_gather cannot be combined",
+        ),
+    ],
+)
+def test_cli_export_refuses_unknown_and_conflicting_passes(tmp_path, args, message):
+    out = tmp_path / "x.onnx"
+    result = invoke("export", FIXTURES / "sequential.keras", "--onnx", *args, "-o", out)
+    lines = result.stderr.strip().splitlines()
+    assert result.exit_code == 2, result.output
+    assert len(lines) == 1 and lines[0].startswith(f"error: {message}"), lines
+    assert "Traceback" not in result.output and not out.exists()
 
 
 def _bad_onnx_files(tmp_path):

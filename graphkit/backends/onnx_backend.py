@@ -42,32 +42,10 @@ def check_onnx_file(path: str | os.PathLike):
     return model
 
 
-def _onnx_index_info(model) -> dict[str, tuple[int, bool]]:
-    """Vocabulary of each graph input from the Gather/OneHot that reads it (through Cast & co)."""
-    from onnx import numpy_helper
-
-    from graphkit.onnx_passes.fuse_onehot import valid_rows
-
-    graph = model.graph
-    inits = {i.name: i for i in graph.initializer}
-    rows_in_use = valid_rows(model)
-    consts = {}
-    for node in graph.node:
-        if node.op_type == "Constant":
-            for attr in node.attribute:
-                if attr.name == "value":
-                    consts[node.output[0]] = attr.t
-    producers_of = {}
-    for node in graph.node:
-        for inp in node.input:
-            producers_of.setdefault(inp, []).append(node)
-
-    def const_array(name):
-        t = inits.get(name) or consts.get(name)
-        return None if t is None else numpy_helper.to_array(t)
-
-    # Shape changes, casts, and the index arithmetic Keras adds (negative-index wrapping).
-    passthrough = {
+# What the walk from a graph input to its Gather/OneHot passes through: shape changes, casts,
+# and the index arithmetic Keras adds (negative-index wrapping).
+_INDEX_PASSTHROUGH = frozenset(
+    {
         "Cast",
         "Identity",
         "Unsqueeze",
@@ -85,10 +63,23 @@ def _onnx_index_info(model) -> dict[str, tuple[int, bool]]:
         "Min",
         "Clip",
     }
+)
+
+
+def _onnx_index_info(model) -> dict[str, tuple[int, bool]]:
+    """Vocabulary of each graph input from the Gather/OneHot that reads it (through Cast & co).
+
+    Input name -> (smallest vocabulary found, whether it is also compared with 0, i.e. masked).
+    A fused table's extra out-of-range row does not count (``valid_rows`` in its metadata).
+    Table sizes come from their dims: external data is never read.
+    """
+    from graphkit.onnx_passes.fuse_onehot import valid_rows
+    from graphkit.onnx_passes.graph import GraphIndex
+
+    index = GraphIndex(model.graph)
+    rows_in_use = valid_rows(model)
     info: dict[str, tuple[int, bool]] = {}
-    for gi in graph.input:
-        if gi.name in inits:
-            continue
+    for gi in index.graph_inputs:
         vocab, mask = None, False
         frontier, seen = [gi.name], set()
         while frontier:
@@ -96,23 +87,23 @@ def _onnx_index_info(model) -> dict[str, tuple[int, bool]]:
             if name in seen:
                 continue
             seen.add(name)
-            for node in producers_of.get(name, []):
+            for node in index.consumers.get(name, []):
                 if node.op_type == "Gather" and len(node.input) > 1 and node.input[1] == name:
-                    table = inits.get(node.input[0])
-                    if table is not None and table.dims:
-                        rows = rows_in_use.get(table.name, table.dims[0])
+                    dims = index.constant_shape(node.input[0])
+                    if dims:
+                        rows = rows_in_use.get(node.input[0], dims[0])
                         vocab = min(vocab or rows, rows)
                 elif node.op_type == "OneHot" and node.input[0] == name:
-                    depth = const_array(node.input[1])
+                    depth = index.constant(node.input[1])
                     if depth is not None:
                         d = int(np.asarray(depth).reshape(-1)[0])
                         vocab = min(vocab or d, d)
                 elif node.op_type in ("Equal", "NotEqual", "Greater"):
                     other = [i for i in node.input if i != name]
-                    val = const_array(other[0]) if other else None
+                    val = index.constant(other[0]) if other else None
                     if val is not None and np.all(np.asarray(val) == 0):
                         mask = True
-                elif node.op_type in passthrough:
+                elif node.op_type in _INDEX_PASSTHROUGH:
                     frontier.extend(node.output)
         if vocab is not None:
             info[gi.name] = (vocab, mask)

@@ -9,13 +9,12 @@ does, and gives an all-zero row for anything else; the fused table has one extra
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
-import numpy as np
-
-from graphkit.onnx_passes.graph import GraphIndex, attribute, remove_dead_nodes, topological_sort
+from graphkit.onnx_passes.base import PassResult
+from graphkit.onnx_passes.graph import GraphIndex, attribute
 
 NAME = "fuse_onehot"
+SUMMARY = "OneHot -> [Cast] -> [Reshape] -> MatMul(W) [-> Add(b)] becomes one Gather, exactly"
+CONFLICTS = {"lower_gather": "they undo each other"}
 VALID_ROWS_KEY = "graphkit.valid_rows."
 
 
@@ -34,15 +33,10 @@ def valid_rows(model) -> dict[str, int]:
     }
 
 
-@dataclass
-class PassResult:
-    name: str
-    applied: list[str] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)  # "node: why it did not match"
-
-
 def _match(index: GraphIndex, onehot):
-    """Return (cast, reshape, matmul, add, table, bias) or a reason string."""
+    """Return (cast, reshape, matmul, add, table, bias, shape readers) or a reason string."""
+    import numpy as np
+
     depth = index.constant(onehot.input[1])
     values = index.constant(onehot.input[2])
     if depth is None or values is None:
@@ -115,8 +109,12 @@ def _match(index: GraphIndex, onehot):
     return cast, reshape, matmul, add, weight, bias, shapes
 
 
-def fuse_onehot(model) -> PassResult:
-    """Apply the pass in place on an ``onnx.ModelProto``; return what it did and why not."""
+def apply(model) -> PassResult:
+    """Fuse every matching chain of ``model`` (an ``onnx.ModelProto``) in place.
+
+    The old chains are detached, not removed: ``run_passes`` drops them in its cleanup.
+    """
+    import numpy as np
     from onnx import TensorProto, helper, numpy_helper
 
     result = PassResult(NAME)
@@ -225,14 +223,11 @@ def fuse_onehot(model) -> PassResult:
                 name=n(f"{base}_gather"),
             )
         )
-        # Detach the old chain's final output, then let dead-code removal drop the rest.
+        # Detach the old chain's final output; the runner's dead-code removal drops the rest.
         final.output[0] = n(f"{base}_unused")
         graph.node.extend(new)
         result.applied.append(
             f"{onehot.name or onehot.output[0]}: OneHot({depth}) -> MatMul{' -> Add' if add is not None else ''}"
             f" fused into Gather on a {table.shape[0]}x{table.shape[1]} table"
         )
-    if result.applied:
-        remove_dead_nodes(graph)
-        topological_sort(graph)
     return result

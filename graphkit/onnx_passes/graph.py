@@ -1,16 +1,59 @@
-"""Small helpers over an ``onnx.GraphProto``: constants, consumers, unique names, dead-code removal."""
+"""One index over an ``onnx.GraphProto`` (constants, producers, consumers, unique names) and the
+cleanup that passes leave to the runner: dead-node removal and a stable topological sort, both
+recursing into subgraphs (Loop/If/Scan bodies) like onnx-graphsurgeon's
+``Graph.cleanup(recurse_subgraphs=True)``.
+
+numpy and onnx are imported inside the functions: listing the passes stays cheap.
+"""
 
 from __future__ import annotations
 
-import numpy as np
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import numpy as np
+
+
+def subgraphs(node) -> Iterator:
+    """The graphs held by a node's attributes (a Loop or Scan body, If branches)."""
+    for attr in node.attribute:
+        if attr.HasField("g"):
+            yield attr.g
+        yield from attr.graphs
+
+
+def outer_reads(graph) -> set[str]:
+    """Names that ``graph`` reads from an enclosing scope: read, at any depth, and not defined here.
+
+    A name that a subgraph defines itself (its inputs, initializers, node outputs) shadows the
+    outer one, so it is not an outer read.
+    """
+    defined = {i.name for i in graph.input} | {t.name for t in graph.initializer}
+    defined |= {s.values.name for s in graph.sparse_initializer}
+    reads = {o.name for o in graph.output}
+    for node in graph.node:
+        reads |= node_reads(node)
+        defined.update(node.output)
+    return reads - defined - {""}
+
+
+def node_reads(node) -> set[str]:
+    """Everything a node needs: its inputs and the outer names its subgraphs read."""
+    reads = {name for name in node.input if name}
+    for sub in subgraphs(node):
+        reads |= outer_reads(sub)
+    return reads
 
 
 class GraphIndex:
-    """Read-only indexes of one graph; rebuild after editing."""
+    """Read-only indexes of one graph; rebuild after editing.
+
+    A node counts as a consumer of a name when it reads it as an input or when one of its
+    subgraphs reads it from the outer scope.
+    """
 
     def __init__(self, graph):
-        from onnx import numpy_helper
-
         self.graph = graph
         self.initializers = {t.name: t for t in graph.initializer}
         self.producer = {}
@@ -18,24 +61,49 @@ class GraphIndex:
         self._const_nodes = {}
         for node in graph.node:
             for out in node.output:
-                self.producer[out] = node
-            for inp in node.input:
-                self.consumers.setdefault(inp, []).append(node)
-            if node.op_type == "Constant":
-                for attr in node.attribute:
-                    if attr.name == "value":
-                        self._const_nodes[node.output[0]] = attr.t
+                if out:
+                    self.producer[out] = node
+            for name in node_reads(node):
+                self.consumers.setdefault(name, []).append(node)
+            if node.op_type == "Constant" and len(node.attribute) == 1:
+                self._const_nodes[node.output[0]] = node.attribute[0]
+        self.graph_inputs = [i for i in graph.input if i.name not in self.initializers]
         self.graph_outputs = {o.name for o in graph.output}
-        self._numpy_helper = numpy_helper
         self.names = set(self.producer) | set(self.initializers) | {i.name for i in graph.input}
         self.names |= {n.name for n in graph.node}
 
+    def _tensor(self, name: str):
+        """The TensorProto behind an initializer or a ``Constant(value=...)`` node, else None."""
+        t = self.initializers.get(name)
+        if t is not None:
+            return t
+        attr = self._const_nodes.get(name)
+        return attr.t if attr is not None and attr.name == "value" else None
+
     def constant(self, name: str) -> np.ndarray | None:
         """The value of a tensor that is an initializer or a Constant node's output, else None."""
-        t = self.initializers.get(name)
-        if t is None:
-            t = self._const_nodes.get(name)
-        return None if t is None else self._numpy_helper.to_array(t)
+        from onnx import helper, numpy_helper
+
+        t = self._tensor(name)
+        if t is not None:
+            return numpy_helper.to_array(t)
+        attr = self._const_nodes.get(name)
+        if attr is None or attr.name not in (
+            "value_int",
+            "value_ints",
+            "value_float",
+            "value_floats",
+        ):
+            return None
+        import numpy as np
+
+        dtype = np.int64 if attr.name.startswith("value_int") else np.float32
+        return np.asarray(helper.get_attribute_value(attr), dtype)
+
+    def constant_shape(self, name: str) -> tuple[int, ...] | None:
+        """The shape of a constant tensor without reading its data (which may be external)."""
+        t = self._tensor(name)
+        return None if t is None else tuple(t.dims)
 
     def only_consumer(self, name: str):
         users = self.consumers.get(name, [])
@@ -61,64 +129,85 @@ def attribute(node, name: str, default=None):
     return default
 
 
-def remove_dead_nodes(graph) -> int:
-    """Drop nodes whose outputs nobody uses, and initializers nobody reads. Returns nodes removed."""
+def remove_dead_nodes(graph, recurse_subgraphs: bool = True) -> int:
+    """Drop nodes that no graph output needs, and initializers nobody reads. Returns nodes removed.
+
+    Liveness is one backward walk from the outputs; a name read inside a subgraph keeps its
+    producer alive. Subgraphs are cleaned first, so that outer nodes only their dead parts
+    read go too. Graph inputs are never removed (they are the model's interface).
+    """
     removed = 0
-    while True:
-        used = {o.name for o in graph.output}
+    if recurse_subgraphs:
         for node in graph.node:
-            used.update(node.input)
-            used |= _subgraph_reads(node)  # Loop/If bodies read outer names
-        dead = [n for n in graph.node if not any(o in used for o in n.output if o)]
-        if not dead:
-            break
-        for node in dead:
-            graph.node.remove(node)
-        removed += len(dead)
-    keep = [t for t in graph.initializer if t.name in used]
+            for sub in subgraphs(node):
+                removed += remove_dead_nodes(sub)
+    nodes = list(graph.node)
+    reads = [node_reads(node) for node in nodes]
+    producer = {out: i for i, node in enumerate(nodes) for out in node.output if out}
+    needed = [o.name for o in graph.output]
+    live: set[int] = set()
+    used: set[str] = set(needed)
+    while needed:
+        i = producer.get(needed.pop())
+        if i is None or i in live:
+            continue
+        live.add(i)
+        used |= reads[i]
+        needed.extend(reads[i])
+    if len(live) != len(nodes):
+        del graph.node[:]
+        graph.node.extend(node for i, node in enumerate(nodes) if i in live)
+        removed += len(nodes) - len(live)
+    inputs = {i.name for i in graph.input}
+    keep = [t for t in graph.initializer if t.name in used or t.name in inputs]
     if len(keep) != len(graph.initializer):
         del graph.initializer[:]
         graph.initializer.extend(keep)
     return removed
 
 
-def _subgraph_reads(node) -> set[str]:
-    """Names that a node's subgraphs (Loop/If/Scan bodies) read, at any depth."""
-    names: set[str] = set()
-    for attr in node.attribute:
-        for sub in [attr.g] + list(attr.graphs):
-            if sub is not None and sub.ByteSize():
-                for inner in sub.node:
-                    names.update(inner.input)
-                    names |= _subgraph_reads(inner)
-    return names
+def topological_sort(graph, recurse_subgraphs: bool = True) -> bool:
+    """Reorder nodes so that everything a node reads, its subgraphs' reads included, comes first.
 
+    Stable: among nodes that are ready, the one that came first stays first, so a sorted graph
+    keeps its order. On a cycle the graph is left as it was (the checker will say why) and
+    False is returned.
+    """
+    import heapq
 
-def topological_sort(graph) -> None:
-    """Reorder nodes so that everything a node reads, its subgraphs included, comes first."""
-    from collections import deque
-
+    if recurse_subgraphs:
+        for node in graph.node:
+            for sub in subgraphs(node):
+                topological_sort(sub)
     nodes = list(graph.node)
     producer = {out: i for i, node in enumerate(nodes) for out in node.output if out}
-    deps = []
-    for i, node in enumerate(nodes):
-        reads = set(node.input) | _subgraph_reads(node)
-        deps.append({producer[name] for name in reads if name in producer and producer[name] != i})
     users: dict[int, list[int]] = {}
-    for i, ds in enumerate(deps):
-        for d in ds:
+    remaining = []
+    for i, node in enumerate(nodes):
+        deps = {producer[name] for name in node_reads(node) if producer.get(name, i) != i}
+        remaining.append(len(deps))
+        for d in deps:
             users.setdefault(d, []).append(i)
-    remaining = [len(ds) for ds in deps]
-    ready = deque(i for i, n in enumerate(remaining) if n == 0)
+    ready = [i for i, n in enumerate(remaining) if n == 0]
+    heapq.heapify(ready)
     order = []
     while ready:
-        i = ready.popleft()
+        i = heapq.heappop(ready)
         order.append(i)
         for j in users.get(i, []):
             remaining[j] -= 1
             if remaining[j] == 0:
-                ready.append(j)
-    if len(order) != len(nodes):  # a cycle: leave the graph as it was, the checker will say why
-        return
-    del graph.node[:]
-    graph.node.extend(nodes[i] for i in order)
+                heapq.heappush(ready, j)
+    if len(order) != len(nodes):
+        return False
+    if order != list(range(len(nodes))):
+        del graph.node[:]
+        graph.node.extend(nodes[i] for i in order)
+    return True
+
+
+def cleanup(graph) -> int:
+    """What ``run_passes`` does once after all passes: remove dead nodes, then sort. Recurses."""
+    removed = remove_dead_nodes(graph)
+    topological_sort(graph)
+    return removed

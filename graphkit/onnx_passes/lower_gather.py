@@ -8,16 +8,21 @@ behaviour change, and the pass says so.
 
 from __future__ import annotations
 
-import numpy as np
-
-from graphkit.onnx_passes.fuse_onehot import PassResult
-from graphkit.onnx_passes.graph import GraphIndex, attribute, remove_dead_nodes, topological_sort
+from graphkit.onnx_passes.base import PassResult
+from graphkit.onnx_passes.graph import GraphIndex, attribute
 
 NAME = "lower_gather"
+SUMMARY = "Gather on a constant 2-D table becomes OneHot -> MatMul (zero rows where Gather raised)"
+CONFLICTS = {"fuse_onehot": "they undo each other"}
 OUT_OF_RANGE_NOTE = "indices outside [-vocab, vocab) now give a zero row where Gather raised"
 
 
-def lower_gather(model) -> PassResult:
+def apply(model) -> PassResult:
+    """Lower every Gather on a constant floating-point table of ``model`` in place.
+
+    The old Gathers are detached, not removed: ``run_passes`` drops them in its cleanup.
+    """
+    import numpy as np
     from onnx import TensorProto, helper, numpy_helper
 
     result = PassResult(NAME)
@@ -81,6 +86,5 @@ def lower_gather(model) -> PassResult:
             f"{name}: Gather on a {vocab}x{table.shape[1]} table lowered to OneHot -> MatMul"
         )
     if result.applied:
-        remove_dead_nodes(graph)
-        topological_sort(graph)
+        result.notes.append(OUT_OF_RANGE_NOTE)
     return result
