@@ -118,7 +118,7 @@ def bench(
     imports=(),
     progress: Callable[[str], None] | None = None,
 ) -> BenchReport:
-    """Time Keras predict and onnxruntime for ``model`` (and its other variant where it has one)."""
+    """Time Keras (the checked trace, or eager) and onnxruntime for ``model`` (and its other variant where it has one)."""
     from graphkit.backends import KerasBackend, OnnxBackend, open_backend
     from graphkit.verification import synthesize
 

@@ -188,6 +188,32 @@ def inspect(
     typer.echo(report.format())
 
 
+@app.command("rules")
+@cli_command
+def list_rules(json_out: JsonOut = False) -> None:
+    """List the rewrite rules and the ONNX passes (answers without importing TensorFlow)."""
+    from graphkit.onnx_passes import describe_passes
+    from graphkit.rules import describe_rules
+
+    listing = {
+        "rules": [
+            {k: r[k] for k in ("name", "target", "phase", "summary")} for r in describe_rules()
+        ],
+        "passes": [{"name": p["name"], "summary": p["summary"]} for p in describe_passes()],
+    }
+    if json_out:
+        typer.echo(json.dumps(listing, indent=2))
+        return
+    typer.echo("rules (convert --to TARGET runs the phases in order: repair, normalise, convert):")
+    width = max(len(r["name"]) for r in listing["rules"])
+    for r in listing["rules"]:
+        typer.echo(f"  {r['name']:<{width}}  {r['phase']:<7}  {r['target']}: {r['summary']}")
+    typer.echo("passes (export --pass NAME):")
+    width = max((len(p["name"]) for p in listing["passes"]), default=0)
+    for p in listing["passes"]:
+        typer.echo(f"  {p['name']:<{width}}  {p['summary']}")
+
+
 @app.command()
 @cli_command
 def demo(
@@ -381,7 +407,20 @@ def export(
     if not onnx:
         raise GraphkitError("choose the export format: --onnx")
     from graphkit.io import check_model_file
+    from graphkit.onnx_passes import resolve_passes
 
+    # a mistyped or conflicting --pass fails now, not after TensorFlow's import
+    resolve_passes(
+        list(
+            dict.fromkeys(
+                [
+                    *(passes or ()),
+                    *(["fuse_onehot"] if fuse_onehot else []),
+                    *(["lower_gather"] if lower_gather else []),
+                ]
+            )
+        )
+    )
     check_model_file(model)
     _tensorflow()
     from graphkit.onnx_export import NotEquivalentError, export_onnx
@@ -437,19 +476,7 @@ def run_onnx(
     from graphkit.run import run_model
 
     report = run_model(model, inputs, output, provider=provider, force=force)
-    if json_out:
-        typer.echo(json.dumps(report, indent=2))
-        return
-    typer.echo(f"{model}: {report['samples']} samples on {report['provider']}")
-    for i in report["inputs"]:
-        typer.echo(f"  input {i['name']}: shape {tuple(i['shape'])} {i['dtype']}")
-    for o in report["outputs"]:
-        typer.echo(
-            f"  {o['name']}: shape {tuple(o['shape'])} {o['dtype']}, "
-            f"min {o['min']:.6g} max {o['max']:.6g} mean {o['mean']:.6g}"
-        )
-    if output is not None:
-        typer.echo(f"wrote {output}")
+    typer.echo(json.dumps(report.to_dict(), indent=2) if json_out else report.format())
 
 
 @app.command()
@@ -466,7 +493,7 @@ def bench(
     imports: Imports = None,
     json_out: JsonOut = False,
 ) -> None:
-    """Median and p90 latency: Keras predict, onnxruntime, both variants, fused and not."""
+    """Median and p90 latency: Keras (checked trace), onnxruntime, both variants, fused and not."""
     _check_provider(provider)
     _check_any_model_file(model)
     _tensorflow()

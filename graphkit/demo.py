@@ -76,7 +76,7 @@ def run_demo(workdir: str | Path | None = None, echo: Callable[[str], None] = pr
         for name, p in (("original", src), ("onehot-dense", onehot), ("round trip", back))
     }
     preds = {
-        name: np.asarray(m.predict(model_feed(m, [data[t.name] for t in m.inputs]), verbose=0))
+        name: np.asarray(m(model_feed(m, [data[t.name] for t in m.inputs]), training=False))
         for name, m in models.items()
     }
     ref = preds["original"]
@@ -133,6 +133,6 @@ def run_demo(workdir: str | Path | None = None, echo: Callable[[str], None] = pr
     )
     echo(bench(src, batch=32, seq_len=64, runs=20).format())
     echo("")
-    echo(f"files are in {work}")
     interrupts.unregister(work)
+    echo(f"files are in {work}")
     return result

@@ -38,18 +38,22 @@ def cause_line(text: str) -> str:
     """
     text = _ANSI.sub("", text or "")
     lines = text.splitlines()
-    candidates = []
-    for raw in lines:
-        if not raw.strip():
-            continue
-        if raw[:1].isspace():  # stack frames, code lines, argument bullets, [[node]] lists
+    for i, raw in enumerate(lines):
+        if not raw.strip() or raw[:1].isspace():  # stack frames, code, argument bullets
             continue
         line = _TF_NOISE.sub("", raw).strip()
         if not line or _FRAME_LINES.match(line):
             continue
-        candidates.append(line)
-    if candidates:
-        return candidates[0]
+        # Indented lines right below the cause continue it (onnxruntime's "index: 1 Got: 3
+        # Expected: 6"), unless they are a stack frame or TensorFlow's [[node]] list.
+        for more in lines[i + 1 :]:
+            if not more[:1].isspace() or not more.strip():
+                break
+            extra = _TF_NOISE.sub("", more).strip()
+            if more.strip().startswith(("File ", "[[")) or not extra:
+                break
+            line = f"{line} {extra}"
+        return line
     for raw in lines:  # nothing but framing: keep the first real words
         line = _TF_NOISE.sub("", raw).strip()
         if line:

@@ -158,11 +158,24 @@ def _holds_anchor(layer) -> bool:
 
 
 def output_names(model) -> list[str]:
-    """Names of a model's outputs, in ``model.outputs`` order.
+    """Unique names of a model's outputs, in ``model.outputs`` order.
 
     The keys for a model that returns a flat dict (what callers index by); otherwise the
-    producing layers' names, as Keras reports them.
+    producing layers' names, as Keras reports them. A layer that gives two outputs (a shared
+    layer, ``Model(x, [d, d])``) names them ``d`` and ``d_1``: verify pairs outputs by these
+    names and export gives them to the ONNX outputs, so they must be unique.
     """
+    names = _raw_output_names(model)
+    unique: list[str] = []
+    for name in names:
+        new, k = name, 1
+        while new in unique or (new != name and new in names):
+            new, k = f"{name}_{k}", k + 1
+        unique.append(new)
+    return unique
+
+
+def _raw_output_names(model) -> list[str]:
     outputs = getattr(model, "outputs", None) or []
     struct = _keras_api.outputs_struct(model)
     if isinstance(struct, dict) and len(struct) == len(outputs):

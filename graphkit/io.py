@@ -213,11 +213,13 @@ def explain_load_error(exc: BaseException) -> str:
         )
     name = unknown_class(text)
     if name is not None:
-        if is_keras_operation(name):
+        if "Unknown layer" in text and is_keras_operation(name):
+            # Only .h5 files say "Unknown layer"; a user's own layer may share the name.
             return (
-                f"the file holds Keras' own operation {name!r} as a layer, which Keras cannot "
-                "load back (Keras' .h5 writer stores the mask ops of Functional models this "
-                "way); save the model as .keras instead"
+                f"unknown layer {name!r}: if it is Keras' own operation of that name, Keras' "
+                ".h5 writer stored it as a layer (it does so for the masks of Functional "
+                "models) and cannot load it back: save the model as .keras from the code that "
+                "built it; if it is your own layer, pass --import MODULE_OR_FILE.py"
             )
         return (
             f"unknown layer class {name!r}: pass --import MODULE_OR_FILE.py with the "
@@ -247,13 +249,15 @@ def unknown_class(text: str) -> str | None:
 
 
 def is_keras_operation(name: str) -> bool:
-    """Is ``name`` one of Keras' own graph operations (``NotEqual``, ``ExpandDims``...)?"""
+    """Is ``name`` (unregistered: no ``package>``) one of Keras' own operations (``NotEqual``...)?"""
+    if ">" in name:
+        return False  # a registered name: a user's class
     try:
         from keras.src import ops
         from keras.src.ops.operation import Operation
     except ImportError:
         return False
-    cls = getattr(ops, name.rsplit(">", 1)[-1], None)
+    cls = getattr(ops, name, None)
     return isinstance(cls, type) and issubclass(cls, Operation)
 
 

@@ -256,6 +256,10 @@ def export_onnx(
         return _verified(report, model, proto, None, verify, samples, seq_len)
     with atomic_output(output, force=force) as tmp:  # removed again if verification fails
         onnx.save_model(proto, str(tmp))
+        if not verify:  # what is written must read back; the check reads it otherwise
+            from graphkit.backends import check_onnx_file
+
+            check_onnx_file(tmp)
         _verified(report, model, proto, tmp, verify, samples, seq_len)
         report.size_bytes = tmp.stat().st_size
     report.output = str(output)
@@ -267,6 +271,7 @@ def _verified(report, model, proto, path, verify, samples, seq_len):
         return report
     from graphkit.backends import KerasBackend, OnnxBackend
     from graphkit.verification import verify as run_verify
+    from graphkit.verification.inputs import batch_size_apart
 
     if path is None:  # in-memory export: check a temporary copy, removed afterwards
         import onnx
@@ -282,7 +287,7 @@ def _verified(report, model, proto, path, verify, samples, seq_len):
         OnnxBackend(path),
         samples=samples,
         seq_len=seq_len,
-        batch_size=16 if seq_len != 16 else 8,  # batch size != length: see batch_plan
+        batch_size=batch_size_apart(16, seq_len),
     )
     report.verify = result
     if not result.equivalent:

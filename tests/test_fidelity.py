@@ -146,7 +146,35 @@ def test_loading_an_h5_with_keras_mask_ops_does_not_suggest_import(tmp_path):
     graphkit.load_model(FIXTURES / "masked_lstm.keras").save(keras_h5)  # Keras' own writer
     result = runner.invoke(app, ["inspect", str(keras_h5)])
     assert result.exit_code == 2
-    assert "Keras' own operation 'NotEqual'" in result.stderr and "--import" not in result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert "unknown layer 'NotEqual': if it is Keras' own operation" in line
+    assert "save the model as .keras" in line
+
+
+@keras.saving.register_keras_serializable(package="blog")
+class OneHot(keras.layers.Layer):  # the blog's name, a Keras op's name too
+    def call(self, x):
+        return keras.ops.one_hot(keras.ops.cast(x, "int32"), 4)
+
+    def compute_output_shape(self, shape):
+        return tuple(shape) + (4,)
+
+
+@pytest.mark.parametrize("suffix", [".keras", ".h5"])
+def test_a_users_layer_named_like_a_keras_operation_asks_for_import(tmp_path, suffix):
+    inp = keras.Input((3,), dtype="int32")
+    path = tmp_path / f"blog{suffix}"
+    keras.Model(inp, OneHot()(inp)).save(path)
+    from keras.src.saving import object_registration
+
+    registry = object_registration.GLOBAL_CUSTOM_OBJECTS
+    saved = registry.pop("blog>OneHot")
+    try:
+        result = runner.invoke(app, ["inspect", str(path)])
+    finally:
+        registry["blog>OneHot"] = saved
+    assert result.exit_code == 2
+    assert "--import" in result.stderr and "Keras' own operation" not in result.stderr
 
 
 def test_fused_model_reports_and_checks_the_real_vocabulary(tmp_path):
@@ -192,6 +220,14 @@ KERAS_LAYER_ERROR = (
         (TF_FUNCTION_ERROR, "slice index 16 of dimension 0 out of bounds."),
         (KERAS_LAYER_ERROR, "Computed output size would be negative: -1"),
         ("plain message\nsecond line", "plain message"),
+        (
+            "[ONNXRuntimeError] : 2 : INVALID_ARGUMENT : Got invalid dimensions for input: "
+            "tokens for the following indices\n index: 1 Got: 3 Expected: 6\n Please fix "
+            "either the inputs/outputs or the model.",
+            "[ONNXRuntimeError] : 2 : INVALID_ARGUMENT : Got invalid dimensions for input: "
+            "tokens for the following indices index: 1 Got: 3 Expected: 6 Please fix "
+            "either the inputs/outputs or the model.",
+        ),
         ("", ""),
     ],
 )
@@ -280,3 +316,96 @@ def test_verify_refuses_missing_and_extra_output_names_with_both_lists(tmp_path)
     b = keras.Model(inp, keras.layers.Dense(2, name="right")(inp))
     with pytest.raises(GraphkitError, match=r"reference has \['left'\], candidate has \['right'\]"):
         graphkit.verify(a, b, samples=2)
+
+
+def test_a_layer_giving_two_outputs_names_them_apart_in_keras_and_onnx(tmp_path):
+    a, b = keras.Input((3,), name="a"), keras.Input((3,), name="b")
+    shared = keras.layers.Dense(2, name="shared")
+    model = keras.Model([a, b], [shared(a), shared(b)])  # a siamese pair
+    assert KerasBackend(model).output_names == ["shared", "shared_1"]
+    report = export_onnx(model, tmp_path / "pair.onnx")
+    assert report.outputs == ["shared", "shared_1"] and report.verify.equivalent
+    assert graphkit.verify(model, model, samples=4).equivalent
+
+
+@pytest.mark.parametrize(
+    "samples, batch_size, seq_len, plan",
+    [
+        (64, 16, 16, [15, 16, 16, 16, 1]),
+        (16, 32, 16, [15, 1]),  # one batch, as long as the sequences
+        (40, 16, 16, [16, 16, 8]),  # the last batch already differs
+        (64, 32, 16, [32, 32]),
+        (1, 8, 1, [1]),  # nothing else is possible
+    ],
+)
+def test_synthesized_batches_are_never_all_as_long_as_the_sequences(
+    samples, batch_size, seq_len, plan
+):
+    from graphkit.verification import batch_plan
+
+    spec = KerasBackend(tagger()).inputs
+    assert batch_plan(spec, samples, batch_size, seq_len) == plan
+
+
+def test_a_fixed_batch_size_is_probed_as_it_is_and_blames_no_layer():
+    inp = keras.Input((None,), batch_size=4, dtype="int32", name="tokens")
+    x = keras.layers.Embedding(10, 3)(inp)
+    model = keras.Model(inp, keras.layers.Dense(2, name="head")(x))
+    backend = KerasBackend(model)
+    (out,) = backend.run({"tokens": np.ones((4, 4), "int32")})
+    assert backend.mode == "traced" and backend.notes == [] and out.shape == (4, 4, 2)
+
+
+def test_a_stateful_model_runs_eagerly_once_per_batch_and_says_why():
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((5, 2), batch_size=3, name="x")
+    model = keras.Model(inp, keras.layers.GRU(4, stateful=True, name="g")(inp))
+    twin = keras.models.clone_model(model)
+    twin.set_weights(model.get_weights())
+    backend = KerasBackend(model)
+    x = np.random.default_rng(0).standard_normal((3, 5, 2)).astype("float32")
+    (out,) = backend.run({"x": x})
+    assert backend.mode == "eager" and "stateful layer 'g'" in backend.notes[0]
+    np.testing.assert_array_equal(out, np.asarray(twin(x)))  # states advanced once, not twice
+
+
+def test_bench_on_a_one_element_input_prints_its_shape(tmp_path):
+    from graphkit.bench import bench
+
+    inp = keras.Input((1,), dtype="int32", name="user")
+    x = keras.layers.Flatten()(keras.layers.Embedding(7, 2)(inp))
+    save_model(keras.Model(inp, keras.layers.Dense(1, name="score")(x)), tmp_path / "u.keras")
+    text = bench(tmp_path / "u.keras", batch=3, runs=1, warmup=0).format()
+    assert "inputs user (3, 1) int32;" in text and "length" not in text
+
+
+def test_run_prints_the_inputs_that_ran(tmp_path):
+    np.savez(tmp_path / "in.npz", tokens=tokens(2, 5))
+    path = tmp_path / "seq.onnx"
+    export_onnx(FIXTURES / "sequential.keras", path)  # fixed length 6: 5 is refused
+    bad = runner.invoke(app, ["run", str(path), "--inputs", str(tmp_path / "in.npz")])
+    assert bad.exit_code == 2 and "shape (2, 5), expected (None, 6)" in bad.stderr
+    np.savez(tmp_path / "in.npz", tokens=np.ones((2, 6), "int64"))
+    ok = runner.invoke(app, ["run", str(path), "--inputs", str(tmp_path / "in.npz")])
+    assert ok.exit_code == 0 and "  input tokens: shape (2, 6) int32" in ok.stdout
+
+
+def test_sequential_with_a_keras_time_distributed_exports_right(tmp_path):
+    keras.utils.set_random_seed(4)
+    model = keras.Sequential(
+        [
+            keras.Input((None,), dtype="int32", name="tokens"),
+            keras.layers.Embedding(30, 4, mask_zero=True),
+            keras.layers.LSTM(3, return_sequences=True),
+            keras.layers.TimeDistributed(keras.layers.Dense(2), name="tags"),
+        ]
+    )
+    report = export_onnx(model, tmp_path / "seq_td.onnx")
+    assert [(f.path, f.status) for f in report.repairs] == [("tags", "repaired")]
+    session = ort.InferenceSession(
+        str(tmp_path / "seq_td.onnx"), providers=["CPUExecutionProvider"]
+    )
+    for shape in [(4, 35), (3, 7)]:
+        x = tokens(*shape, vocab=30)
+        (got,) = session.run(None, {"tokens": x})
+        np.testing.assert_allclose(got, np.asarray(model(x)), rtol=1e-5, atol=1e-6)

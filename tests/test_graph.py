@@ -25,7 +25,9 @@ def test_functional_call_sites_consumers_and_outputs():
     assert len(sites) == 2  # a shared layer: one site per call
     assert {s.producer.name if s.producer else None for s in sites} == {"pool", None}
     consumers = [(c if c is OUTPUT else c.name, main) for s in sites for c, main in s.consumers]
-    assert ("add", True) in consumers and ("add", False) in consumers and (OUTPUT, True) in consumers
+    assert (
+        ("add", True) in consumers and ("add", False) in consumers and (OUTPUT, True) in consumers
+    )
     assert graph.is_output(shared) and graph.is_output(model.get_layer("add"))
     assert not graph.is_output(emb)
 

@@ -139,6 +139,8 @@ def probe_batch(args: list[np.ndarray], specs: list[InputSpec]) -> list[np.ndarr
     on such a batch. Rows are repeated or dropped; nothing else changes.
     """
     n = len(args[0])
+    if any(spec.shape and spec.shape[0] is not None for spec in specs):
+        return list(args)  # a fixed batch size: nothing to vary
     lengths = {
         a.shape[k]
         for spec, a in zip(specs, args)
@@ -160,8 +162,12 @@ def _disagreement(reference: list[np.ndarray], traced: list[np.ndarray], tol) ->
     for i, (r, t) in enumerate(zip(reference, traced)):
         if r.shape != t.shape:
             return f"output {i} has shape {t.shape} instead of {r.shape}"
+        if r.dtype != t.dtype:
+            return f"output {i} has dtype {t.dtype} instead of {r.dtype}"
         if r.dtype.kind in "fc":
             if not np.allclose(t, r, rtol=rtol, atol=atol, equal_nan=True):
+                if not np.array_equal(np.isnan(r), np.isnan(t)):
+                    return f"output {i} has NaN where the other has a number"
                 worst = float(np.nanmax(np.abs(t.astype("float64") - r.astype("float64"))))
                 return f"output {i} differs by up to {worst:.3g}"
         elif not np.array_equal(r, t):
@@ -211,7 +217,7 @@ def locate_divergence(model, args: list[np.ndarray], tol) -> str | None:
 
     try:
         lo, hi = 1, len(tensors)
-        if not differs(hi):
+        if not differs(hi) or differs(1):  # none, or even the first layer: nothing to name
             return None
         while lo < hi:
             mid = (lo + hi) // 2
@@ -284,6 +290,18 @@ class KerasBackend(Backend):
 
     def choose_mode(self, args: list[np.ndarray]) -> str:
         """Check the traced function against the eager call on a probe of ``args``."""
+        stateful = [
+            layer.name
+            for layer in _keras_api.flatten_layers(self.model)
+            if getattr(layer, "stateful", False)
+        ]
+        if stateful:  # checking would advance their states twice
+            self.mode = "eager"
+            self.notes.append(
+                f"{self.source}: stateful layer {stateful[0]!r}: ran the model eagerly, "
+                "without checking its traced function (that would advance the states)"
+            )
+            return self.mode
         probe = probe_batch(args, self.inputs)
         reference = eager_call(self.model, probe)  # a failure here is the model's own
         tol = TRACE_TOLERANCE_HALF if self.half_precision else TRACE_TOLERANCE

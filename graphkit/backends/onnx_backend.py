@@ -127,7 +127,7 @@ class OnnxBackend(Backend):
                 f"{wanted} is not available in this onnxruntime ({', '.join(available)}); "
                 "install the gpu extra: pip uninstall onnxruntime && pip install 'graphkit[gpu]'"
             )
-        ort.set_default_logger_severity(4)  # errors come back as exceptions; no C++ log lines
+        # (errors come back as exceptions; level 4 keeps its C++ log lines off stderr)
         options = ort.SessionOptions()
         options.log_severity_level = 4
         try:

@@ -9,10 +9,11 @@ the other supported inner layers, which is right at every length and never loops
 
 Only inner layers that treat every sample on their own are folded (no statistics
 across the batch, no state): for those, one call on ``batch * time`` samples is the
-per-step calls stacked. The numbers are the eager call's bit for bit with oneDNN kernels
-(TensorFlow's default on x86-64); Eigen's (``TF_ENABLE_ONEDNN_OPTS=0``) round a MatMul
-differently with its number of rows, so Keras' per-step MatMuls and graphkit's single one
-can then differ by an ulp or so. The rule is a repair, not a conversion: it runs before the
+per-step calls stacked, up to float rounding: Keras multiplies one (batch x units) matrix
+per step, graphkit one matrix over all steps, and MatMul kernels may round differently
+with the number of rows (measured: bitwise with oneDNN's AVX-512 kernels, up to ~1.5e-8
+with its AVX2 kernels or with Eigen's, ``TF_ENABLE_ONEDNN_OPTS=0``). A repaired model and
+its source therefore agree within a few ulps, not always bit for bit. The rule is a repair, not a conversion: it runs before the
 target's rules in ``convert`` and before tracing in ``export``; when it refuses, the
 layer is kept as it was (never an error).
 """
@@ -86,11 +87,18 @@ def unsupported_part(layer) -> str | None:
     """Why graphkit's TimeDistributed cannot fold ``layer`` (None when it can)."""
     import keras
 
+    from graphkit import _keras_api
     from graphkit.engine import is_graph_model
 
     if is_graph_model(layer):
-        for inner in layer.layers:
-            reason = unsupported_part(inner)
+        graph = _keras_api.functional_graph(layer)
+        for node in _keras_api.nodes_inputs_first(graph):
+            op = node.operation
+            if node.is_input or op is None or isinstance(op, keras.layers.InputLayer):
+                continue
+            if not isinstance(op, keras.layers.Layer):  # keras.ops call in the graph
+                return f"operation {op.name!r} ({type(op).__name__}) may mix samples"
+            reason = unsupported_part(op)
             if reason is not None:
                 return reason
         return None
@@ -98,12 +106,33 @@ def unsupported_part(layer) -> str | None:
     if cls.__module__.startswith("keras.") and cls.__name__ in _PER_SAMPLE:
         if getattr(layer, "stateful", False):
             return f"{layer.name!r} ({cls.__name__}) is stateful"
+        if _touches_batch_axis(layer):
+            return f"{layer.name!r} ({cls.__name__}) computes across axis 0, the batch"
         if isinstance(layer, keras.layers.Bidirectional):
             return unsupported_part(layer.forward_layer) or unsupported_part(layer.backward_layer)
         return None
     if isinstance(layer, keras.layers.InputLayer):
         return None
     return f"{layer.name!r} ({cls.__name__}) is not a layer graphkit knows to compute per sample"
+
+
+def _touches_batch_axis(layer) -> bool:
+    """Does an ``axis`` argument (Softmax, LayerNormalization...) include axis 0?"""
+    axis = getattr(layer, "axis", None)
+    if axis is None:
+        return False
+    axes = axis if isinstance(axis, (list, tuple)) else [axis]
+    rank = None
+    try:
+        rank = len(layer.input.shape) if hasattr(layer, "input") else None
+    except Exception:
+        rank = None
+    for a in axes:
+        if not isinstance(a, int):
+            continue
+        if a == 0 or (rank is not None and a < 0 and a + rank == 0):
+            return True
+    return False
 
 
 class RepairTimeDistributed:

@@ -159,7 +159,7 @@ def verify(
         done += n
         if progress is not None:
             progress(done, total)
-    notes = [*ref.notes, *cand.notes]
+    notes = list(dict.fromkeys([*ref.notes, *cand.notes]))  # verify(m, m): once
     if inputs is None:
         first = batch_plan(specs, samples, batch_size, seq_len)[0]
         if first != min(batch_size, samples):

@@ -105,19 +105,22 @@ def batch_plan(specs: list[InputSpec], samples: int, batch_size: int, seq_len: i
     """The size of each synthesized batch.
 
     A batch exactly as long as the variable axes hides models that mix the batch and time
-    axes up (Keras 3.15's TimeDistributed, traced, maps over the batch): when ``batch_size``
-    equals ``seq_len`` the first batch is one sample shorter, so both shapes are seen.
+    axes up (Keras 3.15's TimeDistributed, traced, maps over the batch): when every batch
+    would be as long as ``seq_len``, the first one is one sample shorter, so both are seen.
     """
-    variable = any(d is None for spec in specs for d in spec.shape[1:])
     sizes, left = [], samples
-    if variable and batch_size == seq_len and samples > 1:
-        first = batch_size - 1 if batch_size > 1 else 1
-        sizes.append(min(first, left))
-        left -= sizes[-1]
     while left > 0:
         sizes.append(min(batch_size, left))
         left -= sizes[-1]
+    variable = any(d is None for spec in specs for d in spec.shape[1:])
+    if variable and samples > 1 and all(size == seq_len for size in sizes):
+        sizes = [seq_len - 1] + sizes[1:] + [1]
     return sizes
+
+
+def batch_size_apart(batch_size: int, seq_len: int) -> int:
+    """``batch_size``, or a nearby size when it equals ``seq_len`` (see ``batch_plan``)."""
+    return batch_size if batch_size != seq_len else max(1, batch_size // 2)
 
 
 def load_inputs(path: str | os.PathLike, specs: list[InputSpec]) -> dict[str, np.ndarray]:

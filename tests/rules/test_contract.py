@@ -88,7 +88,9 @@ RULE_NAMES = [rule.name for rule in RULES]
 def test_every_registered_rule_has_examples_and_a_description():
     assert sorted(EXAMPLES) == sorted(RULE_NAMES)
     for row in describe_rules():
-        assert row["summary"] and row["target"] and row["phase"] in ("repair", "normalise", "convert")
+        assert (
+            row["summary"] and row["target"] and row["phase"] in ("repair", "normalise", "convert")
+        )
 
 
 def _apply(model, how):
