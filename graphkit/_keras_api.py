@@ -49,6 +49,16 @@ def functional_graph(model):
     return model
 
 
+def inbound_nodes(layer) -> list:
+    """The nodes where ``layer`` was called (one per call site)."""
+    return list(layer._inbound_nodes)
+
+
+def input_layer_dtype(layer):
+    """The dtype an InputLayer was declared with."""
+    return layer._dtype
+
+
 def sequential_layers_with_input(model) -> list:
     """A Sequential model's layer list, its InputLayer (if any) first."""
     return list(model._layers)

@@ -245,7 +245,11 @@ class Rebuilder:
         first = own[0] if own else None
         inputs = None
         if isinstance(first, keras.layers.InputLayer):
-            inputs = keras.Input(batch_shape=first.batch_shape, dtype=first._dtype, name=first.name)
+            inputs = keras.Input(
+                batch_shape=first.batch_shape,
+                dtype=_keras_api.input_layer_dtype(first),
+                name=first.name,
+            )
         elif model.built and getattr(model, "inputs", None):
             ref = model.inputs[0]
             inputs = keras.Input(batch_shape=ref.shape, dtype=ref.dtype)

@@ -118,7 +118,7 @@ def _shape(layer) -> str:
     except Exception:
         pass
     try:
-        nodes = layer._inbound_nodes
+        nodes = _keras_api.inbound_nodes(layer)
         shapes = {str(tuple(t.shape)) for n in nodes for t in n.outputs}
         if len(shapes) == 1:
             return shapes.pop()
