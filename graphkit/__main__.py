@@ -1,3 +1,3 @@
-from graphkit.cli import main
+from graphkit._entry import main
 
 main()

@@ -41,6 +41,7 @@ class BenchReport:
     rows: list[BenchRow] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     fed: dict[str, tuple[tuple, str]] = field(default_factory=dict)  # name -> (shape, dtype)
+    variable_axes: bool = True  # does any input have a variable (None) axis, set to seq_len?
 
     def describe_inputs(self) -> str:
         return ", ".join(f"{n} {tuple(shape)} {dtype}" for n, (shape, dtype) in self.fed.items())
@@ -49,7 +50,8 @@ class BenchReport:
         return {
             "source": self.source,
             "batch": self.batch,
-            "seq_len": self.seq_len,
+            # None where no input has a variable axis (the option then changes nothing)
+            "seq_len": self.seq_len if self.variable_axes else None,
             "inputs": {n: {"shape": list(shape), "dtype": d} for n, (shape, d) in self.fed.items()},
             "runs": self.runs,
             "provider": self.provider,
@@ -133,6 +135,7 @@ def bench(
         report = BenchReport(source, batch, seq_len, runs, provider)
         data = next(synthesize(backend.inputs, batch, batch, seq_len, 0))
         report.fed = {k: (v.shape, str(v.dtype)) for k, v in data.items()}
+        report.variable_axes = any(d is None for i in backend.inputs for d in i.shape[1:])
         say("timing onnxruntime")
         med, p90 = time_calls(lambda: backend.run(data), runs, warmup)
         report.rows.append(BenchRow("model", f"onnxruntime {provider}", med, p90))
@@ -140,10 +143,18 @@ def bench(
 
     keras_backend = open_backend(model, unsafe=unsafe, imports=imports)
     assert isinstance(keras_backend, KerasBackend)
-    base = keras_backend.model
     report = BenchReport(source, batch, seq_len, runs, provider)
     data = next(synthesize(keras_backend.inputs, batch, batch, seq_len, 0))
     report.fed = {k: (v.shape, str(v.dtype)) for k, v in data.items()}
+    report.variable_axes = any(d is None for i in keras_backend.inputs for d in i.shape[1:])
+    # Time what convert and export produce, so that the variants compare like for like.
+    from graphkit.conversion import repair
+
+    base, repairs = repair(keras_backend.model)
+    if base is not keras_backend.model:
+        names = ", ".join(f.path for f in repairs if f.status == "repaired")
+        report.notes.append(f"timed with Keras' TimeDistributed repaired ({names}), as export does")
+        keras_backend = KerasBackend(base, keras_backend.source)
 
     from graphkit.rules import target_from
 

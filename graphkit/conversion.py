@@ -144,7 +144,18 @@ def convert(model, to: str, *, partial: bool = False, copy: bool = True) -> Conv
         report.notes.append(
             f"partial: left {len(report.refused)} {what}(s) as they were: {listing}"
         )
-    if not report.converted:
+    if not report.converted and report.repaired and not report.refused:
+        # Already in the target's form: the repairs alone are the result, and say so.
+        report.notes.append(
+            f"the model has no {what} to convert"
+            + (
+                f" ({'; '.join(f'{f.path}: {f.reason}' for f in plan.findings)})"
+                if plan.findings
+                else ""
+            )
+            + f": it is written with {len(report.repaired)} repair(s) only"
+        )
+    elif not report.converted:
         if not plan.findings:
             raise GraphkitError(f"nothing to convert: the model has no {what}")
         raise GraphkitError(

@@ -82,6 +82,8 @@ class ExportReport:
             lines += [f"  {p.name}: {line}" for line in p.applied]
             lines += [f"  {p.name}: skipped {line}" for line in p.skipped]
             lines += [f"  note: {note}" for note in p.notes]
+            if not (p.applied or p.skipped):
+                lines.append(f"  {p.name}: nothing to rewrite in this model")
         if self.verify is None:
             lines.append("  not verified (--no-verify)")
         else:

@@ -18,7 +18,8 @@ class RunReport(dict):
         return dict(self)
 
     def format(self) -> str:
-        lines = [f"{self['model']}: {self['samples']} samples on {self['provider']}"]
+        n = self["samples"]
+        lines = [f"{self['model']}: {n} sample{'s' if n != 1 else ''} on {self['provider']}"]
         lines += [
             f"  input {i['name']}: shape {tuple(i['shape'])} {i['dtype']}" for i in self["inputs"]
         ]

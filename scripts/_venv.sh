@@ -8,6 +8,11 @@ if [ ! -x .venv/bin/python ]; then
     "$PYTHON" -m venv .venv
 fi
 stamp=".venv/.graphkit-installed$1"
+# The test install has everything the plain one has: the demo after the tests installs nothing.
+if [ -z "$1" ] && [ -f ".venv/.graphkit-installed[test]" ] \
+    && [ ! pyproject.toml -nt ".venv/.graphkit-installed[test]" ]; then
+    stamp=".venv/.graphkit-installed[test]"
+fi
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
     echo "installing graphkit$1 into .venv (first run downloads TensorFlow, ~1-2 min)" >&2
     # (grep drops pip's notes about find-links folders missing on some machines)

@@ -307,6 +307,7 @@ def test_reports_print_the_shapes_that_ran(tmp_path):
     result = bench(tmp_path / "fixed.keras", batch=4, runs=1, warmup=0)
     assert "tokens (4, 12) int32" in result.format() and "length 64" not in result.format()
     assert result.to_dict()["inputs"] == {"tokens": {"shape": [4, 12], "dtype": "int32"}}
+    assert result.to_dict()["seq_len"] is None  # no variable axis: --seq-len changed nothing
     assert {r.runtime for r in result.rows if r.runtime.startswith("keras")} == {"keras traced"}
 
 
@@ -409,3 +410,13 @@ def test_sequential_with_a_keras_time_distributed_exports_right(tmp_path):
         x = tokens(*shape, vocab=30)
         (got,) = session.run(None, {"tokens": x})
         np.testing.assert_allclose(got, np.asarray(model(x)), rtol=1e-5, atol=1e-6)
+
+
+def test_bench_times_the_repaired_model_like_its_converted_variant(tagger_files):
+    from graphkit.bench import bench
+
+    _, folder, _ = tagger_files
+    result = bench(folder / "tagger.keras", batch=3, seq_len=5, runs=1, warmup=0)
+    keras_rows = {r.variant: r.runtime for r in result.rows if r.runtime.startswith("keras")}
+    assert keras_rows == {"embedding": "keras traced", "onehot-dense": "keras traced"}
+    assert any("TimeDistributed repaired (tags)" in n for n in result.notes)

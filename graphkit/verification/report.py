@@ -77,7 +77,8 @@ class VerifyReport:
         lines = [
             f"reference: {self.reference}",
             f"candidate: {self.candidate}",
-            f"inputs:    {self.samples} samples, {self.input_source}: {self.describe_inputs()}",
+            f"inputs:    {self.samples} sample{'s' if self.samples != 1 else ''}, "
+            f"{self.input_source}: {self.describe_inputs()}",
             "",
         ]
         head = [
@@ -104,7 +105,9 @@ class VerifyReport:
                     "x".join(str(d) for d in o.shape) if o.shape else "()",
                     f"{o.max_abs:.3g}",
                     f"{o.max_rel:.3g}",
-                    str(tuple(o.worst_index)) if o.worst_index is not None else "-",
+                    str(tuple(o.worst_index))
+                    if o.worst_index is not None and o.max_abs > 0
+                    else "-",
                     f"{o.exceeding}/{o.elements}",
                     f"rtol={o.rtol:g} atol={o.atol:g}",
                     result,

@@ -196,3 +196,20 @@ def test_inner_layers_that_mix_samples_are_kept_with_the_reason(inner, why):
     same, (finding,) = repair(model)
     assert same is model
     assert finding.status == "kept" and why in finding.reason
+
+
+def test_convert_to_the_form_a_model_is_already_in_still_repairs_it():
+    model = tagger()  # an Embedding model: nothing to convert --to embedding
+    report = convert(model, "embedding")
+    assert [f.status for f in report.findings] == ["repaired"]
+    assert any("no OneHot + Dense group to convert" in n for n in report.notes)
+    assert type(report.model.get_layer("tags")) is TimeDistributed
+
+
+def test_nothing_to_convert_and_nothing_to_repair_is_still_an_error():
+    from graphkit import GraphkitError
+
+    inp = keras.Input((None,), dtype="int32")
+    model = keras.Model(inp, keras.layers.Embedding(5, 2)(inp))
+    with pytest.raises(GraphkitError, match="nothing to convert: the model has no OneHot"):
+        convert(model, "embedding")
