@@ -129,18 +129,8 @@ def verify(
     fed: dict[str, tuple[tuple, str]] = {}
     done = 0
     for batch in stream:
-        try:
-            r_out = dict(zip(ref.output_names, ref.run(batch)))
-        except GraphkitError:
-            raise
-        except Exception as exc:
-            raise GraphkitError(f"the reference failed to run: {one_line(exc)}{hint}") from exc
-        try:
-            c_out = dict(zip(cand.output_names, cand.run(batch)))
-        except GraphkitError:
-            raise
-        except Exception as exc:
-            raise GraphkitError(f"the candidate failed to run: {one_line(exc)}{hint}") from exc
+        r_out = _named_outputs(ref, batch, "reference", hint)
+        c_out = _named_outputs(cand, batch, "candidate", hint)
         if not stats:
             for name in ref.output_names:
                 half = str(r_out[name].dtype) in ("float16", "bfloat16")
@@ -178,3 +168,13 @@ def verify(
         fed,
         notes,
     )
+
+
+def _named_outputs(backend: Backend, batch, role: str, hint: str) -> dict[str, np.ndarray]:
+    """Run one batch; output name -> array. A framework error becomes one line with its cause."""
+    try:
+        return dict(zip(backend.output_names, backend.run(batch)))
+    except GraphkitError:
+        raise
+    except Exception as exc:
+        raise GraphkitError(f"the {role} failed to run: {one_line(exc)}{hint}") from exc

@@ -16,6 +16,7 @@ from graphkit.io import load_model, save_model
 from graphkit.layers import OneHot
 from graphkit.rules import RULES, RewriteContext, describe_rules
 from tests.conftest import assert_within_ulps
+from tests.rules.test_repair_time_distributed import PerSampleUnknown
 
 
 def _tokens_input():
@@ -61,19 +62,10 @@ def td_applies():
     return keras.Model(inp, keras.layers.TimeDistributed(keras.layers.Dense(2), name="td")(x))
 
 
-@keras.saving.register_keras_serializable(package="graphkit_tests")
-class Doubler(keras.layers.Layer):
-    def call(self, x):
-        return x * 2.0
-
-    def compute_output_shape(self, shape):
-        return shape
-
-
 def td_refuses():
     inp = _tokens_input()
     x = keras.layers.Embedding(12, 3, name="emb")(inp)
-    return keras.Model(inp, keras.layers.TimeDistributed(Doubler(), name="td")(x))
+    return keras.Model(inp, keras.layers.TimeDistributed(PerSampleUnknown(), name="td")(x))
 
 
 EXAMPLES = {
