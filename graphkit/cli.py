@@ -207,7 +207,7 @@ def list_rules(json_out: JsonOut = False) -> None:
     typer.echo("rules (convert --to TARGET runs the phases in order: repair, normalise, convert):")
     width = max(len(r["name"]) for r in listing["rules"])
     for r in listing["rules"]:
-        typer.echo(f"  {r['name']:<{width}}  {r['phase']:<7}  {r['target']}: {r['summary']}")
+        typer.echo(f"  {r['name']:<{width}}  {r['phase']:<9}  {r['target']}: {r['summary']}")
     typer.echo("passes (export --pass NAME):")
     width = max((len(p["name"]) for p in listing["passes"]), default=0)
     for p in listing["passes"]:

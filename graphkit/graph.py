@@ -17,6 +17,7 @@ class CallSite:
     input_rank: int | None
     producer: Any  # layer producing the main (first) input, None for a model input
     consumers: list = field(default_factory=list)  # (layer or OUTPUT, is_main_input)
+    input_shape: tuple | None = None  # of the main input, None axes unknown; None if unknown
 
 
 class GraphView:
@@ -44,7 +45,11 @@ class GraphView:
         for i, layer in enumerate(layers):
             nxt = [(layers[i + 1], True)] if i + 1 < len(layers) else [(OUTPUT, True)]
             prev = layers[i - 1] if i else None
-            self.sites.setdefault(id(layer), []).append(CallSite(rank, prev, nxt))
+            try:
+                shape = tuple(layer.input.shape)
+            except Exception:
+                shape = None
+            self.sites.setdefault(id(layer), []).append(CallSite(rank, prev, nxt, shape))
             rank = _output_rank(layer, rank)
 
     def _read_functional(self, model) -> None:
@@ -62,7 +67,11 @@ class GraphView:
             producer = _keras_api.producer(main) if main is not None else None
             if isinstance(producer, keras.layers.InputLayer):
                 producer = None
-            site = CallSite(len(main.shape) if main is not None else None, producer)
+            site = CallSite(
+                len(main.shape) if main is not None else None,
+                producer,
+                input_shape=tuple(main.shape) if main is not None else None,
+            )
             self.sites.setdefault(id(op), []).append(site)
             for t in node.outputs:
                 by_output[id(t)] = site

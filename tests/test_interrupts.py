@@ -98,6 +98,16 @@ def _env(tmp_path: Path) -> dict[str, str]:
     return env
 
 
+def _default_signals() -> None:
+    """In the child: SIGINT and SIGTERM as a terminal would deliver them.
+
+    A test run started in the background (``cmd &`` in a script, some CI runners) has
+    SIGINT ignored, and children inherit that; graphkit then rightly keeps it ignored.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 def _start(args: list[str], tmp_path: Path, cwd: Path | None = None) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, *args],
@@ -105,6 +115,7 @@ def _start(args: list[str], tmp_path: Path, cwd: Path | None = None) -> subproce
         stderr=subprocess.PIPE,
         cwd=cwd or tmp_path,
         env=_env(tmp_path),
+        preexec_fn=_default_signals,
     )
 
 

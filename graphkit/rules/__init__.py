@@ -20,6 +20,7 @@ from graphkit.rules.base import (
     Rule,
     applies_to,
 )
+from graphkit.rules.categoryencoding_to_onehot import CategoryEncodingToOneHot
 from graphkit.rules.embedding_to_onehot import EmbeddingToOneHot
 from graphkit.rules.onehot_to_embedding import OneHotToEmbedding
 from graphkit.rules.repair_time_distributed import RepairTimeDistributed
@@ -28,6 +29,7 @@ from graphkit.rules.repair_time_distributed import RepairTimeDistributed
 # on the same layer: the engine tries them in this order until one matches.
 RULES: list[Rule] = [
     RepairTimeDistributed(),
+    CategoryEncodingToOneHot(),
     EmbeddingToOneHot(),
     OneHotToEmbedding(),
 ]
@@ -87,7 +89,11 @@ def describe_rules() -> list[dict[str, str]]:
     return [
         {
             "name": rule.name,
-            "target": "all (and export)" if "*" in rule.targets else ", ".join(rule.targets),
+            "target": (
+                ("all (and export)" if rule.phase == "repair" else "all")
+                if "*" in rule.targets
+                else ", ".join(rule.targets)
+            ),
             "phase": rule.phase,
             "summary": rule.summary,
         }

@@ -68,9 +68,22 @@ def td_refuses():
     return keras.Model(inp, keras.layers.TimeDistributed(PerSampleUnknown(), name="td")(x))
 
 
+def category_applies():
+    keras.utils.set_random_seed(3)
+    inp = _tokens_input()
+    x = keras.layers.CategoryEncoding(12, output_mode="one_hot", name="cat")(inp)
+    return keras.Model(inp, keras.layers.Dense(2, name="head")(x))
+
+
+def category_refuses():
+    inp = _tokens_input()
+    return keras.Model(inp, keras.layers.CategoryEncoding(12, output_mode="multi_hot")(inp))
+
+
 EXAMPLES = {
     # rule name: (model it rewrites, how to apply it, model it refuses)
     "repair_time_distributed": (td_applies, "repair", td_refuses),
+    "categoryencoding_to_onehot": (category_applies, "embedding", category_refuses),
     "embedding_to_onehot": (embedding_applies, "onehot-dense", embedding_refuses),
     "onehot_to_embedding": (onehot_applies, "embedding", onehot_refuses),
 }
