@@ -49,6 +49,24 @@ def functional_graph(model):
     return model
 
 
+def functional_class() -> type:
+    """Keras' Functional model class (plain ``keras.Model(inputs, outputs)`` builds one)."""
+    from keras.src.models.functional import Functional
+
+    return Functional
+
+
+def operation_class(name: str) -> type | None:
+    """Keras' own operation class called ``name`` (``NotEqual``, ``ExpandDims``...), if any."""
+    try:
+        from keras.src import ops
+        from keras.src.ops.operation import Operation
+    except ImportError:
+        return None
+    cls = getattr(ops, name, None)
+    return cls if isinstance(cls, type) and issubclass(cls, Operation) else None
+
+
 def inbound_nodes(layer) -> list:
     """The nodes where ``layer`` was called (one per call site)."""
     return list(layer._inbound_nodes)

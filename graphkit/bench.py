@@ -168,7 +168,9 @@ def bench(
             variants[other] = convert(base, other, partial=True, copy=True).model
         except GraphkitError as exc:
             report.notes.append(f"no {other} variant: {exc}")
-    order = list(variants)
+    from graphkit.rules import forms
+
+    order = sorted(variants, key=lambda v: forms().index(v) if v in forms() else len(forms()))
 
     for name in order:
         # What verify and export compare with: the traced function where it agrees with the

@@ -192,26 +192,10 @@ def inspect(
 @cli_command
 def list_rules(json_out: JsonOut = False) -> None:
     """List the rewrite rules and the ONNX passes (answers without importing TensorFlow)."""
-    from graphkit.onnx_passes import describe_passes
-    from graphkit.rules import describe_rules
+    from graphkit.rules import listing
 
-    listing = {
-        "rules": [
-            {k: r[k] for k in ("name", "target", "phase", "summary")} for r in describe_rules()
-        ],
-        "passes": [{"name": p["name"], "summary": p["summary"]} for p in describe_passes()],
-    }
-    if json_out:
-        typer.echo(json.dumps(listing, indent=2))
-        return
-    typer.echo("rules (convert --to TARGET runs the phases in order: repair, normalise, convert):")
-    width = max(len(r["name"]) for r in listing["rules"])
-    for r in listing["rules"]:
-        typer.echo(f"  {r['name']:<{width}}  {r['phase']:<9}  {r['target']}: {r['summary']}")
-    typer.echo("passes (export --pass NAME):")
-    width = max((len(p["name"]) for p in listing["passes"]), default=0)
-    for p in listing["passes"]:
-        typer.echo(f"  {p['name']:<{width}}  {p['summary']}")
+    report = listing()
+    typer.echo(json.dumps(report.to_dict(), indent=2) if json_out else report.format())
 
 
 @app.command()

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from graphkit.engine import Finding, all_layer_names, rewrite
+from graphkit.engine import REWRITTEN, Finding, all_layer_names, rewrite
 from graphkit.errors import GraphkitError
 from graphkit.rules import TARGETS, RewriteContext, phases, repairs
 
@@ -34,6 +34,10 @@ class ConversionReport:
         return [f for f in self.findings if f.status == "repaired"]
 
     @property
+    def normalised(self) -> list[Finding]:
+        return [f for f in self.findings if f.status == "normalised"]
+
+    @property
     def refused(self) -> list[Finding]:
         return [f for f in self.findings if f.status == "refused"]
 
@@ -48,6 +52,7 @@ class ConversionReport:
             "output": self.output,
             "converted": len(self.converted),
             "repaired": len(self.repaired),
+            "normalised": len(self.normalised),
             "refused": len(self.refused),
             "kept": len(self.kept),
             "findings": [f.to_dict() for f in self.findings],
@@ -58,7 +63,7 @@ class ConversionReport:
         """What ``graphkit convert`` prints on stdout (``partial:`` notes go to stderr)."""
         lines = [f"{self.source} -> {self.output} ({self.target})"]
         for f in self.findings:
-            if f.status in ("converted", "repaired"):
+            if f.status in REWRITTEN:
                 lines.append(
                     f"  {f.status:<10} {f.path} ({f.layer_class}) -> {' + '.join(f.new_layers)}"
                 )
@@ -144,8 +149,9 @@ def convert(model, to: str, *, partial: bool = False, copy: bool = True) -> Conv
         report.notes.append(
             f"partial: left {len(report.refused)} {what}(s) as they were: {listing}"
         )
-    if not report.converted and report.repaired and not report.refused:
-        # Already in the target's form: the repairs alone are the result, and say so.
+    rewritten = report.repaired + report.normalised
+    if not report.converted and rewritten and not report.refused:
+        # Already in the target's form: the repairs and normalisations are the result.
         report.notes.append(
             f"the model has no {what} to convert"
             + (
@@ -153,7 +159,7 @@ def convert(model, to: str, *, partial: bool = False, copy: bool = True) -> Conv
                 if plan.findings
                 else ""
             )
-            + f": it is written with {len(report.repaired)} repair(s) only"
+            + f": it is written with {len(rewritten)} repair(s) or normalisation(s) only"
         )
     elif not report.converted:
         if not plan.findings:

@@ -24,7 +24,7 @@ class Finding:
     path: str
     layer_class: str
     rule: str
-    status: str  # "converted" | "repaired" | "refused" | "kept"
+    status: str  # "converted" | "repaired" | "normalised" | "refused" | "kept"
     reason: str | None = None
     new_layers: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -43,14 +43,18 @@ class Finding:
         }
 
 
+# Finding statuses of a layer that a rule rewrites (the others: "refused", "kept").
+REWRITTEN = ("converted", "repaired", "normalised")
+
+
 def is_graph_model(layer) -> bool:
     """Sequential or plain Functional: models whose graph we can read and rebuild."""
     import keras
-    from keras.src.models.functional import Functional
 
     if isinstance(layer, keras.Sequential):
         return True
-    return type(layer) in (Functional, keras.Model) and isinstance(layer, Functional)
+    functional = _keras_api.functional_class()
+    return type(layer) in (functional, keras.Model) and isinstance(layer, functional)
 
 
 def all_layer_names(model) -> set[str]:
@@ -97,7 +101,11 @@ class Plan:
             candidates = [r for r in self.rules if r.anchors(layer)]
             if not candidates:
                 self._hidden(layer, layer_path, container=layer)
-            elif id(layer) not in self.replacements:  # else: planned already (shared layer)
+            elif id(layer) in self.replacements:  # replaced with another rule's anchor
+                why = f"replaced by the rewrite of {self.planned_by[id(layer)]!r}"
+                for rule in candidates:
+                    self._found(layer, layer_path, rule, Refusal(why, severity="kept"))
+            else:
                 changed |= self._apply(candidates, layer, graph, layer_path)
         if changed:
             self.changed_models.add(id(model))
@@ -126,8 +134,11 @@ class Plan:
                     self._found(layer, layer_path, rule, result)
                     return True
             refusals.append((rule, result))
-        for rule, refusal in refusals:
-            self._found(layer, layer_path, rule, refusal)
+        # One finding per layer: the first rule's verdict, with every reason.
+        first_rule, first = refusals[0]
+        reasons = "; ".join(dict.fromkeys(r.reason for _, r in refusals))
+        severity = "refused" if any(r.severity == "refused" for _, r in refusals) else "kept"
+        self._found(layer, layer_path, first_rule, Refusal(reasons, severity))
         return False
 
     def _overlap(self, match: Match) -> Refusal | None:
@@ -258,7 +269,7 @@ class Rebuilder:
 
 
 def _status(rule) -> str:
-    return "repaired" if rule.phase == "repair" else "converted"
+    return {"repair": "repaired", "normalise": "normalised"}.get(rule.phase, "converted")
 
 
 def rewrite(model, rules: list, ctx: RewriteContext | None = None) -> tuple[Any, Plan]:

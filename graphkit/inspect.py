@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from graphkit import _keras_api
-from graphkit.engine import Plan, all_layer_names, is_graph_model
+from graphkit.engine import REWRITTEN, Plan, all_layer_names, is_graph_model
 
 
 @dataclass
@@ -16,8 +16,8 @@ class LayerRow:
     layer_class: str
     output_shape: str
     params: int
-    # the anchor's kind from its rule's label ("embedding", "onehot", "keras-timedistributed"),
-    # or "<kind>-group" for a layer replaced together with an anchor; "" for other layers
+    # the anchor's kind, as its rule declares it ("embedding", "onehot", "repair"...), or the
+    # role of a layer replaced together with an anchor ("onehot-dense"); "" for other layers
     role: str = ""
     rule: str = ""  # the rule that marked the row
     convertible: bool | None = None
@@ -54,11 +54,11 @@ class InspectReport:
 
     @property
     def embeddings(self) -> list[LayerRow]:
-        return [r for r in self.rows if r.rule == "embedding_to_onehot" and r.role == "embedding"]
+        return [r for r in self.rows if r.role == "embedding"]
 
     @property
     def onehots(self) -> list[LayerRow]:
-        return [r for r in self.rows if r.rule == "onehot_to_embedding" and r.role == "onehot"]
+        return [r for r in self.rows if r.role == "onehot"]
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -216,32 +216,41 @@ def inspect_model(model, *, unsafe: bool = False, imports=()) -> InspectReport:
     for rule in RULES:  # each rule's check only (dry run): nothing is built or copied
         plan = Plan([rule], RewriteContext(all_layer_names(model)), dry_run=True)
         plan.analyze(model)
-        label, yes, becomes, no = rule.inspect
+        how = rule.inspect
+        group = how.get("group", how["label"])
         for f in plan.findings:
             row = by_path.get(f.path)
             if row is None:  # hidden inside a custom layer
                 row = by_path[f.path] = LayerRow(f.path, f.layer_class, "?", 0)
                 rows.append(row)
-            ok = f.status in ("converted", "repaired")
-            role = label.lower().replace(" ", "-")
-            row.role, row.rule, row.convertible = role, rule.name, ok
-            row.detail = becomes if ok else (f.reason or "")
-            row.mark = f"{label}, {yes} {becomes}" if ok else f"{label}, {no}: {f.reason}"
+            ok = f.status in REWRITTEN
+            mark = (
+                f"{how['label']}, {how['yes']} {how['becomes']}"
+                if ok
+                else f"{how['label']}, {how['no']}: {f.reason}"
+            )
+            if not row.role:  # the first rule's mark leads; later rules add theirs
+                row.role, row.rule, row.convertible = how["role"], rule.name, ok
+                row.detail = how["becomes"] if ok else (f.reason or "")
+            row.mark = f"{row.mark}; {mark}" if row.mark else mark
             if ok:
                 prefix = f.path.rsplit("/", 1)[0] + "/" if "/" in f.path else ""
                 for name in f.replaced[1:]:
                     member = by_path.get(prefix + name)
-                    if member is not None:
-                        member.role, member.rule, member.convertible = (
-                            f"{role}-group",
-                            rule.name,
-                            True,
-                        )
-                        member.detail = f"{rule.name} of {f.path}"
-                        member.mark = f"{label} group, folds with {f.path}"
-        if plan.findings:
-            ok_count = sum(1 for f in plan.findings if f.status in ("converted", "repaired"))
-            counts.append((rule.name, label, yes, len(plan.findings), ok_count))
+                    if member is None:
+                        continue
+                    mark = f"{group}, folds with {f.path}"
+                    if not member.role:
+                        member.role = how.get("member_role", how["role"])
+                        member.rule, member.convertible = rule.name, True
+                        member.detail = f"folds with {f.path}"
+                        member.mark = mark
+                    else:
+                        member.mark = f"{mark}; {member.mark}"
+        found = len(plan.findings)
+        if found or rule.phase == "convert":  # the forms are always counted, even at 0
+            ok_count = sum(1 for f in plan.findings if f.status in REWRITTEN)
+            counts.append((rule.name, group, how["yes"], found, ok_count))
 
     inputs = [
         {"name": t.name, "shape": list(t.shape), "dtype": str(t.dtype)}

@@ -252,13 +252,9 @@ def is_keras_operation(name: str) -> bool:
     """Is ``name`` (unregistered: no ``package>``) one of Keras' own operations (``NotEqual``...)?"""
     if ">" in name:
         return False  # a registered name: a user's class
-    try:
-        from keras.src import ops
-        from keras.src.ops.operation import Operation
-    except ImportError:
-        return False
-    cls = getattr(ops, name, None)
-    return isinstance(cls, type) and issubclass(cls, Operation)
+    from graphkit import _keras_api
+
+    return _keras_api.operation_class(name) is not None
 
 
 def _sync_dir(directory: Path) -> None:

@@ -8,7 +8,7 @@ import numpy as np
 from graphkit.conversion import convert
 from graphkit.engine import Plan, all_layer_names, rewrite
 from graphkit.layers import OneHot
-from graphkit.rules import RULES, Chain, Match, Refusal, RewriteContext, phases
+from graphkit.rules import PHASES, RULES, Chain, Match, Refusal, RewriteContext, phases
 from graphkit.rules.embedding_to_onehot import EmbeddingToOneHot
 
 
@@ -26,7 +26,8 @@ class FakeRule:
     source = "embedding"
     anchor_label = "Embedding"
     optional = False
-    inspect = ("Embedding", "yes", "", "no")
+    inspect = {"label": "Embedding", "role": "embedding", "yes": "yes", "becomes": "", "no": "no"}
+    exact = True
 
     def __init__(self, name, refuse_check=None, refuse_rewrite=None, replace_extra=()):
         self.name, self.summary = name, name
@@ -66,13 +67,12 @@ def test_rules_are_tried_in_order_until_one_matches():
     assert [(f.rule, f.status) for f in plan.findings] == [("second", "converted")]
 
 
-def test_every_refusal_is_reported_when_no_rule_matches():
+def test_every_reason_is_reported_when_no_rule_matches():
     rules = [FakeRule("a", refuse_check="reason a"), FakeRule("b", refuse_rewrite="reason b")]
     plan = Plan(rules, RewriteContext())
     plan.analyze(embedding_model())
     assert [(f.rule, f.status, f.reason) for f in plan.findings] == [
-        ("a", "refused", "reason a"),
-        ("b", "refused", "reason b"),
+        ("a", "refused", "reason a; reason b")
     ]
     assert plan.replacements == {}
 
@@ -119,11 +119,9 @@ def test_rewrite_returns_the_model_itself_when_nothing_applies():
 
 
 def test_phases_run_in_order_and_feed_each_other():
-    assert [{r.phase for r in phase} for phase in phases("embedding")] == [
-        {"repair"},
-        {"normalise"},
-        {"convert"},
-    ]
+    order = [phase[0].phase for phase in phases("embedding")]
+    assert all(len({r.phase for r in phase}) == 1 for phase in phases("embedding"))
+    assert order == [p for p in PHASES if p in order] and order[-1] == "convert"
     # a Keras TimeDistributed consumer is repaired first, then folded into the Embedding
     inp = keras.Input((None,), dtype="int32", name="tokens")
     x = OneHot(7, name="oh")(inp)
@@ -158,3 +156,15 @@ def test_names_released_by_a_late_refusal_are_not_given_to_another_layer():
     assert len(names) == len(set(names)) and "x_dense" in names
     (new,) = report.converted[0].new_layers
     assert new == "x_dense_1"  # "x_dense" stays the kept layer's
+
+
+def test_a_layer_already_replaced_by_another_match_is_reported():
+    inp = keras.Input((None,), dtype="int32", name="tokens")
+    a = keras.layers.Embedding(6, 2, name="a")(inp)
+    b = keras.layers.Embedding(6, 2, name="b")
+    model = keras.Model(inp, keras.layers.Add()([a, b(inp)]))
+    greedy = FakeRule("greedy", replace_extra=("b",))
+    plan = Plan([greedy], RewriteContext(all_layer_names(model)))
+    plan.analyze(model)
+    kept = [f for f in plan.findings if f.status == "kept"]
+    assert len(kept) == 1 and "replaced by the rewrite of" in kept[0].reason

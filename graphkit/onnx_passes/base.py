@@ -56,7 +56,7 @@ def resolve_passes(
         names = [names]
     known = ", ".join(registry)
     passes = []
-    for name in names:
+    for name in dict.fromkeys(names):  # a pass named twice runs once
         if name not in registry:
             raise GraphkitError(f"unknown ONNX pass {name!r}: expected one of: {known}")
         passes.append(registry[name])

@@ -65,15 +65,22 @@ def anchored_by_any(layer) -> bool:
 
 
 def variant_of(model) -> str | None:
-    """The form a model is in ("embedding", "onehot-dense"): the source of the first convert
-    rule whose anchor it holds."""
+    """The form a model is in ("embedding", "onehot-dense"): the source of the convert rule
+    whose anchor it holds. A model holding anchors of several is in the form of the last
+    in registry order (a partly converted model is counted as converted)."""
     from graphkit import _keras_api
 
     layers = list(_keras_api.flatten_layers(model))
+    found = None
     for rule in RULES:
         if rule.phase == "convert" and rule.source and any(rule.anchors(x) for x in layers):
-            return rule.source
-    return None
+            found = rule.source
+    return found
+
+
+def forms() -> list[str]:
+    """The model forms the convert rules go between, in registry order."""
+    return list(dict.fromkeys(r.source for r in RULES if r.phase == "convert" and r.source))
 
 
 def target_from(source: str | None) -> str | None:
@@ -89,6 +96,7 @@ def describe_rules() -> list[dict[str, str]]:
     return [
         {
             "name": rule.name,
+            "targets": list(rule.targets),
             "target": (
                 ("all (and export)" if rule.phase == "repair" else "all")
                 if "*" in rule.targets
@@ -99,6 +107,37 @@ def describe_rules() -> list[dict[str, str]]:
         }
         for rule in RULES
     ]
+
+
+class Listing:
+    """What ``graphkit rules`` prints: every rule and every ONNX pass (no TensorFlow import)."""
+
+    def __init__(self):
+        from graphkit.onnx_passes import describe_passes
+
+        self.rules = describe_rules()
+        self.passes = [{"name": p["name"], "summary": p["summary"]} for p in describe_passes()]
+
+    def to_dict(self) -> dict:
+        return {"rules": self.rules, "passes": self.passes}
+
+    def format(self) -> str:
+        order = ", ".join(PHASES)
+        lines = [f"rules (convert --to TARGET runs the phases in order: {order}):"]
+        width = max(len(r["name"]) for r in self.rules)
+        phase_width = max(len(p) for p in PHASES)
+        lines += [
+            f"  {r['name']:<{width}}  {r['phase']:<{phase_width}}  {r['target']}: {r['summary']}"
+            for r in self.rules
+        ]
+        lines.append("passes (export --pass NAME):")
+        width = max((len(p["name"]) for p in self.passes), default=0)
+        lines += [f"  {p['name']:<{width}}  {p['summary']}" for p in self.passes]
+        return "\n".join(lines)
+
+
+def listing() -> Listing:
+    return Listing()
 
 
 __all__ = [
@@ -118,8 +157,10 @@ __all__ = [
     "anchored_by_any",
     "describe_rules",
     "index_range",
+    "listing",
     "phases",
     "repairs",
+    "forms",
     "target_from",
     "variant_of",
 ]

@@ -124,9 +124,13 @@ class Rule(Protocol):
     anchor_label: str
     # a refusal of an optional rule keeps the layer as it is and never fails a conversion
     optional: bool
-    # how ``inspect`` marks an anchor: (label, yes, what it becomes, no), e.g.
-    # ("Embedding", "convertible", "-> OneHot + Dense", "not convertible")
-    inspect: tuple[str, str, str, str]
+    # how ``inspect`` marks an anchor: "label", "role" (the JSON value), "yes", "becomes",
+    # "no"; optional "group" (the summary's name for it) and "member_role" (layers replaced
+    # with the anchor), e.g. {"label": "Embedding", "role": "embedding", "yes": "convertible",
+    # "becomes": "-> OneHot + Dense", "no": "not convertible"}
+    inspect: dict[str, str]
+    # rewrites that are exact on every input (tests compare bit for bit; else within ulps)
+    exact: bool
 
     def anchors(self, layer: Any) -> bool:
         """Does this layer start the rule's pattern? (A class test: no graph, no weights.)"""

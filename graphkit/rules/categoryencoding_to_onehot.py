@@ -24,7 +24,14 @@ class CategoryEncodingToOneHot:
     source = None
     anchor_label = "CategoryEncoding"
     optional = True
-    inspect = ("CategoryEncoding", "convertible", "-> OneHot", "kept")
+    exact = True
+    inspect = {
+        "label": "CategoryEncoding",
+        "role": "categoryencoding",
+        "yes": "normalised",
+        "becomes": "-> OneHot",
+        "no": "kept",
+    }
 
     def anchors(self, layer) -> bool:
         import keras
@@ -83,4 +90,5 @@ class CategoryEncodingToOneHot:
             replacements={id(layer): Chain(layers)},
             new_layer_names=[x.name for x in layers],
             replaced_names=[layer.name],
+            status="normalised",
         )

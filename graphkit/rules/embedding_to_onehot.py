@@ -23,7 +23,14 @@ class EmbeddingToOneHot:
     source = "embedding"
     anchor_label = "Embedding"
     optional = False
-    inspect = ("Embedding", "convertible", "-> OneHot + Dense", "not convertible")
+    exact = True
+    inspect = {
+        "label": "Embedding",
+        "role": "embedding",
+        "yes": "convertible",
+        "becomes": "-> OneHot + Dense",
+        "no": "not convertible",
+    }
 
     def anchors(self, layer) -> bool:
         import keras

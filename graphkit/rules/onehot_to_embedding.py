@@ -8,7 +8,10 @@ activation fold in, computed with the Dense's own ops in its compute dtype (see
 
 from __future__ import annotations
 
-import numpy as np
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import numpy as np
 
 from graphkit.graph import OUTPUT
 from graphkit.rules.base import Bypass, Chain, Match, Refusal
@@ -45,7 +48,7 @@ def folded_table(dense) -> np.ndarray:
     """
     import keras
 
-    kernel = keras.ops.convert_to_numpy(dense.kernel)
+    kernel = keras.ops.convert_to_numpy(dense.kernel)  # numpy arrays from here
     linear = dense.activation in (keras.activations.linear, None)
     if not dense.use_bias and linear:
         return kernel.copy()
@@ -69,7 +72,16 @@ class OneHotToEmbedding:
     source = "onehot-dense"
     anchor_label = "OneHot + Dense group"
     optional = False
-    inspect = ("OneHot", "foldable", "-> Embedding", "not foldable")
+    exact = False  # transcendental activations fold to within an ulp (see EXACT_ACTIVATIONS)
+    inspect = {
+        "label": "OneHot",
+        "role": "onehot",
+        "group": "OneHot group",  # how the summary counts it, and how its members are marked
+        "member_role": "onehot-dense",
+        "yes": "foldable",
+        "becomes": "-> Embedding",
+        "no": "not foldable",
+    }
 
     def anchors(self, layer) -> bool:
         from graphkit.layers import OneHot
@@ -144,7 +156,7 @@ class OneHotToEmbedding:
         for consumer in consumers:
             dense = _inner_dense(consumer)
             table = folded_table(dense)
-            if not np.all(np.isfinite(table)):  # the activation overflowed
+            if not bool(keras.ops.all(keras.ops.isfinite(table))):  # the activation overflowed
                 return Refusal(
                     f"the folded table of {consumer.name!r} holds inf or NaN", severity="kept"
                 )

@@ -147,12 +147,14 @@ class RepairTimeDistributed:
     anchor_label = "Keras TimeDistributed"
     # Refusals keep Keras' layer as it is: they never stop a conversion.
     optional = True
-    inspect = (
-        "Keras TimeDistributed",
-        "repaired on convert and export",
-        "(wrong when traced with an unknown time axis)",
-        "kept",
-    )
+    exact = False  # per-step vs one MatMul: within a few ulps on some kernels
+    inspect = {
+        "label": "Keras TimeDistributed",
+        "role": "repair",
+        "yes": "repaired on convert and export",
+        "becomes": "(wrong when traced with an unknown time axis)",
+        "no": "kept",
+    }
 
     def anchors(self, layer) -> bool:
         import keras

@@ -84,7 +84,7 @@ def test_unknown_name_lists_the_known_ones_and_runs_nothing():
     with pytest.raises(GraphkitError) as info:
         run_passes(model, ["fuse_onehot", "fuse_onehots"])
     assert str(info.value) == (
-        "unknown ONNX pass 'fuse_onehots': expected one of: fuse_onehot, lower_gather"
+        "unknown ONNX pass 'fuse_onehots': expected one of: " + ", ".join(PASSES)
     )
     assert model.SerializeToString() == before  # the valid first name did not run either
 
@@ -122,7 +122,8 @@ def test_every_registered_pass_declares_the_protocol(name):
 
 
 def test_describe_passes_lists_the_registry_in_order():
-    assert [d["name"] for d in describe_passes()] == list(PASSES) == ["fuse_onehot", "lower_gather"]
+    assert [d["name"] for d in describe_passes()] == list(PASSES)
+    assert {"fuse_onehot", "lower_gather"} <= set(PASSES)
 
 
 def test_listing_passes_imports_neither_onnx_nor_numpy_nor_tensorflow():

@@ -38,7 +38,7 @@ def test_folds_into_an_embedding_exactly(shape, tmp_path):
     model = tabular(shape)
     report = convert(model, "embedding")
     assert [(f.rule, f.status) for f in report.findings] == [
-        ("categoryencoding_to_onehot", "converted"),
+        ("categoryencoding_to_onehot", "normalised"),
         ("onehot_to_embedding", "converted"),
     ]
     kinds = {type(layer) for layer in report.model.layers}
@@ -55,6 +55,8 @@ def test_onehot_dense_target_gives_graphkits_onehot():
     model = tabular()
     report = convert(model, "onehot-dense")
     assert type(report.model.get_layer("colour_onehot_onehot")) is OneHot
+    assert report.converted == [] and [f.status for f in report.normalised] == ["normalised"]
+    assert any("normalisation(s) only" in n for n in report.notes)
     x = feed()
     np.testing.assert_array_equal(np.asarray(report.model(x)), np.asarray(model(x)))
 
@@ -78,3 +80,14 @@ def test_verify_synthesizes_indices_inside_its_vocabulary():
     new = convert(model, "embedding").model
     report = graphkit.verify(model, new, samples=64)
     assert report.exact and report.inputs[0].vocab == 9
+
+
+# --- the registry contract (tests/rules/test_contract.py) -----------------------------------
+
+
+def _contract_refuses():
+    cat = keras.Input((3,), dtype="int32", name="colour")
+    return keras.Model(cat, keras.layers.CategoryEncoding(9, output_mode="multi_hot")(cat))
+
+
+CONTRACT = (tabular, "embedding", _contract_refuses)

@@ -144,3 +144,27 @@ def test_wrapped_embedding_is_refused_as_wrapped():
         convert(model, "onehot-dense")
     report = convert(model, "onehot-dense", partial=True)
     assert [f.path for f in report.converted] == ["plain"]
+
+
+# --- the registry contract (tests/rules/test_contract.py) -----------------------------------
+
+
+def _contract_applies():
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((None,), dtype="int32", name="tokens")
+    x = keras.layers.Embedding(12, 3, mask_zero=True, name="emb")(inp)
+    x = keras.layers.GRU(4, name="gru")(x)
+    return keras.Model(inp, keras.layers.Dense(2, name="head")(x))
+
+
+@keras.saving.register_keras_serializable(package="graphkit_tests")
+class MyEmbedding(keras.layers.Embedding):
+    pass
+
+
+def _contract_refuses():
+    inp = keras.Input((None,), dtype="int32", name="tokens")
+    return keras.Model(inp, MyEmbedding(12, 3, name="mine")(inp))
+
+
+CONTRACT = (_contract_applies, "onehot-dense", _contract_refuses)

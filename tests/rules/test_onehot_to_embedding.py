@@ -96,3 +96,23 @@ def test_large_vocabulary_folds_without_a_vocab_squared_product():
     new = convert(model, "embedding").model
     x = {"tokens": np.array([[0, 49999, 12345]])}
     assert max_abs_diff(run(model, x), run(new, x)) == 0.0
+
+
+# --- the registry contract (tests/rules/test_contract.py) -----------------------------------
+
+
+def _contract_applies():
+    keras.utils.set_random_seed(1)
+    inp = keras.Input((None,), dtype="int32", name="tokens")
+    x = OneHot(12, mask_zero=True, name="oh")(inp)
+    x = keras.layers.Dense(3, activation="relu", name="proj")(x)
+    return keras.Model(inp, keras.layers.Dense(2, name="head")(keras.layers.GRU(4)(x)))
+
+
+def _contract_refuses():
+    inp = keras.Input((None,), dtype="int32", name="tokens")
+    x = OneHot(12, name="oh")(inp)
+    return keras.Model(inp, keras.layers.GlobalAveragePooling1D(name="bag")(x))
+
+
+CONTRACT = (_contract_applies, "embedding", _contract_refuses)

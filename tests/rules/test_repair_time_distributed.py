@@ -213,3 +213,22 @@ def test_nothing_to_convert_and_nothing_to_repair_is_still_an_error():
     model = keras.Model(inp, keras.layers.Embedding(5, 2)(inp))
     with pytest.raises(GraphkitError, match="nothing to convert: the model has no OneHot"):
         convert(model, "embedding")
+
+
+# --- the registry contract (tests/rules/test_contract.py) -----------------------------------
+
+
+def _contract_applies():
+    keras.utils.set_random_seed(2)
+    inp = keras.Input((None,), dtype="int32", name="tokens")
+    x = keras.layers.Embedding(12, 3, name="emb")(inp)
+    return keras.Model(inp, keras.layers.TimeDistributed(keras.layers.Dense(2), name="td")(x))
+
+
+def _contract_refuses():
+    inp = keras.Input((None,), dtype="int32", name="tokens")
+    x = keras.layers.Embedding(12, 3, name="emb")(inp)
+    return keras.Model(inp, keras.layers.TimeDistributed(PerSampleUnknown(), name="td")(x))
+
+
+CONTRACT = (_contract_applies, "repair", _contract_refuses)
