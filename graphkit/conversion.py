@@ -25,36 +25,24 @@ class ConversionReport:
     source: str | None = None
     output: str | None = None
 
-    @property
-    def converted(self) -> list[Finding]:
-        return [f for f in self.findings if f.status == "converted"]
+    def with_status(self, status: str) -> list[Finding]:
+        return [f for f in self.findings if f.status == status]
 
-    @property
-    def repaired(self) -> list[Finding]:
-        return [f for f in self.findings if f.status == "repaired"]
-
-    @property
-    def normalised(self) -> list[Finding]:
-        return [f for f in self.findings if f.status == "normalised"]
-
-    @property
-    def refused(self) -> list[Finding]:
-        return [f for f in self.findings if f.status == "refused"]
-
-    @property
-    def kept(self) -> list[Finding]:
-        return [f for f in self.findings if f.status == "kept"]
+    converted = property(lambda self: self.with_status("converted"))
+    repaired = property(lambda self: self.with_status("repaired"))
+    normalised = property(lambda self: self.with_status("normalised"))
+    refused = property(lambda self: self.with_status("refused"))
+    kept = property(lambda self: self.with_status("kept"))
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "target": self.target,
             "source": self.source,
             "output": self.output,
-            "converted": len(self.converted),
-            "repaired": len(self.repaired),
-            "normalised": len(self.normalised),
-            "refused": len(self.refused),
-            "kept": len(self.kept),
+            **{
+                status: len(self.with_status(status))
+                for status in ("converted", "repaired", "normalised", "refused", "kept")
+            },
             "findings": [f.to_dict() for f in self.findings],
             "notes": self.notes,
         }
