@@ -130,23 +130,25 @@ def _rename_outputs(proto, names: list[str]) -> None:
             f"cannot name the ONNX outputs after the model's outputs {names}: "
             f"tf2onnx made {len(graph.output)} outputs"
         )
-    tensors = {t for n in graph.node for t in (*n.input, *n.output)}
-    tensors |= {i.name for i in graph.input} | {t.name for t in graph.initializer}
+    graphs = list(_all_graphs(graph))  # Loop/If/Scan bodies read outer names too
+    tensors = {t for g in graphs for n in g.node for t in (*n.input, *n.output)}
+    tensors |= {v.name for g in graphs for v in (*g.input, *g.initializer, *g.value_info)}
     if {i.name for i in graph.input} & set(names):
         clash = sorted({i.name for i in graph.input} & set(names))
         raise GraphkitError(f"an output and an input are both named {clash[0]!r}")
 
     def rename(old: str, new: str) -> None:
-        for node in graph.node:
-            for i, o in enumerate(node.output):
-                if o == old:
-                    node.output[i] = new
-            for i, o in enumerate(node.input):
-                if o == old:
-                    node.input[i] = new
-        for out in graph.output:
-            if out.name == old:
-                out.name = new
+        for g in graphs:
+            for node in g.node:
+                for i, o in enumerate(node.output):
+                    if o == old:
+                        node.output[i] = new
+                for i, o in enumerate(node.input):
+                    if o == old:
+                        node.input[i] = new
+            for value in (*g.output, *g.value_info):
+                if value.name == old:
+                    value.name = new
 
     def spare(base: str) -> str:
         name, k = base, 1
@@ -165,6 +167,17 @@ def _rename_outputs(proto, names: list[str]) -> None:
             rename(new, spare(f"{new}__internal"))
         rename(old, new)
         tensors.add(new)
+
+
+def _all_graphs(graph):
+    """``graph`` and every subgraph below it (node attributes of type GRAPH or GRAPHS)."""
+    yield graph
+    for node in graph.node:
+        for attr in node.attribute:
+            if attr.HasField("g"):
+                yield from _all_graphs(attr.g)
+            for sub in attr.graphs:
+                yield from _all_graphs(sub)
 
 
 def check_proto(proto) -> None:

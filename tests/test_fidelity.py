@@ -420,3 +420,31 @@ def test_bench_times_the_repaired_model_like_its_converted_variant(tagger_files)
     keras_rows = {r.variant: r.runtime for r in result.rows if r.runtime.startswith("keras")}
     assert keras_rows == {"embedding": "keras traced", "onehot-dense": "keras traced"}
     assert any("TimeDistributed repaired (tags)" in n for n in result.notes)
+
+
+def test_renaming_a_tensor_out_of_an_outputs_way_reaches_loop_bodies():
+    import onnx.parser
+
+    from graphkit.onnx_export import _rename_outputs
+
+    proto = onnx.parser.parse_model(
+        """
+        <ir_version: 8, opset_import: ["" : 17]>
+        g (float[2] x, int64 n, bool c) => (float[2] y) {
+            score = Relu(x)
+            y = Loop(n, c, score) <body = b (int64 i, bool ci, float[2] acc) => (bool co, float[2] out) {
+                co = Identity(ci)
+                out = Add(acc, score)
+            }>
+        }
+        """
+    )
+    _rename_outputs(proto, ["score"])  # the Keras output name is an internal tensor's
+    onnx.checker.check_model(proto, full_check=True)
+    assert [o.name for o in proto.graph.output] == ["score"]
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    x = np.array([1.0, -2.0], "float32")
+    (got,) = session.run(None, {"x": x, "n": np.array(2), "c": np.array(True)})
+    np.testing.assert_array_equal(got, np.maximum(x, 0) * 3)
