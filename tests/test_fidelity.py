@@ -88,9 +88,12 @@ def test_keras_reference_keeps_the_checked_trace_where_it_is_right():
 
 def test_probe_batch_size_differs_from_every_variable_length():
     spec = KerasBackend(tagger()).inputs
-    for n, length in [(16, 16), (1, 1), (3, 4), (4, 3)]:
-        (x,) = probe_batch([tokens(n, length)], spec)
+    for n, length in [(16, 16), (1, 1), (3, 4), (4, 3), (256, 8), (256, 9)]:
+        batch = tokens(n, length)
+        (x,) = probe_batch([batch], spec)
         assert x.shape[0] != length and x.shape[1] == length
+        assert x.shape[0] <= 9  # a few rows: the eager half of the check stays cheap
+        np.testing.assert_array_equal(x[0], batch[0])  # rows of the batch itself
 
 
 def test_verify_catches_an_onnx_with_keras_time_distributed_bug(tmp_path):
