@@ -52,9 +52,8 @@ class ConversionReport:
         lines = [f"{self.source} -> {self.output} ({self.target})"]
         for f in self.findings:
             if f.status in REWRITTEN:
-                lines.append(
-                    f"  {f.status:<10} {f.path} ({f.layer_class}) -> {' + '.join(f.new_layers)}"
-                )
+                new = " + ".join(f.new_layers) or "(removed)"
+                lines.append(f"  {f.status:<10} {f.path} ({f.layer_class}) -> {new}")
                 lines += [f"             {note}" for note in f.notes]
             else:
                 lines.append(f"  {f.status:<10} {f.path} ({f.layer_class}): {f.reason}")
@@ -151,7 +150,8 @@ def convert(model, to: str, *, partial: bool = False, copy: bool = True) -> Conv
         )
     elif not report.converted:
         if not plan.findings:
-            raise GraphkitError(f"nothing to convert: the model has no {what}")
+            kept = "".join(f"; kept {f.path}: {f.reason}" for f in report.kept)
+            raise GraphkitError(f"nothing to convert: the model has no {what}{kept}")
         raise GraphkitError(
             f"nothing to convert: no {what} could be rewritten ("
             + "; ".join(f"{f.path}: {f.reason}" for f in plan.findings)

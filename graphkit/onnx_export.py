@@ -79,8 +79,9 @@ class ExportReport:
             else:
                 lines.append(f"  kept {f.path} ({f.layer_class}): {f.reason}")
         for p in self.passes:
-            lines += [f"  {p.name}: {line}" for line in p.applied]
-            lines += [f"  {p.name}: skipped {line}" for line in p.skipped]
+            # sorted: tf2onnx's node order, and so the passes' order, varies between runs
+            lines += [f"  {p.name}: {line}" for line in sorted(p.applied)]
+            lines += [f"  {p.name}: skipped {line}" for line in sorted(p.skipped)]
             lines += [f"  note: {note}" for note in p.notes]
             if not (p.applied or p.skipped):
                 lines.append(f"  {p.name}: nothing to rewrite in this model")

@@ -451,3 +451,22 @@ def test_renaming_a_tensor_out_of_an_outputs_way_reaches_loop_bodies():
     x = np.array([1.0, -2.0], "float32")
     (got,) = session.run(None, {"x": x, "n": np.array(2), "c": np.array(True)})
     np.testing.assert_array_equal(got, np.maximum(x, 0) * 3)
+
+
+@pytest.mark.parametrize("passes", [(), ("fuse_onehot",)])
+def test_exported_onehot_equals_keras_for_every_index_negative_ones_included(tmp_path, passes):
+    """ONNX's OneHot wraps -depth..-1 to the last rows; Keras' gives zero rows for them."""
+    keras.utils.set_random_seed(6)
+    inp = keras.Input((None,), dtype="int32", name="tokens")
+    x = graphkit.layers.OneHot(7, name="oh")(inp)
+    model = keras.Model(inp, keras.layers.Dense(3, name="head")(x))
+    path = tmp_path / "oh.onnx"
+    export_onnx(model, path, passes=list(passes))
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    x = np.array([[0, 6, -1, -7, -8, 7, 100]], "int32")
+    (got,) = session.run(None, {"tokens": x})
+    np.testing.assert_allclose(got, np.asarray(model(x)), rtol=1e-6, atol=1e-7)
+    np.testing.assert_array_equal(
+        np.asarray(model(x))[0, 2:],
+        np.zeros((5, 3), "float32") + model.get_layer("head").bias.numpy(),
+    )

@@ -43,6 +43,10 @@ class OneHot(keras.layers.Layer):
     def call(self, inputs):
         if inputs.dtype != "int32":
             inputs = ops.cast(inputs, "int32")
+        # A negative index gives a zero row, like any out-of-range one. TensorFlow's one_hot
+        # does so already, but ONNX's OneHot wraps -depth..-1 to the last rows: sending them
+        # to ``input_dim`` keeps exported models equal to Keras for every index.
+        inputs = ops.where(ops.less(inputs, 0), self.input_dim, inputs)
         # One-hot in float32, then cast: 0 and 1 are exact in every float dtype, and tf2onnx
         # cannot export a float16 one_hot (it emits an invalid ONNX OneHot node).
         out = ops.one_hot(inputs, self.input_dim, dtype="float32")

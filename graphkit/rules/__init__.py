@@ -145,6 +145,7 @@ __all__ = [
     "RULES",
     "TARGETS",
     "Bypass",
+    "CategoryEncodingToOneHot",
     "Chain",
     "EmbeddingToOneHot",
     "Match",

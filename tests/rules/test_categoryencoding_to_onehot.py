@@ -65,8 +65,9 @@ def test_other_output_modes_are_kept_with_the_reason():
     cat = keras.Input((3,), dtype="int32", name="colour")
     x = keras.layers.CategoryEncoding(9, output_mode="multi_hot", name="bag")(cat)
     model = keras.Model(cat, keras.layers.Dense(1, name="score")(x))
-    with pytest.raises(GraphkitError, match="nothing to convert"):
+    with pytest.raises(GraphkitError, match="nothing to convert") as info:
         convert(model, "embedding")
+    assert "kept bag: output_mode='multi_hot' sums several rows" in str(info.value)
     from graphkit.inspect import inspect_model
 
     (row,) = [r for r in inspect_model(model).rows if r.path == "bag"]
