@@ -195,8 +195,10 @@ def convert_file(
     check_output_path(out, force=force)
     if Path(source).exists() and out.exists() and out.resolve() == Path(source).resolve():
         raise GraphkitError(f"{out}: is the input file; choose another output path")
-    model = load_model(source, unsafe=unsafe, imports=imports)
+    load_notes: list[str] = []
+    model = load_model(source, unsafe=unsafe, imports=imports, notes=load_notes)
     report = convert(model, to, partial=partial, copy=False)
+    report.notes[:0] = load_notes
     report.source = str(source)
     save_model(report.model, out, force=force)
     report.output = str(out)

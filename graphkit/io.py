@@ -159,11 +159,14 @@ def load_model(
     unsafe: bool = False,
     imports: Iterable[str] = (),
     compile: bool = True,
+    notes: list[str] | None = None,
 ):
     """Load a Keras 3 ``.keras`` or legacy ``.h5`` model in safe mode.
 
     ``unsafe=True`` allows Lambda layers and code in the config; only for files you trust.
-    ``imports`` are the user's modules/files that register custom layers.
+    ``imports`` are the user's modules/files that register custom layers. A compile config
+    that Keras 3 cannot restore (Keras 2 losses and metrics such as ``'mse'``) is dropped,
+    and ``notes`` (if given) receives a line saying so: the model itself loads.
     """
     path, fmt = check_model_file(path)
     import_user_code(imports)
@@ -171,10 +174,28 @@ def load_model(
 
     import graphkit.layers  # noqa: F401  (registers graphkit>OneHot etc.)
 
-    try:
+    def load(with_compile: bool):
         source = _keras3_compatible_h5(path) if fmt == "h5" else contextlib.nullcontext(path)
         with source as readable:
-            model = keras.saving.load_model(str(readable), compile=compile, safe_mode=not unsafe)
+            return keras.saving.load_model(
+                str(readable), compile=with_compile, safe_mode=not unsafe
+            )
+
+    try:
+        try:
+            model = load(compile)
+        except GraphkitError:
+            raise
+        except Exception as exc:
+            if not (compile and _is_compile_config_error(exc)):
+                raise
+            model = load(False)
+            if notes is not None:
+                notes.append(
+                    "the compile config could not be restored in Keras 3 "
+                    f"({one_line(_root_cause(exc), with_type=False)}): dropped; compile the "
+                    "model again before training it"
+                )
     except GraphkitError:
         raise
     except Exception as exc:
@@ -182,6 +203,12 @@ def load_model(
     if not isinstance(model, keras.Model):
         raise GraphkitError(f"{path}: holds a {type(model).__name__}, not a Keras model")
     return model
+
+
+def _is_compile_config_error(exc: BaseException) -> bool:
+    """Keras 3 failing on a Keras 2 compile config (loss, metrics), not on the model."""
+    text = f"{exc} {_root_cause(exc)}"
+    return "KerasSaveable" in text or "keras.metrics." in text or "keras.losses." in text
 
 
 def _root_cause(exc: BaseException) -> BaseException:

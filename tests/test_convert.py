@@ -163,3 +163,29 @@ def test_legacy_time_major_true_is_refused_with_the_reason(tmp_path):
         f.attrs["model_config"] = json.dumps(config)
     with pytest.raises(GraphkitError, match="'lstm' was saved with time_major=True"):
         load_model(path)
+
+
+def test_keras2_compile_config_keras3_cannot_restore_is_dropped_with_a_note(tmp_path):
+    """compile(loss='mse') in tf_keras: Keras 3 fails on it ("keras.metrics.mse ... is not a
+    KerasSaveable subclass"). The model loads without it, and the report says so."""
+    import json
+    import shutil
+
+    import h5py
+
+    src = tmp_path / "seed.h5"
+    shutil.copyfile(FIXTURES / "legacy_keras2.h5", src)
+    with h5py.File(src, "r+") as f:
+        config = json.loads(f.attrs["training_config"])
+        config["loss"] = "mse"
+        f.attrs["training_config"] = json.dumps(config)
+    before = src.read_bytes()
+    rep = convert_file(src, "onehot-dense", tmp_path / "seed.keras")
+    (note,) = [n for n in rep.notes if "could not be restored in Keras 3" in n]
+    assert "keras.metrics.mse" in note and "compile the model again" in note
+    assert not any(n.startswith("optimizer state") for n in rep.notes)  # nothing compiled
+    data = np.load(FIXTURES / "legacy_keras2.npz")
+    assert_within_ulps(
+        load_model(tmp_path / "seed.keras")(data["embedding_input"]), data["expected"]
+    )
+    assert src.read_bytes() == before
