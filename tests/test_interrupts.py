@@ -282,6 +282,18 @@ def test_an_interrupt_waits_for_the_end_of_a_deferred_block(tmp_path, mode):
     assert list((tmp_path / "tmp").iterdir()) == []
 
 
+def _run_code(code: str, tmp_path: Path) -> subprocess.CompletedProcess:
+    """Run ``python -c code`` to its end in the test's folder, with its private TMPDIR."""
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=_env(tmp_path),
+        timeout=120,
+    )
+
+
 def test_main_keeps_exit_codes_runs_atexit_and_skips_interpreter_teardown(tmp_path):
     # In the interpreter's teardown (TensorFlow's destructors: seconds) SIGINT kills the
     # process with no message, so main() ends with os._exit once the atexit functions ran.
@@ -296,14 +308,7 @@ def test_main_keeps_exit_codes_runs_atexit_and_skips_interpreter_teardown(tmp_pa
         "from graphkit.cli import main\n"
         "main()\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        env=_env(tmp_path),
-        timeout=120,
-    )
+    result = _run_code(code, tmp_path)
     assert result.returncode == 2, result.stderr
     assert result.stderr == "error: missing.keras: no such file\n"
     assert result.stdout == "atexit ran\n"
@@ -342,14 +347,7 @@ def test_under_main_a_keyboard_interrupt_exits_like_a_signal(tmp_path):
         "from graphkit.cli import main\n"
         "main()\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        env=_env(tmp_path),
-        timeout=120,
-    )
+    result = _run_code(code, tmp_path)
     assert (result.returncode, result.stderr) == (130, ONE_LINE)
     assert not leftover.exists()
 
