@@ -122,7 +122,7 @@ def bench(
 ) -> BenchReport:
     """Time Keras (the checked trace, or eager) and onnxruntime for ``model`` (and its other variant where it has one)."""
     from graphkit.backends import KerasBackend, OnnxBackend, open_backend
-    from graphkit.verification import synthesize
+    from graphkit.verification import has_variable_axes, synthesize
 
     if batch < 1 or seq_len < 1 or runs < 1 or warmup < 0:
         raise GraphkitError("--batch, --seq-len and --runs must be at least 1")
@@ -135,7 +135,7 @@ def bench(
         report = BenchReport(source, batch, seq_len, runs, provider)
         data = next(synthesize(backend.inputs, batch, batch, seq_len, 0))
         report.fed = {k: (v.shape, str(v.dtype)) for k, v in data.items()}
-        report.variable_axes = any(d is None for i in backend.inputs for d in i.shape[1:])
+        report.variable_axes = has_variable_axes(backend.inputs)
         say("timing onnxruntime")
         med, p90 = time_calls(lambda: backend.run(data), runs, warmup)
         report.rows.append(BenchRow("model", f"onnxruntime {provider}", med, p90))
@@ -146,7 +146,7 @@ def bench(
     report = BenchReport(source, batch, seq_len, runs, provider)
     data = next(synthesize(keras_backend.inputs, batch, batch, seq_len, 0))
     report.fed = {k: (v.shape, str(v.dtype)) for k, v in data.items()}
-    report.variable_axes = any(d is None for i in keras_backend.inputs for d in i.shape[1:])
+    report.variable_axes = has_variable_axes(keras_backend.inputs)
     # Time what convert and export produce, so that the variants compare like for like.
     from graphkit.conversion import repair
 

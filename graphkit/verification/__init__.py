@@ -30,6 +30,7 @@ from graphkit.verification.inputs import (
     batch_plan,
     batches_of,
     check_signatures,
+    has_variable_axes,
     load_inputs,
     synthesize,
     validate_inputs,
@@ -44,6 +45,7 @@ __all__ = [
     "batches_of",
     "check_signatures",
     "default_tolerances",
+    "has_variable_axes",
     "load_inputs",
     "synthesize",
     "validate_inputs",
@@ -119,7 +121,7 @@ def verify(
         seed = None
 
     hint = ""
-    if inputs is None and any(d is None for spec in specs for d in spec.shape[1:]):
+    if inputs is None and has_variable_axes(specs):
         hint = (
             f" (variable axes were synthesized with length {seq_len}; "
             "a model that needs longer inputs needs a larger --seq-len)"

@@ -101,6 +101,11 @@ def synthesize(
         yield batch
 
 
+def has_variable_axes(specs: list[InputSpec]) -> bool:
+    """Does any input have a variable (None) axis besides the batch? (``--seq-len`` sets it.)"""
+    return any(d is None for spec in specs for d in spec.shape[1:])
+
+
 def batch_plan(specs: list[InputSpec], samples: int, batch_size: int, seq_len: int) -> list[int]:
     """The size of each synthesized batch.
 
@@ -112,8 +117,7 @@ def batch_plan(specs: list[InputSpec], samples: int, batch_size: int, seq_len: i
     while left > 0:
         sizes.append(min(batch_size, left))
         left -= sizes[-1]
-    variable = any(d is None for spec in specs for d in spec.shape[1:])
-    if variable and samples > 1 and all(size == seq_len for size in sizes):
+    if has_variable_axes(specs) and samples > 1 and all(size == seq_len for size in sizes):
         sizes = [seq_len - 1] + sizes[1:] + [1]
     return sizes
 
