@@ -80,3 +80,58 @@ def input_layer_dtype(layer):
 def sequential_layers_with_input(model) -> list:
     """A Sequential model's layer list, its InputLayer (if any) first."""
     return list(model._layers)
+
+
+def lambda_globals(names: dict, originals=()):
+    """While active, Lambda functions that Keras unmarshals (``--unsafe`` only) see ``names``
+    as globals where their own globals lack them (Keras 3 gives them the globals of its
+    ``python_utils`` module, where a Keras 2 Lambda's ``K`` does not exist). A function
+    whose code is one of ``originals`` (functions) gets that function's globals instead:
+    a copy of an in-memory model keeps what its Lambdas see."""
+    import base64
+    import binascii
+    import contextlib
+    import marshal
+
+    from keras.src.utils import python_utils
+
+    by_code = {}
+    for fn in originals:
+        with contextlib.suppress(Exception):
+            by_code[marshal.dumps(fn.__code__)] = fn.__globals__
+
+    @contextlib.contextmanager
+    def patched():
+        original = python_utils.func_load
+
+        def func_load(code, defaults=None, closure=None, globs=None):
+            raw = code[0] if isinstance(code, (tuple, list)) else code
+            own = None
+            with contextlib.suppress(binascii.Error, UnicodeEncodeError, AttributeError):
+                own = by_code.get(base64.b64decode(raw.encode("ascii")))
+            if own is not None:
+                globs = own
+            else:
+                globs = dict(globs if globs is not None else vars(python_utils))
+                for key, value in names.items():
+                    globs.setdefault(key, value)
+            return original(code, defaults=defaults, closure=closure, globs=globs)
+
+        python_utils.func_load = func_load
+        try:
+            yield
+        finally:
+            python_utils.func_load = original
+
+    return patched()
+
+
+def lambda_functions(model) -> list:
+    """The Python functions of every Lambda layer in ``model`` (nested too)."""
+    import keras
+
+    return [
+        layer.function
+        for layer in flatten_layers(model, include_self=True)
+        if isinstance(layer, keras.layers.Lambda) and callable(getattr(layer, "function", None))
+    ]

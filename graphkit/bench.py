@@ -118,6 +118,7 @@ def bench(
     both_variants: bool = True,
     unsafe: bool = False,
     imports=(),
+    onehot_lambdas=(),
     progress: Callable[[str], None] | None = None,
 ) -> BenchReport:
     """Time Keras (the checked trace, or eager) and onnxruntime for ``model`` (and its other variant where it has one)."""
@@ -141,7 +142,9 @@ def bench(
         report.rows.append(BenchRow("model", f"onnxruntime {provider}", med, p90))
         return report
 
-    keras_backend = open_backend(model, unsafe=unsafe, imports=imports)
+    keras_backend = open_backend(
+        model, unsafe=unsafe, imports=imports, onehot_lambdas=onehot_lambdas
+    )
     assert isinstance(keras_backend, KerasBackend)
     report = BenchReport(source, batch, seq_len, runs, provider)
     data = next(synthesize(keras_backend.inputs, batch, batch, seq_len, 0))

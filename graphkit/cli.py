@@ -44,6 +44,15 @@ Imports = Annotated[
     ),
 ]
 JsonOut = Annotated[bool, typer.Option("--json", help="Print a JSON report on stdout.")]
+OneHotLambdas = Annotated[
+    Optional[list[str]],  # noqa: UP045
+    typer.Option(
+        "--onehot-lambda",
+        metavar="NAME[=DEPTH]",
+        help="The Lambda layer NAME computes one_hot(cast(x), DEPTH): load it as graphkit's "
+        "OneHot without running its code. DEPTH defaults to what its config says. Repeatable.",
+    ),
+]
 
 
 def _err(message: str) -> None:
@@ -137,8 +146,17 @@ def convert(
     partial: Annotated[
         bool, typer.Option("--partial", help="Convert what can be converted; warn about the rest.")
     ] = False,
+    unwrap_indices: Annotated[
+        bool,
+        typer.Option(
+            "--unwrap-indices",
+            help="Drop the index wrap of one-hot Lambdas that cast to uint8 (index i gets row i, "
+            "not i % 256). Changes predictions for i >= 256: verify shows by how much.",
+        ),
+    ] = False,
     unsafe: Unsafe = False,
     imports: Imports = None,
+    onehot_lambdas: OneHotLambdas = None,
     json_out: JsonOut = False,
 ) -> None:
     """Rewrite every Embedding as OneHot + TimeDistributed(Dense), or back."""
@@ -154,7 +172,15 @@ def convert(
 
     with progress(f"converting {model} to {to}..."):
         report = convert_file(
-            model, to, output, force=force, partial=partial, unsafe=unsafe, imports=imports or ()
+            model,
+            to,
+            output,
+            force=force,
+            partial=partial,
+            unsafe=unsafe,
+            imports=imports or (),
+            onehot_lambdas=onehot_lambdas or (),
+            unwrap_indices=unwrap_indices,
         )
     if json_out:
         typer.echo(json.dumps(report.to_dict(), indent=2))
@@ -171,6 +197,7 @@ def inspect(
     model: Annotated[Path, typer.Argument(help="Model file (.keras or .h5).")],
     unsafe: Unsafe = False,
     imports: Imports = None,
+    onehot_lambdas: OneHotLambdas = None,
     json_out: JsonOut = False,
 ) -> None:
     """List the layers, marking each Embedding and OneHot group and whether it converts."""
@@ -181,7 +208,9 @@ def inspect(
     from graphkit.inspect import inspect_model
 
     with progress(f"loading {model}..."):
-        report = inspect_model(model, unsafe=unsafe, imports=imports or ())
+        report = inspect_model(
+            model, unsafe=unsafe, imports=imports or (), onehot_lambdas=onehot_lambdas or ()
+        )
     if json_out:
         typer.echo(json.dumps(report.to_dict(), indent=2))
         return
@@ -249,6 +278,7 @@ def verify(
     ] = None,
     unsafe: Unsafe = False,
     imports: Imports = None,
+    onehot_lambdas: OneHotLambdas = None,
     json_out: JsonOut = False,
 ) -> None:
     """Check that two models compute the same thing. Exit 0 equivalent, 1 not, 2 bad input."""
@@ -276,6 +306,7 @@ def verify(
             provider=provider,
             unsafe=unsafe,
             imports=imports or (),
+            onehot_lambdas=onehot_lambdas or (),
             progress=advance,
         )
     if junit is not None:
@@ -385,6 +416,7 @@ def export(
     ] = False,
     unsafe: Unsafe = False,
     imports: Imports = None,
+    onehot_lambdas: OneHotLambdas = None,
     json_out: JsonOut = False,
 ) -> None:
     """Export to ONNX with tf2onnx (no unrolling), check it, and verify it in onnxruntime."""
@@ -424,6 +456,7 @@ def export(
                 seq_len=seq_len,
                 unsafe=unsafe,
                 imports=imports or (),
+                onehot_lambdas=onehot_lambdas or (),
             )
     except NotEquivalentError as exc:
         if json_out:
@@ -475,6 +508,7 @@ def bench(
     ] = "cpu",
     unsafe: Unsafe = False,
     imports: Imports = None,
+    onehot_lambdas: OneHotLambdas = None,
     json_out: JsonOut = False,
 ) -> None:
     """Median and p90 latency: Keras (checked trace), onnxruntime, both variants, fused and not."""
@@ -492,6 +526,7 @@ def bench(
             provider=provider,
             unsafe=unsafe,
             imports=imports or (),
+            onehot_lambdas=onehot_lambdas or (),
             progress=say,
         )
     typer.echo(json.dumps(report.to_dict(), indent=2) if json_out else report.format())

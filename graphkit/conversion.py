@@ -67,14 +67,17 @@ def _copy_model(model):
     """An independent copy (weights included) through Keras' own serialization."""
     import keras
 
+    from graphkit import _keras_api
     from graphkit.interrupts import temporary_directory
 
     with temporary_directory(prefix="graphkit-copy-") as tmp:
         path = os.path.join(tmp, "model.keras")
         try:
             model.save(path)
-            # Our own file, just written: safe mode would only refuse what the caller already holds.
-            return keras.saving.load_model(path, safe_mode=False, compile=False)
+            # Our own file, just written: safe mode would only refuse what the caller already
+            # holds. Its Lambdas (if any) keep the globals they had.
+            with _keras_api.lambda_globals({}, _keras_api.lambda_functions(model)):
+                return keras.saving.load_model(path, safe_mode=False, compile=False)
         except Exception as exc:
             raise GraphkitError(
                 f"cannot copy model {model.name!r} before rewriting it ({type(exc).__name__}: {exc}); "
@@ -93,13 +96,24 @@ def repair(model, ctx: RewriteContext | None = None) -> tuple[Any, list[Finding]
     return new_model, plan.findings
 
 
-def convert(model, to: str, *, partial: bool = False, copy: bool = True) -> ConversionReport:
+def convert(
+    model,
+    to: str,
+    *,
+    partial: bool = False,
+    copy: bool = True,
+    unwrap_indices: bool = False,
+    findings: list[Finding] | None = None,
+) -> ConversionReport:
     """Rewrite every Embedding (``to="onehot-dense"``) or OneHot+Dense group (``to="embedding"``).
 
     ``model`` is a Keras model or a path (loaded in safe mode). Refuses (GraphkitError) when
     an anchor cannot be rewritten, e.g. an Embedding inside a custom layer, unless
     ``partial=True``. With ``copy=True`` the input model is left fully independent of the
     result; with ``copy=False`` the result reuses the input's untouched layers.
+    ``unwrap_indices=True`` drops the index wrap of one-hots adopted from Lambdas with a
+    narrowing cast (``uint8``): index i gets row i, not row i % 256 (this changes what the
+    model computes for i >= 256). ``findings`` are what loading did (adopted Lambdas).
     """
     if to not in TARGETS:
         raise GraphkitError(f"unknown target {to!r}; expected one of: {', '.join(TARGETS)}")
@@ -117,13 +131,26 @@ def convert(model, to: str, *, partial: bool = False, copy: bool = True) -> Conv
     # Phases in order (repair, normalise, convert), each on the previous phase's result; one
     # naming context for all of them. The findings of the last phase decide what converted.
     ctx = RewriteContext(all_layer_names(model))
-    findings: list[Finding] = []
+    findings = list(findings or [])
     new_model, plan = model, None
+    unwrapped: list[str] = []
     for rules in phases(to):
+        if unwrap_indices and rules and rules[0].phase == "convert":
+            unwrapped = _unwrap(new_model)
         new_model, plan = rewrite(new_model, rules, ctx)
         findings += plan.findings
     target_rules = phases(to)[-1]
     report = ConversionReport(to, new_model, findings, source=source)
+    if unwrap_indices:
+        report.notes.append(
+            "--unwrap-indices: "
+            + (
+                f"{', '.join(map(repr, unwrapped))} now give index i row i, not row i % wrap: "
+                "predictions change for those indices (graphkit verify shows by how much)"
+                if unwrapped
+                else "no one-hot wraps its indices: nothing to unwrap"
+            )
+        )
 
     what = " or ".join(dict.fromkeys(rule.anchor_label for rule in target_rules))
     if report.refused:
@@ -169,6 +196,19 @@ def convert(model, to: str, *, partial: bool = False, copy: bool = True) -> Conv
     return report
 
 
+def _unwrap(model) -> list[str]:
+    """Drop ``wrap`` from every graphkit OneHot that has one; their names."""
+    from graphkit import _keras_api
+    from graphkit.layers import OneHot
+
+    names = []
+    for layer in _keras_api.flatten_layers(model, include_self=False):
+        if isinstance(layer, OneHot) and layer.wrap is not None:
+            layer.wrap = None
+            names.append(layer.name)
+    return names
+
+
 def default_output_path(source: str | os.PathLike, to: str, suffix: str = ".keras") -> Path:
     """``<stem>.<target>.keras`` beside the input."""
     src = Path(source)
@@ -184,8 +224,14 @@ def convert_file(
     partial: bool = False,
     unsafe: bool = False,
     imports=(),
+    onehot_lambdas=(),
+    unwrap_indices: bool = False,
 ) -> ConversionReport:
-    """Load ``source``, convert it, save it atomically; what ``graphkit convert`` runs."""
+    """Load ``source``, convert it, save it atomically; what ``graphkit convert`` runs.
+
+    ``onehot_lambdas``: the Lambda layers to adopt as graphkit's OneHot (``NAME[=DEPTH]``),
+    see ``graphkit.io.load_model``.
+    """
     from graphkit.io import check_output_path, load_model, model_format, save_model
 
     if to not in TARGETS:
@@ -196,8 +242,18 @@ def convert_file(
     if Path(source).exists() and out.exists() and out.resolve() == Path(source).resolve():
         raise GraphkitError(f"{out}: is the input file; choose another output path")
     load_notes: list[str] = []
-    model = load_model(source, unsafe=unsafe, imports=imports, notes=load_notes)
-    report = convert(model, to, partial=partial, copy=False)
+    adopted: list[Finding] = []
+    model = load_model(
+        source,
+        unsafe=unsafe,
+        imports=imports,
+        notes=load_notes,
+        onehot_lambdas=onehot_lambdas,
+        findings=adopted,
+    )
+    report = convert(
+        model, to, partial=partial, copy=False, unwrap_indices=unwrap_indices, findings=adopted
+    )
     report.notes[:0] = load_notes
     report.source = str(source)
     save_model(report.model, out, force=force)

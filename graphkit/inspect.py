@@ -197,20 +197,59 @@ def _raw_output_names(model) -> list[str]:
     return [f"output_{i}" for i in range(len(outputs))]
 
 
-def inspect_model(model, *, unsafe: bool = False, imports=()) -> InspectReport:
-    """Describe ``model`` (a Keras model or a path) and mark what graphkit can convert."""
+def inspect_model(model, *, unsafe: bool = False, imports=(), onehot_lambdas=()) -> InspectReport:
+    """Describe ``model`` (a Keras model or a path) and mark what graphkit can convert.
+
+    One-hot Lambdas that graphkit recognises but would not adopt on its own are shown as
+    they would be adopted, marked with the flag that adopts them (``--onehot-lambda``).
+    """
     from graphkit.rules import RULES, RewriteContext
 
     source = None
+    adopted: list = []
+    provisional: dict = {}
     if isinstance(model, (str, os.PathLike)):
         from graphkit.io import load_model
+        from graphkit.lambdas.adopt import file_lambdas, parse_requests
 
         source = str(model)
-        model = load_model(model, unsafe=unsafe, imports=imports, compile=False)
+        requested = parse_requests(onehot_lambdas)
+        if not unsafe:
+            provisional = {
+                info.name: info
+                for info in file_lambdas(model)
+                if info.one_hot
+                and not info.certain
+                and info.name not in requested
+                and info.depth is not None
+            }
+        model = load_model(
+            model,
+            unsafe=unsafe,
+            imports=imports,
+            compile=False,
+            onehot_lambdas={**requested, **dict.fromkeys(provisional)},
+            findings=adopted,
+        )
 
     rows: list[LayerRow] = []
     _walk(model, "", rows, set())
     by_path = {r.path: r for r in rows}
+    for f in adopted:
+        row = by_path.get(f.path)
+        if row is None:
+            continue
+        row.role, row.rule, row.convertible = "lambda", f.rule, True
+        if f.path in provisional:
+            info = provisional[f.path]
+            row.detail = f"not adopted: pass --onehot-lambda {f.path}"
+            row.mark = f"{info.describe()}: shown adopted as OneHot; {row.detail}"
+            row.convertible = False
+        else:
+            row.detail = "adopted as OneHot (from Lambda)"
+            text = f.notes[0] if f.notes else ""
+            how = text.split(": ", 1)[-1].split(";")[0] if text else ""
+            row.mark = f"Lambda, adopted as OneHot ({how})" if how else "Lambda, adopted as OneHot"
 
     counts = []
     for rule in RULES:  # each rule's check only (dry run): nothing is built or copied

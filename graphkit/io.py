@@ -9,6 +9,7 @@ import os
 import shutil
 import sys
 import tempfile
+import warnings
 import zipfile
 from collections.abc import Iterable
 from pathlib import Path
@@ -126,30 +127,71 @@ def _strip_keras2_keys(config, where="model"):
     return config, 0
 
 
-@contextlib.contextmanager
-def _keras3_compatible_h5(path: Path):
-    """Yield ``path``, or a temporary copy whose model config Keras 3 accepts (Keras 2 files)."""
+def read_config(path: Path, fmt: str) -> dict | None:
+    """The model config stored in a ``.keras`` or ``.h5`` file, as JSON data (None if none)."""
     import json
 
-    import h5py
+    if fmt == "keras":
+        with zipfile.ZipFile(path) as zf:
+            text = zf.read("config.json").decode("utf-8")
+    else:
+        import h5py
 
-    with h5py.File(path, "r") as f:
-        raw = f.attrs.get("model_config")
-    if raw is None:
+        with h5py.File(path, "r") as f:
+            raw = f.attrs.get("model_config")
+        if raw is None:
+            return None
+        text = raw.decode("utf-8") if isinstance(raw, bytes) else str(raw)
+    try:
+        config = json.loads(text)
+    except ValueError as exc:
+        raise GraphkitError(f"{path}: the model config is not valid JSON ({exc})") from exc
+    return config if isinstance(config, dict) else None
+
+
+@contextlib.contextmanager
+def _readable(path: Path, fmt: str, *, onehot_lambdas, unsafe: bool, found: list):
+    """Yield ``path``, or a temporary copy whose config Keras 3 reads as graphkit means it.
+
+    Two rewrites of the config, and nothing else: Keras 2 keys that Keras 3 refuses are
+    dropped (``.h5``), and adopted one-hot Lambdas become graphkit's OneHot (see
+    ``graphkit.lambdas.adopt``). ``found`` receives the ``Adoption`` (what became of every
+    Lambda), so that a refusal can say which flag adopts them.
+    """
+    import json
+
+    from graphkit.lambdas.adopt import adopt
+
+    config = read_config(path, fmt)
+    if config is None:
         yield path
         return
-    text = raw.decode("utf-8") if isinstance(raw, bytes) else str(raw)
-    config, dropped = _strip_keras2_keys(json.loads(text))
-    if not dropped:
+    dropped = 0
+    if fmt == "h5":
+        config, dropped = _strip_keras2_keys(config)
+    adoption = adopt(config, onehot_lambdas, unsafe=unsafe, legacy=fmt == "h5")
+    found.append(adoption)
+    if not dropped and not adoption.adopted:
         yield path
         return
     from graphkit.interrupts import temporary_directory
 
-    with temporary_directory(prefix="graphkit-h5-") as tmp:
+    with temporary_directory(prefix="graphkit-load-") as tmp:
         copy = Path(tmp) / path.name
-        shutil.copyfile(path, copy)
-        with h5py.File(copy, "r+") as f:
-            f.attrs["model_config"] = json.dumps(config)
+        text = json.dumps(config)
+        if fmt == "h5":
+            import h5py
+
+            shutil.copyfile(path, copy)
+            with h5py.File(copy, "r+") as f:
+                f.attrs["model_config"] = text
+        else:
+            with zipfile.ZipFile(path) as src, zipfile.ZipFile(copy, "w") as dst:
+                for item in src.infolist():
+                    data = text.encode("utf-8") if item.filename == "config.json" else None
+                    if data is None:
+                        data = src.read(item.filename)
+                    dst.writestr(item, data)
         yield copy
 
 
@@ -160,26 +202,49 @@ def load_model(
     imports: Iterable[str] = (),
     compile: bool = True,
     notes: list[str] | None = None,
+    onehot_lambdas=(),
+    findings: list | None = None,
 ):
     """Load a Keras 3 ``.keras`` or legacy ``.h5`` model in safe mode.
 
     ``unsafe=True`` allows Lambda layers and code in the config; only for files you trust.
+    Their Keras 2 backend calls (``K.one_hot``...) then run on Keras 3.
     ``imports`` are the user's modules/files that register custom layers. A compile config
     that Keras 3 cannot restore (Keras 2 losses and metrics such as ``'mse'``) is dropped,
     and ``notes`` (if given) receives a line saying so: the model itself loads.
+    ``onehot_lambdas`` (names, ``NAME=DEPTH`` strings or a ``{name: depth}`` mapping) names
+    the Lambda layers that compute ``one_hot(cast(x), depth)``: they load as graphkit's
+    ``OneHot`` without their code being run; so do Lambdas whose saved code certainly is
+    such a one-hot (safe mode only). ``findings`` receives one ``Finding`` per adoption.
     """
+    from graphkit.lambdas.adopt import parse_requests
+
+    requested = (
+        dict(onehot_lambdas) if isinstance(onehot_lambdas, dict) else parse_requests(onehot_lambdas)
+    )
     path, fmt = check_model_file(path)
     import_user_code(imports)
     import keras
 
     import graphkit.layers  # noqa: F401  (registers graphkit>OneHot etc.)
+    from graphkit import _keras_api
+
+    adoptions: list = []
 
     def load(with_compile: bool):
-        source = _keras3_compatible_h5(path) if fmt == "h5" else contextlib.nullcontext(path)
-        with source as readable:
-            return keras.saving.load_model(
-                str(readable), compile=with_compile, safe_mode=not unsafe
+        adoptions.clear()
+        with _readable(
+            path, fmt, onehot_lambdas=requested, unsafe=unsafe, found=adoptions
+        ) as readable:
+            shim = (
+                _keras_api.lambda_globals(_keras2_names()) if unsafe else contextlib.nullcontext()
             )
+            with shim, warnings.catch_warnings():
+                # Keras 2 Sequential files give their first layer an input_shape
+                warnings.filterwarnings("ignore", message="Do not pass an `input_shape`")
+                return keras.saving.load_model(
+                    str(readable), compile=with_compile, safe_mode=not unsafe
+                )
 
     try:
         try:
@@ -199,10 +264,46 @@ def load_model(
     except GraphkitError:
         raise
     except Exception as exc:
-        raise GraphkitError(f"{path}: {explain_load_error(exc)}") from exc
+        message = explain_load_error(exc)
+        hint = adoptions[0].hint(unsafe) if adoptions else ""
+        about_lambda = "lambda" in f"{exc} {_root_cause(exc)}".lower()
+        if hint and unsafe and about_lambda:
+            message = f"cannot load a Lambda: {hint}"
+        elif hint and about_lambda:
+            message = f"refused in safe mode: {hint}; or --unsafe if you trust this file (it runs its code)"
+        raise GraphkitError(f"{path}: {message}") from exc
     if not isinstance(model, keras.Model):
         raise GraphkitError(f"{path}: holds a {type(model).__name__}, not a Keras model")
+    if adoptions:
+        _report_adoptions(model, adoptions[0], notes, findings)
     return model
+
+
+def _keras2_names() -> dict:
+    """The globals a Keras 2 Lambda's code expects (``K``, ``backend``, ``tf``...)."""
+    from graphkit.lambdas import keras2_backend
+
+    return keras2_backend.lambda_globals()
+
+
+def _report_adoptions(model, adoption, notes, findings) -> None:
+    from graphkit.engine import Finding
+
+    if findings is None:
+        if notes is not None:
+            notes.extend(adoption.notes)
+        return
+    for name in adoption.adopted:
+        findings.append(
+            Finding(
+                path=name,
+                layer_class="Lambda",
+                rule="onehot_lambda",
+                status="normalised",
+                new_layers=[name],
+                notes=[n for n in adoption.notes if n.startswith(f"Lambda {name!r}")],
+            )
+        )
 
 
 def _is_compile_config_error(exc: BaseException) -> bool:
@@ -233,6 +334,13 @@ def explain_load_error(exc: BaseException) -> str:
     root = _root_cause(exc)
     if isinstance(root, GraphkitError):
         return str(root)
+    m = re.search(r"Could not locate function '([^']+)'", text)
+    if m and "Lambda" in text:
+        return (
+            f"a Lambda layer calls function {m.group(1)!r}, which Keras 3 saves by name only: "
+            "pass --import MODULE_OR_FILE.py that defines it (or --onehot-lambda NAME if it "
+            "is a one-hot)"
+        )
     if "safe_mode" in text or "unsafe" in text.lower() or "Lambda" in text:
         return (
             "refused in safe mode: the model contains a Lambda layer or other code in its "
@@ -373,7 +481,10 @@ def check_reloads(model, written: Path, target: Path) -> None:
     try:
         # Our own file, from a model the caller already holds: safe mode would only refuse
         # the Lambda layers the caller loaded with --unsafe.
-        back = keras.saving.load_model(str(written), compile=False, safe_mode=False)
+        from graphkit import _keras_api
+
+        with _keras_api.lambda_globals(_keras2_names(), _keras_api.lambda_functions(model)):
+            back = keras.saving.load_model(str(written), compile=False, safe_mode=False)
     except Exception as exc:
         name = unknown_class(f"{exc} {_root_cause(exc)}")
         if name is not None and is_keras_operation(name):

@@ -211,6 +211,7 @@ def export_onnx(
     seq_len: int = 16,
     unsafe: bool = False,
     imports=(),
+    onehot_lambdas=(),
 ) -> ExportReport:
     """Export ``model`` (Keras model or .keras/.h5 path) to ONNX at ``output``.
 
@@ -238,7 +239,9 @@ def export_onnx(
         source = str(model)
         if output is None:
             output = default_onnx_path(model)
-        model = load_model(model, unsafe=unsafe, imports=imports, compile=False)
+        model = load_model(
+            model, unsafe=unsafe, imports=imports, compile=False, onehot_lambdas=onehot_lambdas
+        )
     if output is not None:
         output = Path(output)
         if output.suffix.lower() != ".onnx":

@@ -43,7 +43,7 @@ __all__ = [
 
 
 def open_backend(
-    source: Any, *, provider: str = "cpu", unsafe: bool = False, imports=()
+    source: Any, *, provider: str = "cpu", unsafe: bool = False, imports=(), onehot_lambdas=()
 ) -> Backend:
     """A backend for a path (.keras, .h5, .onnx) or an in-memory Keras model."""
     if isinstance(source, Backend):
@@ -55,6 +55,13 @@ def open_backend(
         from graphkit.io import load_model
 
         return KerasBackend(
-            load_model(path, unsafe=unsafe, imports=imports, compile=False), str(path)
+            load_model(
+                path,
+                unsafe=unsafe,
+                imports=imports,
+                compile=False,
+                onehot_lambdas=onehot_lambdas,
+            ),
+            str(path),
         )
     return KerasBackend(source)

@@ -25,9 +25,13 @@ class OneHot(keras.layers.Layer):
       last row) and raises for ``i >= input_dim`` on CPU. The two forms agree
       exactly on ``0 <= i < input_dim`` only; ``graphkit verify`` rejects
       other indices.
+    * ``wrap=m`` takes indices modulo ``m`` first (``i % m``, so ``-1`` is ``m - 1``):
+      what a cast to an ``m``-valued integer type does, e.g. the ``uint8`` cast of the
+      well-known ``Lambda(K.one_hot)`` recipe (``wrap=256``). graphkit sets it only when it
+      adopts such a Lambda, to keep its behaviour exactly.
     """
 
-    def __init__(self, input_dim: int, mask_zero: bool = False, **kwargs):
+    def __init__(self, input_dim: int, mask_zero: bool = False, wrap: int | None = None, **kwargs):
         super().__init__(**kwargs)
         input_dim = int(input_dim)
         if input_dim <= 0:
@@ -36,6 +40,9 @@ class OneHot(keras.layers.Layer):
             )
         self.input_dim = input_dim
         self.mask_zero = bool(mask_zero)
+        if wrap is not None and int(wrap) <= 0:
+            raise ValueError(f"OneHot: wrap must be a positive integer, received wrap={wrap}")
+        self.wrap = None if wrap is None else int(wrap)
         self.supports_masking = self.mask_zero
         # The inputs are indices: never cast them to the float compute dtype.
         self.autocast = False
@@ -43,6 +50,8 @@ class OneHot(keras.layers.Layer):
     def call(self, inputs):
         if inputs.dtype != "int32":
             inputs = ops.cast(inputs, "int32")
+        if self.wrap is not None:
+            inputs = ops.mod(inputs, self.wrap)  # floor modulo: -1 -> wrap - 1, like the cast
         # A negative index gives a zero row, like any out-of-range one. TensorFlow's one_hot
         # does so already, but ONNX's OneHot wraps -depth..-1 to the last rows: sending them
         # to ``input_dim`` keeps exported models equal to Keras for every index.
@@ -68,4 +77,6 @@ class OneHot(keras.layers.Layer):
     def get_config(self):
         config = super().get_config()
         config.update({"input_dim": self.input_dim, "mask_zero": self.mask_zero})
+        if self.wrap is not None:  # files without wrap load in older graphkit releases too
+            config["wrap"] = self.wrap
         return config

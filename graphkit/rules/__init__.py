@@ -22,6 +22,7 @@ from graphkit.rules.base import (
 )
 from graphkit.rules.categoryencoding_to_onehot import CategoryEncodingToOneHot
 from graphkit.rules.embedding_to_onehot import EmbeddingToOneHot
+from graphkit.rules.lambda_to_onehot import LambdaToOneHot
 from graphkit.rules.onehot_to_embedding import OneHotToEmbedding
 from graphkit.rules.repair_time_distributed import RepairTimeDistributed
 
@@ -29,6 +30,7 @@ from graphkit.rules.repair_time_distributed import RepairTimeDistributed
 # on the same layer: the engine tries them in this order until one matches.
 RULES: list[Rule] = [
     RepairTimeDistributed(),
+    LambdaToOneHot(),
     CategoryEncodingToOneHot(),
     EmbeddingToOneHot(),
     OneHotToEmbedding(),
@@ -148,6 +150,7 @@ __all__ = [
     "CategoryEncodingToOneHot",
     "Chain",
     "EmbeddingToOneHot",
+    "LambdaToOneHot",
     "Match",
     "OneHotToEmbedding",
     "Refusal",

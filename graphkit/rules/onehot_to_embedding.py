@@ -149,6 +149,7 @@ class OneHotToEmbedding:
 
     def rewrite(self, layer, graph, ctx) -> Match | Refusal:
         import keras
+        import numpy as np
 
         consumers = self._consumers(layer, graph)
         replacements = {id(layer): Bypass()}
@@ -159,6 +160,15 @@ class OneHotToEmbedding:
             if not bool(keras.ops.all(keras.ops.isfinite(table))):  # the activation overflowed
                 return Refusal(
                     f"the folded table of {consumer.name!r} holds inf or NaN", severity="kept"
+                )
+            wrap = getattr(layer, "wrap", None)
+            if wrap is not None and wrap < layer.input_dim:
+                # index i is one-hot row i % wrap: the table repeats those rows, exactly
+                table = table[np.arange(layer.input_dim) % wrap]
+                ctx.note(
+                    f"{layer.name!r} takes indices modulo {wrap}: table row i is the folded row "
+                    f"i % {wrap} (rows {wrap}..{layer.input_dim - 1} repeat earlier rows), as "
+                    "the one-hot did"
                 )
             identity = not dense.use_bias and dense.activation in (keras.activations.linear, None)
             base = layer.name[: -len("_onehot")] if layer.name.endswith("_onehot") else None

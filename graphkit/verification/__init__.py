@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -82,6 +83,7 @@ def verify(
     provider: str = "cpu",
     unsafe: bool = False,
     imports=(),
+    onehot_lambdas=(),
     progress: Callable[[int, int], None] | None = None,
 ) -> VerifyReport:
     """Compare ``candidate`` with ``reference`` output by output.
@@ -101,8 +103,13 @@ def verify(
     for label, value in (("rtol", rtol), ("atol", atol)):
         if value is not None and (not math.isfinite(value) or value < 0):
             raise GraphkitError(f"--{label} must be a finite number >= 0, got {value}")
-    ref = open_backend(reference, provider=provider, unsafe=unsafe, imports=imports)
-    cand = open_backend(candidate, provider=provider, unsafe=unsafe, imports=imports)
+    lambdas = _lambdas_per_model((reference, candidate), onehot_lambdas)
+    ref = open_backend(
+        reference, provider=provider, unsafe=unsafe, imports=imports, onehot_lambdas=lambdas[0]
+    )
+    cand = open_backend(
+        candidate, provider=provider, unsafe=unsafe, imports=imports, onehot_lambdas=lambdas[1]
+    )
     specs = check_signatures(ref, cand)
 
     if inputs is None:
@@ -180,3 +187,25 @@ def _named_outputs(backend: Backend, batch, role: str, hint: str) -> dict[str, n
         raise
     except Exception as exc:
         raise GraphkitError(f"the {role} failed to run: {one_line(exc)}{hint}") from exc
+
+
+def _lambdas_per_model(sources, onehot_lambdas) -> list[dict]:
+    """Split ``--onehot-lambda`` between the two models: each gets the names it holds."""
+    from graphkit.lambdas.adopt import file_lambdas, parse_requests
+
+    requested = parse_requests(onehot_lambdas)
+    if not requested:
+        return [{} for _ in sources]
+    out, seen = [], set()
+    for source in sources:
+        names = set()
+        if isinstance(source, (str, os.PathLike)) and Path(source).suffix.lower() != ".onnx":
+            names = {info.name for info in file_lambdas(source)}
+        out.append({k: v for k, v in requested.items() if k in names})
+        seen |= names
+    missing = sorted(set(requested) - seen)
+    if missing:
+        raise GraphkitError(
+            f"--onehot-lambda: neither model has a Lambda named {', '.join(map(repr, missing))}"
+        )
+    return out

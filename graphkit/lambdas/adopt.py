@@ -1,0 +1,207 @@
+"""Adopt one-hot Lambdas: put graphkit's ``OneHot`` in their place in a saved model's config.
+
+This happens before Keras reads the file, so in safe mode no code of the Lambda is run or
+even unmarshalled: the config is rewritten and Keras builds a ``OneHot`` where the Lambda was.
+A Lambda is adopted when the user names it (``--onehot-lambda NAME[=DEPTH]``) or when its
+saved code is certainly ``one_hot(cast(x), depth)`` (see ``recognise``); with ``--unsafe``
+only named ones are adopted here, the others load as Lambdas and are proven by running them
+(the ``lambda_to_onehot`` rule).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+
+from graphkit.errors import GraphkitError
+from graphkit.lambdas.recognise import LambdaInfo, recognise
+
+
+@dataclass
+class Adoption:
+    """What happened to the Lambdas of one model config."""
+
+    infos: list[LambdaInfo] = field(default_factory=list)  # every Lambda found
+    adopted: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def refused_in_safe_mode(self) -> list[LambdaInfo]:
+        return [i for i in self.infos if i.name not in self.adopted]
+
+    def hint(self, unsafe: bool = False) -> str:
+        """What to tell a user whose load Keras refused because of Lambdas."""
+        parts = []
+        for info in self.refused_in_safe_mode:
+            if unsafe:
+                if "by name only" in info.function:
+                    adopt = f", or --onehot-lambda {info.name}" if info.one_hot else ""
+                    parts.append(
+                        f"Lambda {info.name!r} calls {info.function.replace(', saved', ' (saved')}): "
+                        f"pass --import MODULE_OR_FILE.py that defines it{adopt}"
+                    )
+                continue
+            if info.one_hot:
+                depth = "" if info.depth is not None else "=DEPTH"
+                parts.append(
+                    f"Lambda {info.name!r} is a {info.describe()}: pass --onehot-lambda "
+                    f"{info.name}{depth} to adopt it as graphkit's OneHot without running it"
+                )
+            else:
+                parts.append(f"Lambda {info.name!r} ({info.function}) is not a one-hot")
+        return "; ".join(parts)
+
+
+def lambda_entries(config) -> Iterator[tuple[list, int, dict]]:
+    """(parent list, index, layer entry) of every Lambda layer in a model config, nested too."""
+    if isinstance(config, dict):
+        for value in config.values():
+            yield from lambda_entries(value)
+    elif isinstance(config, list):
+        for i, item in enumerate(config):
+            if (
+                isinstance(item, dict)
+                and item.get("class_name") == "Lambda"
+                and isinstance(item.get("config"), dict)
+            ):
+                yield config, i, item
+            else:
+                yield from lambda_entries(item)
+
+
+def file_lambdas(path) -> list[LambdaInfo]:
+    """What graphkit can tell about every Lambda in a model file, from its config alone."""
+    from graphkit.io import check_model_file, read_config
+
+    path, fmt = check_model_file(path)
+    config = read_config(path, fmt)
+    return [recognise(entry["config"]) for _, _, entry in lambda_entries(config or {})]
+
+
+def parse_requests(values) -> dict[str, int | None]:
+    """``["lambda", "enc=300"]`` -> ``{"lambda": None, "enc": 300}``; bad values raise."""
+    out: dict[str, int | None] = {}
+    for value in values or ():
+        name, sep, depth = str(value).partition("=")
+        name = name.strip()
+        if not name:
+            raise GraphkitError(f"--onehot-lambda {value!r}: expected NAME or NAME=DEPTH")
+        if sep:
+            try:
+                number = int(depth)
+            except ValueError:
+                number = 0
+            if number <= 0:
+                raise GraphkitError(f"--onehot-lambda {value!r}: DEPTH must be a positive integer")
+            out[name] = number
+        else:
+            out[name] = None
+    return out
+
+
+def adopt(
+    config: dict, requested: Mapping[str, int | None], *, unsafe: bool, legacy: bool
+) -> Adoption:
+    """Replace adopted Lambdas in ``config`` (in place) by graphkit's OneHot; say what was done."""
+    result = Adoption()
+    if isinstance(requested, Mapping):
+        requested = dict(requested)
+    else:
+        requested = parse_requests(requested)
+    entries = list(lambda_entries(config))
+    found = {str(entry["config"].get("name", entry.get("name"))) for _, _, entry in entries}
+    missing = sorted(set(requested) - found)
+    if missing:
+        have = ", ".join(sorted(found)) or "none"
+        raise GraphkitError(
+            f"--onehot-lambda: the model has no Lambda named {', '.join(map(repr, missing))} "
+            f"(its Lambda layers: {have})"
+        )
+    for parent, index, entry in entries:
+        layer_config = entry["config"]
+        info = recognise(layer_config)
+        result.infos.append(info)
+        asked = info.name in requested
+        if not asked and (unsafe or not info.certain):
+            continue
+        depth = requested.get(info.name) or info.depth
+        if depth is None:
+            raise GraphkitError(
+                f"Lambda {info.name!r}: its depth is not in the file: pass "
+                f"--onehot-lambda {info.name}=DEPTH"
+            )
+        if requested.get(info.name) and info.depth and requested[info.name] != info.depth:
+            result.notes.append(
+                f"Lambda {info.name!r}: depth {requested[info.name]} as you asked "
+                f"(its saved {info.depth_from.replace('its ', '')} says {info.depth})"
+            )
+        limit = info.signed_limit
+        if limit is not None and depth > limit:
+            raise GraphkitError(
+                f"Lambda {info.name!r} casts indices to {'/'.join(info.casts)}: indices "
+                f"{limit}..{depth - 1} become negative and give zero rows, not one-hot rows"
+            )
+        wrap = info.wrap
+        parent[index] = _onehot_entry(entry, depth, wrap, legacy=legacy)
+        result.adopted.append(info.name)
+        how = (
+            "on your word (--onehot-lambda)"
+            if asked
+            else "its saved code is certainly one_hot(cast(x), depth)"
+        )
+        what = f"Lambda {info.name!r} adopted as graphkit's OneHot({depth}"
+        what += f", wrap={wrap})" if wrap else ")"
+        cast = f", indices cast to {'/'.join(info.casts)}" if info.casts else ""
+        result.notes.append(f"{what}: {how}{cast}; none of its code was run")
+        if asked and not info.readable:
+            result.notes.append(
+                f"Lambda {info.name!r}: its code is not in the file, so any narrowing cast of "
+                "its indices is unknown; taken as one_hot(x, depth) without one"
+            )
+        if wrap and depth > wrap:
+            result.notes.append(aliasing_note(info.name, depth, wrap, info.casts))
+    return result
+
+
+def aliasing_note(name: str, depth: int, wrap: int, casts=()) -> str:
+    cast = f"{'/'.join(casts)} cast" if casts else "index map"
+    last = min(depth - 1, 2 * wrap - 1)
+    more = "..." if depth > 2 * wrap else ""
+    return (
+        f"Lambda {name!r}: its {cast} sends index i to row i % {wrap}: indices "
+        f"{wrap}..{depth - 1} share the rows of 0..{last - wrap}{more}, and rows "
+        f"{wrap}..{depth - 1} of the next layer are never used. Kept exactly (a bug of the "
+        "original model, not of the conversion); --unwrap-indices gives them their own rows"
+        + (
+            ". With float inputs TensorFlow's cast saturates to row "
+            f"{wrap - 1} instead in vectorised code (large batches): the original's output "
+            "depended on the batch there, graphkit's always wraps"
+            if casts
+            else ""
+        )
+    )
+
+
+def _onehot_entry(entry: dict, depth: int, wrap: int | None, *, legacy: bool) -> dict:
+    old = entry["config"]
+    config = {
+        "name": old.get("name", entry.get("name")),
+        "trainable": old.get("trainable", True),
+        "input_dim": int(depth),
+        "mask_zero": False,
+        "wrap": wrap,
+    }
+    if "dtype" in old:
+        config["dtype"] = old["dtype"]
+    for key in ("batch_input_shape", "batch_shape", "input_shape"):
+        if key in old:
+            config[key] = old[key]
+    new = {k: v for k, v in entry.items() if k not in ("class_name", "config", "module")}
+    if legacy:
+        new["class_name"] = "graphkit>OneHot"
+    else:
+        new["module"] = "graphkit.layers.one_hot"
+        new["class_name"] = "OneHot"
+        new["registered_name"] = "graphkit>OneHot"
+    new["config"] = config
+    return new

@@ -1,0 +1,210 @@
+"""Rule: a Lambda proven to compute a one-hot -> graphkit's ``OneHot`` (``--unsafe`` only).
+
+A Lambda reaches a model only when the user loaded it with ``--unsafe`` (safe mode refuses
+them, or adopts them from their config without running them: ``graphkit.lambdas.adopt``).
+Then graphkit may run it, so it proves what it computes: it feeds every index of
+``[0, depth)`` and 256 beyond, in two orders, and accepts the Lambda only if every row is
+``one_hot(i)``, ``one_hot(i % 256)`` or ``one_hot(i % 65536)`` (the narrowing casts of old
+recipes), with zeros past the depth. graphkit's ``OneHot`` (with ``wrap`` for a cast) then
+computes the same for every probed index. Anything else is kept, with the reason.
+"""
+
+from __future__ import annotations
+
+from graphkit.rules.base import Chain, Match, Refusal
+
+NAME = "lambda_to_onehot"
+BEYOND = 256  # probe this many indices past the depth (shows the wrap of a uint8 cast)
+WRAPS = (None, 256, 65536)
+
+
+class LambdaToOneHot:
+    name = NAME
+    summary = (
+        "a Lambda proven (by running it, --unsafe) to be one_hot(cast(x)) -> graphkit's OneHot"
+    )
+    targets = ("*",)
+    phase = "normalise"
+    source = None
+    anchor_label = "Lambda"
+    optional = True
+    exact = True
+    inspect = {
+        "label": "Lambda",
+        "role": "lambda",
+        "yes": "one-hot",
+        "becomes": "-> OneHot",
+        "no": "kept",
+    }
+
+    def anchors(self, layer) -> bool:
+        import keras
+
+        return isinstance(layer, keras.layers.Lambda)
+
+    def index_range(self, layer) -> tuple[int, bool] | None:
+        if not self.anchors(layer):
+            return None
+        depth = _output_depth(layer)
+        return (depth, False) if depth else None
+
+    def covers(self, layer, graph) -> list[str]:
+        return []
+
+    def check(self, layer, graph) -> Refusal | None:
+        sites = graph.call_sites(layer)
+        shapes = {s.input_shape for s in sites}
+        if not sites or None in shapes or len(shapes) != 1:
+            return Refusal("its input shape is unknown or differs between calls", severity="kept")
+        depth = _output_depth(layer)
+        if depth is None:
+            return Refusal(
+                "its output does not add a last axis of known size to its input (not a one-hot)",
+                severity="kept",
+            )
+        # Running it is the proof (cheap: depth + 256 indices), and inspect shows its outcome.
+        proof = prove(layer, next(iter(shapes)), depth)
+        return proof if isinstance(proof, Refusal) else None
+
+    def rewrite(self, layer, graph, ctx) -> Match | Refusal:
+        from graphkit.layers import OneHot
+
+        (shape,) = {s.input_shape for s in graph.call_sites(layer)}
+        depth = _output_depth(layer)
+        proof = prove(layer, shape, depth)
+        if isinstance(proof, Refusal):
+            return proof
+        wrap, unstable = proof
+        ctx.release(layer.name)
+        onehot = OneHot(
+            depth, wrap=wrap, name=ctx.unique_name(layer.name), dtype=layer.dtype_policy
+        )
+        probed = f"0..{depth + BEYOND - 1}"
+        ctx.note(
+            f"proven by running it on indices {probed}: one_hot(i{f' % {wrap}' if wrap else ''}"
+            f", {depth})"
+        )
+        if len(unstable):
+            first, last = int(unstable[0]), int(unstable[-1])
+            ctx.note(
+                f"for {len(unstable)} indices in {first}..{last} it gave row {wrap - 1} where a "
+                f"wrap gives row i % {wrap}: TensorFlow casts floats past the range of the "
+                "narrow type by saturating in vectorised code and wrapping in scalar code, so "
+                "the original model's output depends on the batch; graphkit's OneHot always "
+                f"wraps (i % {wrap}), as scalar code and tf_keras' recipe did"
+            )
+        if wrap and depth > wrap:
+            from graphkit.lambdas.adopt import aliasing_note
+
+            ctx.note(aliasing_note(layer.name, depth, wrap))
+        return Match(
+            replacements={id(layer): Chain([onehot])},
+            new_layer_names=[onehot.name],
+            replaced_names=[layer.name],
+            status="normalised",
+        )
+
+
+def _output_depth(layer) -> int | None:
+    try:
+        inputs, outputs = layer.input, layer.output
+    except Exception:
+        return None
+    if isinstance(inputs, (list, tuple, dict)) or isinstance(outputs, (list, tuple, dict)):
+        return None
+    if len(outputs.shape) != len(inputs.shape) + 1 or not isinstance(outputs.shape[-1], int):
+        return None
+    return int(outputs.shape[-1])
+
+
+def _probe_batch(indices, shape):
+    """``indices`` laid out in a batch of input shape ``shape`` (padded with 0)."""
+    import numpy as np
+
+    tail = list(shape[1:])
+    free = [i for i, d in enumerate(tail) if d is None]
+    if free:  # one variable axis holds them all
+        for i in free:
+            tail[i] = 1
+        tail[free[-1]] = len(indices)
+    per_row = int(np.prod(tail)) if tail else 1
+    rows = -(-len(indices) // per_row)
+    flat = np.zeros(rows * per_row, dtype=np.int64)
+    flat[: len(indices)] = indices
+    return flat.reshape([rows] + tail)
+
+
+def prove(layer, shape, depth):
+    """(wrap, unstable indices) under which ``layer`` is exactly a one-hot, or a Refusal.
+
+    ``wrap`` is None, 256 or 65536. ``unstable`` lists the indices of the vocabulary for
+    which the Lambda gave the saturated row (255) instead of the wrapped one: TensorFlow's
+    cast of a float >= 256 to uint8 saturates in vectorised code and wraps in scalar code, so
+    the original model's output depends on the batch. graphkit's OneHot always wraps.
+    """
+    import keras
+    import numpy as np
+
+    count = depth + BEYOND
+    dtype = keras.backend.standardize_dtype(layer.input.dtype)
+    outputs = []
+    for order in (np.arange(count), np.arange(count)[::-1]):
+        batch = _probe_batch(order, shape)
+        if dtype.startswith(("uint", "int", "float")):
+            batch = batch.astype(dtype)
+        try:
+            out = keras.ops.convert_to_numpy(layer(batch))
+        except Exception as exc:
+            from graphkit.errors import one_line
+
+            return Refusal(f"running it on indices failed: {one_line(exc)}", severity="kept")
+        rows = out.reshape(-1, out.shape[-1])[:count].astype(np.float64)
+        outputs.append(rows[np.argsort(order)] if order[0] != 0 else rows)
+    rows_a, rows_b = outputs
+
+    def one_hots(index):
+        rows = np.zeros((count, depth))
+        inside = index < depth
+        rows[inside] = np.eye(depth)[index[inside]]
+        return rows
+
+    best = None
+    indices = np.arange(count)
+    for wrap in WRAPS:
+        expected = one_hots(indices % wrap if wrap else indices)
+        # TensorFlow casts floats past the range of a narrow integer type by saturating in
+        # vectorised code and wrapping in scalar code: either row may come out
+        saturated = one_hots(np.minimum(indices, wrap - 1)) if wrap else expected
+        ok_a = np.all(rows_a == expected, axis=1) | np.all(rows_a == saturated, axis=1)
+        ok_b = np.all(rows_b == expected, axis=1) | np.all(rows_b == saturated, axis=1)
+        if not np.all((ok_a & ok_b)[:depth]):  # the vocabulary decides; past it, the best fit
+            continue
+        score = int(np.sum((ok_a & ok_b)[depth:]))
+        exact = np.all(rows_a == expected, axis=1) & np.all(rows_b == expected, axis=1)
+        if best is None or score > best[0]:
+            best = (score, wrap, np.flatnonzero(~exact[:depth]))
+    if best is not None:
+        return best[1], best[2]
+    moved = np.flatnonzero(~np.all(rows_a[:depth] == rows_b[:depth], axis=1))
+    if len(moved):
+        return Refusal(
+            f"the row it gives for index {int(moved[0])} depends on where the index is in the "
+            "batch (not a one-hot of each index)",
+            severity="kept",
+        )
+    rows = rows_a
+    bad = next(
+        (
+            i
+            for i in range(depth)
+            if not (np.sort(rows[i])[-1] == 1 and np.count_nonzero(rows[i]) == 1)
+        ),
+        None,
+    )
+    if bad is not None:
+        return Refusal(f"index {bad} does not give a one-hot row", severity="kept")
+    return Refusal(
+        "its rows are one-hot but not row i (nor i % 256) for index i: graphkit's OneHot cannot "
+        "express that map",
+        severity="kept",
+    )
