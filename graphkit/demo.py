@@ -133,6 +133,37 @@ def run_demo(workdir: str | Path | None = None, echo: Callable[[str], None] = pr
     )
     echo(bench(src, batch=32, seq_len=64, runs=20).format())
     echo("")
+    result.update(_old_model(work, fixtures, echo))
+    echo("")
     interrupts.unregister(work)
     echo(f"files are in {work}")
     return result
+
+
+RECIPE = "recipe_uint8_300"
+
+
+def _old_model(work: Path, fixtures: Path | None, echo) -> dict:
+    """Bring your old model: the blog's Lambda(K.one_hot) recipe, saved by Keras 2."""
+    from graphkit.conversion import convert_file
+    from graphkit.io import load_model
+
+    echo(
+        "== 9. bring your old model: the blog's Lambda(K.one_hot(K.cast(x, 'uint8'))) + "
+        "TimeDistributed(Dense), 300 classes, saved by Keras 2 (tf_keras) as .h5"
+    )
+    if fixtures is None or not (fixtures / f"{RECIPE}.h5").is_file():
+        echo(f"  skipped: needs the repository's fixtures/{RECIPE}.h5")
+        return {}
+    src = work / f"{RECIPE}.h5"
+    shutil.copyfile(fixtures / f"{RECIPE}.h5", src)
+    data = np.load(fixtures / f"{RECIPE}.npz")
+    out = work / f"{RECIPE}.embedding.keras"
+    report = convert_file(src, "embedding", out, force=True)
+    echo(f"  graphkit convert {src.name} --to embedding   (safe mode: no code from the file runs)")
+    for line in report.format().splitlines()[1:]:
+        echo(f"  {line}")
+    converted = load_model(out)
+    diff = float(np.max(np.abs(np.asarray(converted(data["x"]), "float64") - data["expected"])))
+    echo(f"  max abs diff vs what Keras 2 predicted when it saved the model: {diff}")
+    return {"old_model": diff}

@@ -270,7 +270,10 @@ def load_model(
         if hint and unsafe and about_lambda:
             message = f"cannot load a Lambda: {hint}"
         elif hint and about_lambda:
-            message = f"refused in safe mode: {hint}; or --unsafe if you trust this file (it runs its code)"
+            message = (
+                f"refused in safe mode: {hint}; pass --unsafe only if you trust this file "
+                "(it runs code from it)"
+            )
         raise GraphkitError(f"{path}: {message}") from exc
     if not isinstance(model, keras.Model):
         raise GraphkitError(f"{path}: holds a {type(model).__name__}, not a Keras model")

@@ -48,7 +48,9 @@ class Adoption:
                     f"{info.name}{depth} to adopt it as graphkit's OneHot without running it"
                 )
             else:
-                parts.append(f"Lambda {info.name!r} ({info.function}) is not a one-hot")
+                parts.append(
+                    f"Lambda {info.name!r} ({info.function}) is not a one-hot graphkit can adopt"
+                )
         return "; ".join(parts)
 
 
