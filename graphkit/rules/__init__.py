@@ -21,8 +21,10 @@ from graphkit.rules.base import (
     applies_to,
 )
 from graphkit.rules.categoryencoding_to_onehot import CategoryEncodingToOneHot
+from graphkit.rules.count_to_embedding import CountToEmbedding
 from graphkit.rules.embedding_to_onehot import EmbeddingToOneHot
 from graphkit.rules.lambda_to_onehot import LambdaToOneHot
+from graphkit.rules.lookup_to_onehot import LookupToOneHot
 from graphkit.rules.onehot_to_embedding import OneHotToEmbedding
 from graphkit.rules.repair_time_distributed import RepairTimeDistributed
 
@@ -31,7 +33,9 @@ from graphkit.rules.repair_time_distributed import RepairTimeDistributed
 RULES: list[Rule] = [
     RepairTimeDistributed(),
     LambdaToOneHot(),
+    CountToEmbedding(),  # before the rules that keep count encodings: one finding each
     CategoryEncodingToOneHot(),
+    LookupToOneHot(),
     EmbeddingToOneHot(),
     OneHotToEmbedding(),
 ]
@@ -149,8 +153,10 @@ __all__ = [
     "Bypass",
     "CategoryEncodingToOneHot",
     "Chain",
+    "CountToEmbedding",
     "EmbeddingToOneHot",
     "LambdaToOneHot",
+    "LookupToOneHot",
     "Match",
     "OneHotToEmbedding",
     "Refusal",

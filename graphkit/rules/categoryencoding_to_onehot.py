@@ -6,7 +6,7 @@ serializable one-hot (``--to onehot-dense``). Both layers give a one-hot row for
 ``0 <= i < num_tokens`` and a zero row for anything else, so the rewrite is exact. Keras
 drops a last axis of size 1 before encoding ((batch, 1) -> (batch, num_tokens)): a
 ``Reshape`` does the same first. ``multi_hot`` and ``count`` sum several rows: they are
-kept, with the reason.
+kept, with the reason (``count_to_embedding`` folds ``count`` + Dense with ``--to embedding``).
 """
 
 from __future__ import annotations
@@ -14,6 +14,12 @@ from __future__ import annotations
 from graphkit.rules.base import Chain, Match, Refusal
 
 NAME = "categoryencoding_to_onehot"
+# Why the other output modes stay (shared with lookup_to_onehot, which keeps them too).
+NOT_ONEHOT = {
+    "multi_hot": " and marks a repeated index once, which no sum of Embedding rows reproduces",
+    "count": " (with --to embedding, count_to_embedding folds it with its Dense)",
+    "tf_idf": " weighed by IDF",
+}
 
 
 class CategoryEncodingToOneHot:
@@ -51,7 +57,9 @@ class CategoryEncodingToOneHot:
             return Refusal(f"{type(layer).__name__} subclasses CategoryEncoding", severity="kept")
         if layer.output_mode != "one_hot":
             return Refusal(
-                f"output_mode={layer.output_mode!r} sums several rows; only 'one_hot' is rewritten",
+                f"output_mode={layer.output_mode!r} sums several rows"
+                + NOT_ONEHOT.get(layer.output_mode, "")
+                + "; only 'one_hot' is rewritten",
                 severity="kept",
             )
         if layer.sparse:
@@ -60,6 +68,12 @@ class CategoryEncodingToOneHot:
         if len(shapes) != 1 or None in shapes:
             return Refusal("its input shape is unknown or differs between calls", severity="kept")
         (shape,) = shapes
+        if len(shape) > 1 and shape[-1] is None:
+            return Refusal(
+                "its last input axis is variable: Keras drops it when a batch has length 1 "
+                "(eagerly; traced calls fail), which no fixed rewrite reproduces",
+                severity="kept",
+            )
         if len(shape) > 1 and shape[-1] == 1 and any(d is None for d in shape[1:-1]):
             return Refusal(
                 "a (..., 1) input with a variable axis: the squeeze needs static axes",

@@ -92,3 +92,13 @@ def _contract_refuses():
 
 
 CONTRACT = (tabular, "embedding", _contract_refuses)
+
+
+def test_a_variable_last_axis_is_kept_keras_drops_it_for_length_1():
+    tokens = keras.Input((None,), dtype="int32", name="tokens")
+    x = keras.layers.CategoryEncoding(6, output_mode="one_hot", name="enc")(tokens)
+    model = keras.Model(tokens, keras.layers.Dense(2, name="head")(x))
+    # what the rewrite could not reproduce: a length-1 batch loses its axis in Keras
+    assert keras.layers.CategoryEncoding(6, output_mode="one_hot")(np.zeros((2, 1))).shape == (2, 6)
+    with pytest.raises(GraphkitError, match="last input axis is variable"):
+        convert(model, "embedding")
