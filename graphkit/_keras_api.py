@@ -115,6 +115,8 @@ def lambda_globals(names: dict, originals=()):
                 globs = dict(globs if globs is not None else vars(python_utils))
                 for key, value in names.items():
                     globs.setdefault(key, value)
+            if isinstance(defaults, list):  # Keras 2 files store them as a JSON list
+                defaults = tuple(defaults)
             return original(code, defaults=defaults, closure=closure, globs=globs)
 
         python_utils.func_load = func_load
@@ -135,3 +137,103 @@ def lambda_functions(model) -> list:
         for layer in flatten_layers(model, include_self=True)
         if isinstance(layer, keras.layers.Lambda) and callable(getattr(layer, "function", None))
     ]
+
+
+def set_keras_mask(tensor, mask) -> None:
+    """Attach a Keras mask to a tensor (what ReversibleEmbedding's lookup does)."""
+    from keras.src.backend import set_keras_mask as _set
+
+    _set(tensor, mask)
+
+
+def sublayer_refs(root) -> list:
+    """Every place a layer inside ``root`` (or ``root`` itself) holds a sublayer:
+    ``(owner, attribute, key, layer)`` with ``key`` None for a plain attribute, an index for
+    a list or tuple, a key for a dict. Keras' own bookkeeping (``_layers``...) is skipped."""
+    import keras
+
+    out = []
+    for owner in flatten_layers(root, include_self=True):
+        for name, value in list(vars(owner).items()):
+            if name in ("_layers", "_tracker", "_inbound_nodes", "_outbound_nodes") or (
+                name.startswith("_self_")  # TensorFlow's own dependency tracking
+                or (name.startswith("_") and name.endswith("_cache"))
+            ):
+                continue
+            if isinstance(value, keras.layers.Layer):
+                out.append((owner, name, None, value))
+            elif isinstance(value, (list, tuple)):
+                out += [
+                    (owner, name, i, v)
+                    for i, v in enumerate(value)
+                    if isinstance(v, keras.layers.Layer)
+                ]
+            elif isinstance(value, dict):
+                out += [
+                    (owner, name, k, v)
+                    for k, v in value.items()
+                    if isinstance(v, keras.layers.Layer)
+                ]
+    return out
+
+
+def replace_sublayer(owner, attribute: str, key, old, new) -> None:
+    """Put ``new`` where ``owner`` holds ``old`` (attribute, list item or dict value), at
+    ``old``'s place in Keras' layer list (weights are saved in that order)."""
+    tracker = owner._tracker
+    if tracker.is_in_store("layers", old):
+        tracker.replace_tracked_value("layers", old, new)
+    if key is None:
+        setattr(owner, attribute, new)
+        return
+    holder = getattr(owner, attribute)
+    if isinstance(holder, tuple):
+        items = list(holder)
+        items[key] = new
+        setattr(owner, attribute, type(holder)(items))
+    else:
+        holder[key] = new
+
+
+def set_registered_name(cls: type, name: str) -> None:
+    """Make Keras serialize instances of ``cls`` under the registered name ``name``."""
+    from keras.src.saving import object_registration
+
+    object_registration.GLOBAL_CUSTOM_NAMES[cls] = name
+
+
+def serialize_as(obj, cls: type) -> dict:
+    """``obj`` serialized as Keras would serialize an instance of ``cls`` (its own class)."""
+    from keras.src.saving import object_registration, serialization_lib
+
+    config = {
+        "module": cls.__module__,
+        "class_name": cls.__name__,
+        "config": serialization_lib.serialize_dict(cls.get_config(obj)),
+        "registered_name": object_registration.get_registered_name(cls),
+    }
+    build = cls.get_build_config(obj) if hasattr(cls, "get_build_config") else None
+    if build is not None:
+        config["build_config"] = serialization_lib.serialize_dict(build)
+    return config
+
+
+def build_input_shapes(model) -> dict:
+    """The input shapes a layer or subclassed model was built or first called with, by the
+    name of its call argument (``{"input_shape": (None, 2)}``); empty if never built."""
+    return dict(getattr(model, "_build_shapes_dict", None) or {})
+
+
+def consumers_of(layer) -> list:
+    """The layers (operations) that take ``layer``'s output, from its outbound nodes."""
+    out = []
+    for node in getattr(layer, "_outbound_nodes", []):
+        op = node.operation
+        if op is not None and op not in out:
+            out.append(op)
+    return out
+
+
+def keras_mask(tensor):
+    """The Keras mask a (symbolic or eager) tensor carries, or None."""
+    return getattr(tensor, "_keras_mask", None)

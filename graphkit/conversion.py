@@ -154,6 +154,10 @@ def convert(
 
     what = " or ".join(dict.fromkeys(rule.anchor_label for rule in target_rules))
     if report.refused:
+        from graphkit.rules import RULES
+
+        labels = {rule.name: rule.anchor_label for rule in RULES}
+        what = " or ".join(dict.fromkeys(labels.get(f.rule, f.layer_class) for f in report.refused))
         listing = "; ".join(f"{f.path} ({f.reason})" for f in report.refused)
         if not partial:
             raise GraphkitError(
@@ -186,6 +190,21 @@ def convert(
         )
     for f in report.kept:
         report.notes.append(f"kept {f.path}: {f.reason}")
+    import keras
+
+    from graphkit import _keras_api
+
+    lambdas = [
+        layer.name
+        for layer in _keras_api.flatten_layers(new_model)
+        if isinstance(layer, keras.layers.Lambda)
+    ]
+    if lambdas:
+        report.notes.append(
+            f"the output keeps Lambda layer(s) {', '.join(map(repr, lambdas))}: Keras loads it "
+            "only with safe_mode=False, and code written for Keras 2 (K.one_hot...) runs only "
+            "where graphkit provides those names (graphkit ... --unsafe)"
+        )
     if original.compiled:
         if not new_model.compiled:
             try:

@@ -89,7 +89,7 @@ class Plan:
             return id(model) in self.changed_models
         self._seen.add(id(model))
         if not is_graph_model(model):
-            self._hidden(model, path or model.name, container=model)
+            self._hidden(model, path, container=model)  # top level: paths are attribute paths
             return False
         graph = GraphView(model)
         changed = False
@@ -167,22 +167,105 @@ class Plan:
         )
 
     def _hidden(self, layer, layer_path: str, container) -> None:
-        """Anchors inside a custom (subclassed) layer or model: graph surgery cannot reach them."""
+        """Anchors inside a custom (subclassed) layer or model: graph surgery cannot reach
+        them, but a rule with ``swap`` replaces them in place, where the custom layer holds
+        them (an attribute, a list item, a dict value); see ``graphkit.swaps``."""
+        import keras
+
+        refs = None
         for inner in _keras_api.flatten_layers(container):
-            rule = next((r for r in self.rules if r.anchors(inner)), None)
-            if rule is None:
+            rules = [r for r in self.rules if r.anchors(inner)]
+            if not rules:
                 continue
-            inner_path = f"{layer_path}/{_relative_path(container, inner)}"
+            rule = next((r for r in rules if hasattr(r, "swap")), rules[0])
+            if isinstance(container, keras.layers.Wrapper) or not hasattr(rule, "swap"):
+                inner_path = _join(layer_path, _relative_path(container, inner))
+                self._refuse_hidden(inner, inner_path, rule, container, layer_path)
+                continue
+            if refs is None:
+                refs = [r for r in _keras_api.sublayer_refs(container) if not is_graph_model(r[0])]
+            places = [(o, a, k) for o, a, k, held in refs if held is inner]
+            if not places:
+                inner_path = _join(layer_path, _relative_path(container, inner))
+                self._refuse_hidden(inner, inner_path, rule, container, layer_path)
+                continue
+            inner_path = _attribute_path(refs, container, places[0], layer_path)
+            self._refs = refs
+            result = self._swap(rule, inner, places, container)
+            if isinstance(result, Refusal):
+                self.findings.append(
+                    Finding(
+                        inner_path, type(inner).__name__, rule.name, result.severity, result.reason
+                    )
+                )
+                continue
+            owner = type(places[0][0]).__name__
             self.findings.append(
                 Finding(
                     inner_path,
                     type(inner).__name__,
                     rule.name,
-                    # an optional rule (a repair) never makes a conversion fail
-                    "kept" if getattr(rule, "optional", False) else "refused",
-                    _hidden_reason(container, layer_path, type(inner).__name__),
+                    _status(rule),
+                    None,
+                    [result.name if result is not None else inner.name],
+                    [
+                        f"attribute of custom {owner}: {type(inner).__name__} -> "
+                        f"{type(result).__name__ if result is not None else '(twin)'}, swapped "
+                        "in place (the saved file records it: it loads so with graphkit "
+                        "imported, and not at all without)"
+                    ],
+                    [inner.name],
                 )
             )
+
+    def _swap(self, rule, inner, places, container):
+        """The twin now in ``places`` (None in a dry run), or a Refusal."""
+        from graphkit import swaps
+
+        check = getattr(rule, "swap_check", None)
+        if self.dry_run:
+            return check(inner) if check is not None else None
+        fork = self.ctx.fork()
+        new = rule.swap(inner, fork)
+        if isinstance(new, Refusal):
+            return new
+        self.ctx.commit(fork)
+        for place in places:
+            owner, attribute, key = place
+            path = _attribute_path(self._refs, container, place, "")
+            swaps.swap(container, path, owner, attribute, key, inner, new)
+        return new
+
+    def _refuse_hidden(self, inner, inner_path, rule, container, layer_path) -> None:
+        self.findings.append(
+            Finding(
+                inner_path,
+                type(inner).__name__,
+                rule.name,
+                # an optional rule (a repair) never makes a conversion fail
+                "kept" if getattr(rule, "optional", False) else "refused",
+                _hidden_reason(container, layer_path, type(inner).__name__),
+            )
+        )
+
+
+def _join(path: str, name: str) -> str:
+    return f"{path}/{name}" if path else name
+
+
+def _attribute_path(refs, container, place, layer_path: str) -> str:
+    """``tok_pos/token_emb``, ``towers[0]/emb``: attribute names from ``container`` down."""
+    from graphkit.swaps import attribute_path
+
+    parents = {id(held): (owner, a, k) for owner, a, k, held in refs}
+    owner, attribute, key = place
+    parts = [attribute_path(attribute, key)]
+    seen = set()
+    while owner is not container and id(owner) in parents and id(owner) not in seen:
+        seen.add(id(owner))
+        owner, attribute, key = parents[id(owner)]
+        parts.append(attribute_path(attribute, key))
+    return "/".join([layer_path, *reversed(parts)]) if layer_path else "/".join(reversed(parts))
 
 
 def _hidden_reason(container, layer_path: str, what: str) -> str:

@@ -8,6 +8,7 @@ from typing import Any
 
 from graphkit import _keras_api
 from graphkit.engine import REWRITTEN, Plan, all_layer_names, is_graph_model
+from graphkit.errors import GraphkitError
 
 
 @dataclass
@@ -45,6 +46,7 @@ class InspectReport:
     rows: list[LayerRow] = field(default_factory=list)
     total_params: int = 0
     source: str | None = None
+    notes: list[str] = field(default_factory=list)
 
     # per rule with anchors in the model: (rule name, label, yes-word, found, rewritable)
     counts: list[tuple[str, str, str, int, int]] = field(default_factory=list)
@@ -74,6 +76,7 @@ class InspectReport:
                 for name, label, _, found, ok in self.counts
             },
             "layers": [r.to_dict() for r in self.rows],
+            "notes": self.notes,
         }
 
     def format(self) -> str:
@@ -109,6 +112,7 @@ class InspectReport:
             )
             or "nothing for graphkit's rules to rewrite"
         )
+        lines += [f"note: {note}" for note in self.notes]
         return "\n".join(lines)
 
 
@@ -136,12 +140,29 @@ def _params(layer) -> int:
         return 0
 
 
+def _children(model) -> list[tuple[str, Any]]:
+    """(name, layer) of ``model``'s direct sublayers: by layer name in a graph model, by
+    attribute path (``token_emb``, ``fields[0]``) in a custom layer or subclassed model,
+    as conversion reports them."""
+    if is_graph_model(model):
+        return [(layer.name, layer) for layer in model.layers]
+    from graphkit.swaps import attribute_path
+
+    named, seen = [], set()
+    for owner, attribute, key, layer in _keras_api.sublayer_refs(model):
+        if owner is model and id(layer) not in seen:
+            seen.add(id(layer))
+            named.append((attribute_path(attribute, key), layer))
+    for layer in _keras_api.flatten_layers(model, recursive=False):  # held some other way
+        if id(layer) not in seen:
+            seen.add(id(layer))
+            named.append((layer.name, layer))
+    return named
+
+
 def _walk(model, path: str, rows: list[LayerRow], seen: set[int]) -> None:
-    children = (
-        model.layers if is_graph_model(model) else _keras_api.flatten_layers(model, recursive=False)
-    )
-    for layer in children:
-        layer_path = f"{path}/{layer.name}" if path else layer.name
+    for name, layer in _children(model):
+        layer_path = f"{path}/{name}" if path else name
         rows.append(LayerRow(layer_path, type(layer).__name__, _shape(layer), _params(layer)))
         if id(layer) in seen:
             continue
@@ -220,6 +241,7 @@ def inspect_model(model, *, unsafe: bool = False, imports=(), onehot_lambdas=())
                 for info in file_lambdas(model)
                 if info.one_hot
                 and not info.certain
+                and not info.does_more
                 and info.name not in requested
                 and info.depth is not None
             }
@@ -233,6 +255,7 @@ def inspect_model(model, *, unsafe: bool = False, imports=(), onehot_lambdas=())
         )
 
     rows: list[LayerRow] = []
+    notes: list[str] = []
     _walk(model, "", rows, set())
     by_path = {r.path: r for r in rows}
     for f in adopted:
@@ -291,14 +314,29 @@ def inspect_model(model, *, unsafe: bool = False, imports=(), onehot_lambdas=())
             ok_count = sum(1 for f in plan.findings if f.status in REWRITTEN)
             counts.append((rule.name, group, how["yes"], found, ok_count))
 
+    view = model
+    from graphkit.subclassed import functional_view, needs_view
+
+    if needs_view(model):
+        try:
+            view = functional_view(model, source)
+        except GraphkitError as exc:
+            notes.append(str(exc))
     inputs = [
         {"name": t.name, "shape": list(t.shape), "dtype": str(t.dtype)}
-        for t in getattr(model, "inputs", None) or []
+        for t in getattr(view, "inputs", None) or []
     ]
     outputs = [
         {"name": name, "shape": list(t.shape), "dtype": str(t.dtype)}
-        for name, t in zip(output_names(model), getattr(model, "outputs", None) or [])
+        for name, t in zip(output_names(view), getattr(view, "outputs", None) or [])
     ]
     return InspectReport(
-        model.name, inputs, outputs, rows, _params(model) if model.built else 0, source, counts
+        model.name,
+        inputs,
+        outputs,
+        rows,
+        _params(model) if model.built else 0,
+        source,
+        notes,
+        counts,
     )

@@ -171,7 +171,7 @@ def _readable(path: Path, fmt: str, *, onehot_lambdas, unsafe: bool, found: list
         config, dropped = _strip_keras2_keys(config)
     adoption = adopt(config, onehot_lambdas, unsafe=unsafe, legacy=fmt == "h5")
     found.append(adoption)
-    if not dropped and not adoption.adopted:
+    if not dropped and not adoption.changed:
         yield path
         return
     from graphkit.interrupts import temporary_directory
@@ -217,7 +217,7 @@ def load_model(
     ``OneHot`` without their code being run; so do Lambdas whose saved code certainly is
     such a one-hot (safe mode only). ``findings`` receives one ``Finding`` per adoption.
     """
-    from graphkit.lambdas.adopt import parse_requests
+    from graphkit.lambdas.adopt import AdoptionError, parse_requests
 
     requested = (
         dict(onehot_lambdas) if isinstance(onehot_lambdas, dict) else parse_requests(onehot_lambdas)
@@ -249,6 +249,8 @@ def load_model(
     try:
         try:
             model = load(compile)
+        except AdoptionError as exc:
+            raise GraphkitError(f"{path}: {exc}") from exc
         except GraphkitError:
             raise
         except Exception as exc:
@@ -267,6 +269,8 @@ def load_model(
         message = explain_load_error(exc)
         hint = adoptions[0].hint(unsafe) if adoptions else ""
         about_lambda = "lambda" in f"{exc} {_root_cause(exc)}".lower()
+        if unsafe and message.startswith("refused in safe mode"):
+            message = f"cannot load the model: {one_line(_lambda_cause(exc))}"
         if hint and unsafe and about_lambda:
             message = f"cannot load a Lambda: {hint}"
         elif hint and about_lambda:
@@ -278,8 +282,50 @@ def load_model(
     if not isinstance(model, keras.Model):
         raise GraphkitError(f"{path}: holds a {type(model).__name__}, not a Keras model")
     if adoptions:
+        _check_adopted_depths(model, adoptions[0], path)
         _report_adoptions(model, adoptions[0], notes, findings)
     return model
+
+
+def _check_adopted_depths(model, adoption, path) -> None:
+    """An adopted OneHot's depth must be what the layers after it were trained on."""
+    from graphkit import _keras_api
+
+    for name in adoption.adopted:
+        layer = next(
+            (
+                x
+                for x in _keras_api.flatten_layers(model)
+                if x.name == name and hasattr(x, "input_dim")
+            ),
+            None,
+        )
+        if layer is None:
+            continue
+        for consumer in _keras_api.consumers_of(layer):
+            kernels = [
+                w
+                for w in getattr(consumer, "weights", [])
+                if w.path.rsplit("/", 1)[-1] == "kernel" and len(w.shape) == 2
+            ]
+            if kernels and kernels[0].shape[0] != layer.input_dim:
+                raise GraphkitError(
+                    f"{path}: Lambda {name!r} adopted as OneHot({layer.input_dim}) feeds "
+                    f"{consumer.name!r}, whose kernel takes {kernels[0].shape[0]} inputs: its "
+                    f"depth is {kernels[0].shape[0]} (--onehot-lambda {name}={kernels[0].shape[0]})"
+                )
+
+
+def _lambda_cause(exc: BaseException) -> BaseException:
+    """The error a Lambda's own code raised (``NameError: name 'NUM' is not defined``), if any,
+    from the chain Keras wraps around it."""
+    seen, cur = set(), exc
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        if isinstance(cur, (NameError, AttributeError, TypeError)) and "Lambda" not in str(cur):
+            return cur
+        cur = cur.__cause__ or cur.__context__
+    return _root_cause(exc)
 
 
 def _keras2_names() -> dict:

@@ -250,6 +250,9 @@ def export_onnx(
 
     start = time.perf_counter()
     from graphkit.conversion import repair
+    from graphkit.subclassed import functional_view
+
+    model = functional_view(model, source)  # a subclassed model: on the shape it was built with
 
     # Export what the eager call computes: Keras' TimeDistributed is wrong when traced.
     exported, repairs = repair(model)

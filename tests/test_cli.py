@@ -6,6 +6,7 @@ import json
 import shutil
 
 import keras
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -86,17 +87,6 @@ def test_convert_back_and_predictions_match(tmp_path):
             ["convert", FIXTURES / "unknown_layer.keras", "--to", "onehot-dense"],
             ["'Mystery'", "--import"],
         ),
-        (
-            [
-                "convert",
-                FIXTURES / "hidden_embedding.keras",
-                "--import",
-                "graphkit.examples_custom",
-                "--to",
-                "onehot-dense",
-            ],
-            ["token_and_position/token", "--partial"],
-        ),
         (["convert", FIXTURES / "with_lambda.keras", "--to", "onehot-dense"], ["--unsafe"]),
         (
             [
@@ -123,21 +113,28 @@ def test_user_errors_are_one_line_exit_2(args, fragments, tmp_path, monkeypatch)
     assert set(tmp_path.iterdir()) == before  # nothing written
 
 
-def test_partial_converts_the_rest_and_warns(tmp_path):
+def _nan_and_plain_embeddings(path):
+    tokens = keras.Input((4,), dtype="int32", name="tokens")
+    bad = keras.layers.Embedding(5, 2, name="bad")
+    good = keras.layers.Embedding(5, 2, name="good")
+    out = keras.layers.Concatenate(name="cat")([bad(tokens), good(tokens)])
+    model = keras.Model(tokens, out)
+    table = np.asarray(bad.embeddings).copy()
+    table[1, 0] = np.nan
+    bad.embeddings.assign(table)
+    model.save(path)
+
+
+def test_refused_anchor_fails_and_partial_converts_the_rest_and_warns(tmp_path):
+    src = tmp_path / "m.keras"
+    _nan_and_plain_embeddings(src)
+    refused = invoke("convert", src, "--to", "onehot-dense", "-o", tmp_path / "r.keras")
+    assert_one_error_line(refused, "bad (the table holds inf or NaN", "--partial")
+    assert not (tmp_path / "r.keras").exists()
     out = tmp_path / "p.keras"
-    result = invoke(
-        "convert",
-        FIXTURES / "hidden_embedding.keras",
-        "--import",
-        "graphkit.examples_custom",
-        "--to",
-        "onehot-dense",
-        "--partial",
-        "-o",
-        out,
-    )
+    result = invoke("convert", src, "--to", "onehot-dense", "--partial", "-o", out)
     assert result.exit_code == 0, result.output
-    assert result.stderr.startswith("warning: partial: left 2 Embedding(s)")
+    assert result.stderr.startswith("warning: partial: left 1 Embedding(s)")
     assert out.is_file()
 
 
@@ -160,7 +157,7 @@ def test_inspect_table_and_json():
     assert [i["name"] for i in data["inputs"]] == ["tokens", "tag"]
 
 
-def test_inspect_marks_hidden_embeddings():
+def test_inspect_lists_hidden_embeddings_once_by_attribute_path():
     data = json.loads(
         invoke(
             "inspect",
@@ -170,9 +167,11 @@ def test_inspect_marks_hidden_embeddings():
             "--json",
         ).stdout
     )
+    paths = [row["path"] for row in data["layers"]]
+    assert len(paths) == len(set(paths))
     rows = {row["path"]: row for row in data["layers"]}
-    assert rows["token_and_position/token"]["convertible"] is False
-    assert "subclassed" in rows["token_and_position/token"]["detail"]
+    assert rows["token_and_position/token"]["convertible"] is True
+    assert rows["token_and_position/position"]["role"] == "embedding"
     assert rows["plain_embedding"]["convertible"] is True
 
 

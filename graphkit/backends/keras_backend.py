@@ -248,6 +248,10 @@ class KerasBackend(Backend):
     def __init__(self, model, source: str | None = None):
         import keras
 
+        from graphkit.subclassed import functional_view
+
+        if isinstance(model, keras.Model):
+            model = functional_view(model, source)  # a subclassed model: its built shape
         if not isinstance(model, keras.Model) or not getattr(model, "inputs", None):
             raise GraphkitError(
                 f"{source or 'model'}: the model has no defined inputs (build it first)"

@@ -17,6 +17,10 @@ from graphkit.errors import GraphkitError
 from graphkit.lambdas.recognise import LambdaInfo, recognise
 
 
+class AdoptionError(GraphkitError):
+    """A Lambda cannot be adopted as asked (the loader names the file)."""
+
+
 @dataclass
 class Adoption:
     """What happened to the Lambdas of one model config."""
@@ -24,6 +28,7 @@ class Adoption:
     infos: list[LambdaInfo] = field(default_factory=list)  # every Lambda found
     adopted: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    changed: bool = False  # the config was rewritten (adoptions, or Keras 2 Lambda keys)
 
     @property
     def refused_in_safe_mode(self) -> list[LambdaInfo]:
@@ -33,6 +38,13 @@ class Adoption:
         """What to tell a user whose load Keras refused because of Lambdas."""
         parts = []
         for info in self.refused_in_safe_mode:
+            if info.does_more and not unsafe:
+                parts.append(
+                    f"Lambda {info.name!r} is not a plain one-hot: its saved code does more "
+                    f"than one_hot(cast(x), depth) ({info.why_not_certain}), so graphkit does "
+                    "not adopt it without running it"
+                )
+                continue
             if unsafe:
                 if "by name only" in info.function:
                     adopt = f", or --onehot-lambda {info.name}" if info.one_hot else ""
@@ -48,8 +60,10 @@ class Adoption:
                     f"{info.name}{depth} to adopt it as graphkit's OneHot without running it"
                 )
             else:
+                why = f": {info.why_not_certain}" if info.why_not_certain else ""
                 parts.append(
-                    f"Lambda {info.name!r} ({info.function}) is not a one-hot graphkit can adopt"
+                    f"Lambda {info.name!r} ({info.function}) is not a one-hot graphkit can "
+                    f"adopt{why}"
                 )
         return "; ".join(parts)
 
@@ -115,7 +129,7 @@ def adopt(
     missing = sorted(set(requested) - found)
     if missing:
         have = ", ".join(sorted(found)) or "none"
-        raise GraphkitError(
+        raise AdoptionError(
             f"--onehot-lambda: the model has no Lambda named {', '.join(map(repr, missing))} "
             f"(its Lambda layers: {have})"
         )
@@ -125,10 +139,12 @@ def adopt(
         result.infos.append(info)
         asked = info.name in requested
         if not asked and (unsafe or not info.certain):
+            if legacy and unsafe:
+                result.changed |= _keras3_lambda_config(layer_config)
             continue
         depth = requested.get(info.name) or info.depth
         if depth is None:
-            raise GraphkitError(
+            raise AdoptionError(
                 f"Lambda {info.name!r}: its depth is not in the file: pass "
                 f"--onehot-lambda {info.name}=DEPTH"
             )
@@ -138,23 +154,35 @@ def adopt(
                 f"(its saved {info.depth_from.replace('its ', '')} says {info.depth})"
             )
         limit = info.signed_limit
+        if depth >= 2**31:
+            raise AdoptionError(
+                f"Lambda {info.name!r}: depth {depth} is past the int32 index range"
+            )
         if limit is not None and depth > limit:
-            raise GraphkitError(
+            raise AdoptionError(
                 f"Lambda {info.name!r} casts indices to {'/'.join(info.casts)}: indices "
                 f"{limit}..{depth - 1} become negative and give zero rows, not one-hot rows"
             )
         wrap = info.wrap
         parent[index] = _onehot_entry(entry, depth, wrap, legacy=legacy)
+        result.changed = True
         result.adopted.append(info.name)
+        info.depth = depth
         how = (
             "on your word (--onehot-lambda)"
             if asked
-            else "its saved code is certainly one_hot(cast(x), depth)"
+            else f"its saved code is certainly {info.formula()}"
         )
         what = f"Lambda {info.name!r} adopted as graphkit's OneHot({depth}"
         what += f", wrap={wrap})" if wrap else ")"
-        cast = f", indices cast to {'/'.join(info.casts)}" if info.casts else ""
-        result.notes.append(f"{what}: {how}{cast}; none of its code was run")
+        result.notes.append(f"{what}: {how}; none of its code was run")
+        if asked and info.does_more:
+            result.notes.append(
+                f"WARNING: Lambda {info.name!r}: its saved code does more than "
+                f"one_hot(cast(x), depth) ({info.why_not_certain}); adopted as a plain one-hot "
+                "on your word, so predictions may differ from the original: `graphkit verify "
+                "--unsafe ORIGINAL CONVERTED` compares with what its code computes"
+            )
         if asked and not info.readable:
             result.notes.append(
                 f"Lambda {info.name!r}: its code is not in the file, so any narrowing cast of "
@@ -182,6 +210,32 @@ def aliasing_note(name: str, depth: int, wrap: int, casts=()) -> str:
             else ""
         )
     )
+
+
+# Keras 2 Lambda config keys that Keras 3 refuses (its legacy loader drops them at the top
+# level only; a Lambda in a nested model keeps them and fails to load).
+KERAS2_LAMBDA_KEYS = ("module", "function_type", "output_shape_type", "output_shape_module")
+
+
+def _keras3_lambda_config(config: dict) -> bool:
+    """Rewrite a Keras 2 Lambda config the way Keras 3 reads it (for ``--unsafe`` loads)."""
+    changed = False
+    for key in KERAS2_LAMBDA_KEYS:
+        if key in config:
+            config.pop(key)
+            changed = True
+    fn = config.get("function")
+    if isinstance(fn, list) and len(fn) == 3:
+        code, defaults, closure = fn
+        config["function"] = {
+            "class_name": "__lambda__",
+            "config": {"code": code, "defaults": defaults, "closure": closure},
+        }
+        changed = True
+    if "batch_input_shape" in config:
+        config["input_shape"] = config.pop("batch_input_shape")
+        changed = True
+    return changed
 
 
 def _onehot_entry(entry: dict, depth: int, wrap: int | None, *, legacy: bool) -> dict:

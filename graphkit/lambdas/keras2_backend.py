@@ -82,10 +82,20 @@ def _module():
 
 
 def lambda_globals() -> dict:
-    """Globals for old Lambda code: ``K``/``backend`` (Keras 2 style), ``tf``, ``keras``, ``np``."""
+    """Globals for old Lambda code: ``K``/``backend`` (Keras 2 style), ``tf``, ``keras``,
+    ``ops`` (``keras.ops``), ``layers``, ``np``."""
     import keras
     import numpy as np
     import tensorflow as tf
 
     k = _module()
-    return {"K": k, "backend": k, "kb": k, "tf": tf, "keras": keras, "np": np}
+    return {
+        "K": k,
+        "backend": k,
+        "kb": k,
+        "tf": tf,
+        "keras": keras,
+        "ops": keras.ops,
+        "layers": keras.layers,
+        "np": np,
+    }

@@ -78,6 +78,15 @@ class LambdaInfo:
     depth: int | None = None
     depth_from: str = ""
     casts: list[str] = field(default_factory=list)  # integer dtypes the indices are cast to
+    # its code was read and does more than one_hot(cast(x), depth): not a plain one-hot
+    does_more: bool = False
+
+    def formula(self) -> str:
+        """``one_hot(cast(x, 'uint8'), 100)``: what an adoption computes."""
+        inner = "x"
+        for cast in self.casts:
+            inner = f"cast({inner}, {cast!r})"
+        return f"one_hot({inner}, {self.depth if self.depth is not None else 'DEPTH'})"
 
     @property
     def wrap(self) -> int | None:
@@ -102,6 +111,8 @@ class LambdaInfo:
         text = ", ".join(parts)
         if self.certain:
             return text + " (certain from its saved code)"
+        if self.does_more:
+            return f"Lambda calling one_hot whose code does more ({self.why_not_certain})"
         return text + f" ({self.why_not_certain})" if self.why_not_certain else text
 
 
@@ -152,6 +163,7 @@ def recognise(config: dict) -> LambdaInfo:
     tree, why = _call_tree(code)
     if tree is None:
         info.why_not_certain = why
+        info.does_more = why.startswith("its code does more")
         _depth_from_code_or_config(info, code, config, arguments)
         return info
     _judge(info, tree, code, arguments, defaults, closure)
@@ -355,10 +367,17 @@ def _dtype(ref: _Ref) -> str | None:
 
 def _judge(info: LambdaInfo, tree: _Ref, code, arguments, defaults, closure) -> None:
     """Is ``tree`` exactly one_hot(cast*(x), depth) (optionally cast to a float)? Fill ``info``."""
-    if defaults or closure:
-        info.why_not_certain = "its function has defaults or a closure"
+    if closure:
+        info.why_not_certain = "its function reads variables from an enclosing function"
         return
     params = code.parameters
+    defaults = list(defaults or [])
+    if not all(isinstance(d, int) and not isinstance(d, bool) for d in defaults):
+        info.why_not_certain = "its function has defaults other than integers"
+        return
+    # a parameter with a default counts as given: ``def f(x, num_classes=30)``
+    given = dict(zip(params[len(params) - len(defaults) :], defaults)) if defaults else {}
+    arguments = {**given, **arguments}
     if not params or set(params[1:]) - set(arguments) or set(arguments) - set(params[1:]):
         info.why_not_certain = "its parameters are not its input and its arguments"
         return
@@ -371,31 +390,43 @@ def _judge(info: LambdaInfo, tree: _Ref, code, arguments, defaults, closure) -> 
         positional, keywords = node.parts
         args = positional + [keywords[k] for k in keywords if k == "dtype"]
         if len(args) != 2 or set(keywords) - {"dtype"} or _dtype(args[1]) not in FLOAT_DTYPES:
-            info.why_not_certain = "its result is cast to something other than a float dtype"
+            info.why_not_certain, info.does_more = (
+                "its result is cast to something other than a float dtype",
+                True,
+            )
             return
         node = args[0]
     if not called(node, "one_hot"):
-        info.why_not_certain = "it does not return one_hot(...)"
+        info.why_not_certain, info.does_more = "it does not return one_hot(...)", True
         return
     positional, keywords = node.parts
     allowed = {"num_classes", "depth", "dtype", "axis"}
     if set(keywords) - allowed or len(positional) + len(keywords) < 2:
-        info.why_not_certain = "one_hot has arguments other than the indices and the depth"
+        info.why_not_certain, info.does_more = (
+            "one_hot has arguments other than the indices and the depth",
+            True,
+        )
         return
     indices = positional[0] if positional else keywords.get("indices")
     depth = (
         positional[1] if len(positional) > 1 else keywords.get("num_classes", keywords.get("depth"))
     )
     if len(positional) > 2:
-        info.why_not_certain = "one_hot has more than two positional arguments"
+        info.why_not_certain, info.does_more = (
+            "one_hot has more than two positional arguments",
+            True,
+        )
         return
     axis = keywords.get("axis")
     if axis is not None and not (axis.kind == "const" and axis.value == -1):
-        info.why_not_certain = "one_hot is taken on another axis than the last"
+        info.why_not_certain, info.does_more = (
+            "one_hot is taken on another axis than the last",
+            True,
+        )
         return
     dtype = keywords.get("dtype")
     if dtype is not None and _dtype(dtype) not in FLOAT_DTYPES:
-        info.why_not_certain = "one_hot gives a non-float dtype"
+        info.why_not_certain, info.does_more = "one_hot gives a non-float dtype", True
         return
     if depth is None:
         info.why_not_certain = "one_hot has no depth"
@@ -418,11 +449,12 @@ def _judge(info: LambdaInfo, tree: _Ref, code, arguments, defaults, closure) -> 
         dtype = _dtype(args[1])
         if dtype not in INT_DTYPES:
             info.why_not_certain = f"its indices are cast to {dtype or 'an unknown dtype'}"
+            info.does_more = dtype is not None
             return
         casts.append(dtype)
         indices = args[0]
     if not (indices.kind == "param" and indices.value == params[0]):
-        info.why_not_certain = "one_hot is not applied to the layer's input"
+        info.why_not_certain, info.does_more = "one_hot is not applied to the layer's input", True
         return
     if not all(_module_chain(ref.parts[0]) for ref in _callees(tree)):
         info.why_not_certain = "it calls one_hot or cast of an unknown module"

@@ -109,6 +109,48 @@ def _match(index: GraphIndex, onehot):
     return cast, reshape, matmul, add, weight, bias, shapes
 
 
+def _unshare(graph) -> int:
+    """Give every MatMul fed (through Cast/Reshape) by a one-hot that other nodes read too
+    its own copy of that chain. Equal one-hots (two tables looked up with the same indices)
+    are merged by tf2onnx; fusing needs one chain per MatMul. The copies are appended: the
+    runner's cleanup sorts the graph."""
+    import copy
+
+    index = GraphIndex(graph)
+    count = 0
+    for matmul in [n for n in graph.node if n.op_type == "MatMul"]:
+        chain, node = [], index.producer.get(matmul.input[0])
+        while node is not None and node.op_type in ("Cast", "Reshape"):
+            chain.append(node)
+            node = index.producer.get(node.input[0])
+        if node is None or node.op_type != "OneHot":
+            continue
+        chain.append(node)
+        readers = [
+            [u for u in index.consumers.get(c.output[0], []) if u.op_type != "Shape"] for c in chain
+        ]
+        if all(len(r) <= 1 for r in readers):
+            continue
+        # only where every reader is another such chain: else the one-hot stays anyway
+        if any(u.op_type not in ("Cast", "Reshape", "MatMul") for r in readers for u in r) or any(
+            c.output[0] in index.graph_outputs for c in chain
+        ):
+            continue
+        previous = None
+        for original in reversed(chain):  # from the OneHot down to the MatMul's operand
+            twin = copy.deepcopy(original)
+            twin.name = index.unique(f"{original.name or original.op_type}_copy")
+            twin.output[0] = index.unique(f"{original.output[0]}_copy")
+            if previous is not None:
+                twin.input[0] = previous.output[0]
+            graph.node.append(twin)
+            previous = twin
+        matmul.input[0] = previous.output[0]
+        count += 1
+        index = GraphIndex(graph)
+    return count
+
+
 def apply(model) -> PassResult:
     """Fuse every matching chain of ``model`` (an ``onnx.ModelProto``) in place.
 
@@ -119,6 +161,12 @@ def apply(model) -> PassResult:
 
     result = PassResult(NAME)
     graph = model.graph
+    unshared = _unshare(graph)
+    if unshared:
+        result.applied.append(
+            f"{unshared} MatMul(s) shared a one-hot with others (tf2onnx merges equal ones): "
+            "each now reads its own copy, so each fuses into its own Gather"
+        )
     for onehot in [n for n in graph.node if n.op_type == "OneHot"]:
         index = GraphIndex(graph)
         found = _match(index, onehot)

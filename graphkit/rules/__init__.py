@@ -18,6 +18,7 @@ from graphkit.rules.base import (
     Replacement,
     RewriteContext,
     Rule,
+    Swap,
     applies_to,
 )
 from graphkit.rules.categoryencoding_to_onehot import CategoryEncodingToOneHot
@@ -25,8 +26,12 @@ from graphkit.rules.count_to_embedding import CountToEmbedding
 from graphkit.rules.embedding_to_onehot import EmbeddingToOneHot
 from graphkit.rules.lambda_to_onehot import LambdaToOneHot
 from graphkit.rules.lookup_to_onehot import LookupToOneHot
+from graphkit.rules.onehot_embedding_to_embedding import OneHotEmbeddingToEmbedding
+from graphkit.rules.onehot_reversible_to_embedding import OneHotReversibleToEmbedding
 from graphkit.rules.onehot_to_embedding import OneHotToEmbedding
 from graphkit.rules.repair_time_distributed import RepairTimeDistributed
+from graphkit.rules.reversible_embedding_to_onehot import ReversibleEmbeddingToOneHot
+from graphkit.rules.unwrap_time_distributed_embedding import UnwrapTimeDistributedEmbedding
 
 # The registry, one line per rule. Order matters only among rules of one phase that anchor
 # on the same layer: the engine tries them in this order until one matches.
@@ -36,8 +41,12 @@ RULES: list[Rule] = [
     CountToEmbedding(),  # before the rules that keep count encodings: one finding each
     CategoryEncodingToOneHot(),
     LookupToOneHot(),
+    UnwrapTimeDistributedEmbedding(),  # TD(Embedding) -> Embedding, then converted
+    ReversibleEmbeddingToOneHot(),  # before embedding_to_onehot, which refuses subclasses
     EmbeddingToOneHot(),
     OneHotToEmbedding(),
+    OneHotEmbeddingToEmbedding(),
+    OneHotReversibleToEmbedding(),
 ]
 
 TARGETS = tuple(dict.fromkeys(t for rule in RULES if rule.phase == "convert" for t in rule.targets))
@@ -158,12 +167,17 @@ __all__ = [
     "LambdaToOneHot",
     "LookupToOneHot",
     "Match",
+    "OneHotEmbeddingToEmbedding",
+    "OneHotReversibleToEmbedding",
     "OneHotToEmbedding",
     "Refusal",
     "RepairTimeDistributed",
     "Replacement",
+    "ReversibleEmbeddingToOneHot",
     "RewriteContext",
     "Rule",
+    "Swap",
+    "UnwrapTimeDistributedEmbedding",
     "anchored_by_any",
     "describe_rules",
     "index_range",

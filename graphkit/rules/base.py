@@ -37,6 +37,23 @@ class Chain(Replacement):
         return out
 
 
+class Swap(Replacement):
+    """Put one new layer in the old one's place, called exactly as the old one was.
+
+    Every argument of the original call is passed on (``reverse=True``, ``mask=``,
+    ``training=``...): a Functional rebuild calls the replacement with the node's recorded
+    arguments, so a layer called several ways (``ReversibleEmbedding(x)`` and
+    ``ReversibleEmbedding(h, reverse=True)``) keeps each call. One Swap serves every call
+    site, so the new layer (its variables, a weight tie) is shared as the old one was.
+    """
+
+    def __init__(self, layer):
+        self.layers = [layer]
+
+    def __call__(self, *args, **kwargs):
+        return self.layers[0](*args, **kwargs)
+
+
 class Bypass(Replacement):
     """Remove the layer: its output is its input (the consumer's replacement handles the rest)."""
 

@@ -35,7 +35,15 @@ class EmbeddingToOneHot:
     def anchors(self, layer) -> bool:
         import keras
 
-        return isinstance(layer, keras.layers.Embedding)
+        from graphkit.layers.onehot_embedding import embedding_class
+
+        # graphkit's one-hot twins subclass Embedding but are the one-hot form already;
+        # ReversibleEmbedding is reversible_embedding_to_onehot's (one finding, its reasons)
+        return (
+            isinstance(layer, keras.layers.Embedding)
+            and embedding_class(type(layer)) is None
+            and type(layer) is not keras.layers.ReversibleEmbedding
+        )
 
     def index_range(self, layer) -> tuple[int, bool] | None:
         return (int(layer.input_dim), bool(layer.mask_zero)) if self.anchors(layer) else None
@@ -50,6 +58,11 @@ class EmbeddingToOneHot:
             return Refusal(
                 f"{type(layer).__name__} subclasses Embedding; its call may differ, so it is not rewritten"
             )
+        return self._table_refusal(layer)
+
+    def _table_refusal(self, layer) -> Refusal | None:
+        import keras
+
         if not layer.built:
             return Refusal("the Embedding is not built (it holds no table yet)")
         if getattr(layer, "quantization_mode", None):
@@ -64,6 +77,19 @@ class EmbeddingToOneHot:
                 "the table holds inf or NaN: a one-hot MatMul would turn them into NaN everywhere"
             )
         return None
+
+    def swap(self, layer, ctx):
+        """A drop-in twin for an Embedding held by a custom layer or model (an attribute):
+        ``OneHotEmbedding`` (or ``OneHotReversibleEmbedding``), same config and variable."""
+        from graphkit.layers.onehot_embedding import onehot_class
+        from graphkit.swaps import twin
+
+        cls = onehot_class(type(layer))
+        if cls is None:
+            return Refusal(
+                f"{type(layer).__name__} subclasses Embedding; its call may differ, so it is not rewritten"
+            )
+        return self._table_refusal(layer) or twin(layer, cls)
 
     def rewrite(self, layer, graph, ctx) -> Match:
         import keras

@@ -102,19 +102,17 @@ def test_refuses_embedding_subclass_by_name():
         convert(model, "onehot-dense")
 
 
-def test_hidden_embedding_refused_unless_partial():
+def test_hidden_embeddings_are_swapped_in_place_exactly():
     model = examples.hidden_embedding()
-    with pytest.raises(GraphkitError) as info:
-        convert(model, "onehot-dense")
-    message = str(info.value)
-    assert "token_and_position/token" in message and "token_and_position/position" in message
-    assert "--partial" in message
-    report = convert(model, "onehot-dense", partial=True)
-    assert [f.path for f in report.converted] == ["plain_embedding"]
-    assert {f.path for f in report.refused} == {
+    report = convert(model, "onehot-dense")
+    assert {f.path for f in report.converted} == {
+        "plain_embedding",
         "token_and_position/token",
         "token_and_position/position",
     }
+    layer = report.model.get_layer("token_and_position")
+    assert type(layer.token).__name__ == "OneHotEmbedding"
+    assert type(model.get_layer("token_and_position").token) is keras.layers.Embedding  # a copy
     x = {"tokens": np.array([[1, 2, 3, 4, 5, 6]])}
     assert max_abs_diff(run(model, x), run(report.model, x)) == 0.0
 
@@ -136,8 +134,10 @@ def test_input_model_is_left_independent_by_default():
 
 
 def test_wrapped_embedding_is_refused_as_wrapped():
+    # (a lone TimeDistributed(Embedding) is unwrapped first: unwrap_time_distributed_embedding)
     inp = keras.Input((3, 4), dtype="int32")
-    wrapped = keras.layers.TimeDistributed(keras.layers.Embedding(9, 2), name="td")
+    encoder = keras.Sequential([keras.Input((4,), dtype="int32"), keras.layers.Embedding(9, 2)])
+    wrapped = keras.layers.TimeDistributed(encoder, name="td")
     plain = keras.layers.Embedding(9, 2, name="plain")
     model = keras.Model(inp, [wrapped(inp), plain(inp)])
     with pytest.raises(GraphkitError, match="inside wrapper TimeDistributed 'td'"):

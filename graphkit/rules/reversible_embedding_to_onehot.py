@@ -1,0 +1,101 @@
+"""Rule: ``keras.layers.ReversibleEmbedding`` -> graphkit's ``OneHotReversibleEmbedding``.
+
+A ReversibleEmbedding is called twice in a language model: ``emb(tokens)`` looks rows up,
+``emb(h, reverse=True)`` projects back to logits with the same table (``tie_weights=True``)
+or its own ``reverse_embeddings``. Splitting it into OneHot + Dense would untie the two, so
+it is replaced by one ``OneHotReversibleEmbedding``: same config (``tie_weights``,
+``reverse_dtype``, ``logit_soft_cap``, ``mask_zero``, dtype policy), same variables copied
+bit for bit, the same object at every call site (a ``Swap``, which passes ``reverse=True``
+on). The lookup becomes ``one_hot(x) @ table``, exactly the table's row for
+``0 <= x < input_dim``; the reverse call is unchanged. The parameter count stays the same.
+"""
+
+from __future__ import annotations
+
+from graphkit.rules.base import Match, Refusal, Swap
+
+NAME = "reversible_embedding_to_onehot"
+
+
+def table_refusal(layer, label: str) -> Refusal | None:
+    """Why ``layer``'s table cannot be looked up with a one-hot MatMul (None if it can)."""
+    import keras
+
+    if not layer.built:
+        return Refusal(f"the {label} is not built (it holds no table yet)")
+    if getattr(layer, "quantization_mode", None):
+        return Refusal(
+            f"the {label} is quantized ({layer.quantization_mode}); graphkit converts float "
+            "tables only"
+        )
+    if getattr(layer, "lora_enabled", False):
+        return Refusal(f"the {label} has LoRA enabled; merge or disable LoRA first")
+    # reduced where the table lives: no copy of it
+    if not bool(keras.ops.all(keras.ops.isfinite(layer.embeddings))):
+        return Refusal(
+            "the table holds inf or NaN: a one-hot MatMul would turn them into NaN everywhere"
+        )
+    return None
+
+
+def twin(layer, cls: type):
+    """A built ``cls`` layer with ``layer``'s config and its variables, bit for bit."""
+    new = cls.from_config(layer.get_config())
+    new.build()
+    old = {v.path.split("/")[-1]: v for v in layer.weights}
+    for variable in new.weights:  # by name: embeddings, and reverse_embeddings if untied
+        variable.assign(old[variable.path.split("/")[-1]])
+    new.trainable = layer.trainable
+    return new
+
+
+class ReversibleEmbeddingToOneHot:
+    name = NAME
+    summary = (
+        "ReversibleEmbedding -> OneHotReversibleEmbedding (lookup one_hot(x) @ table, reverse "
+        "call unchanged), one layer at every call site: the tie stays, variables bit for bit"
+    )
+    targets = ("onehot-dense",)
+    phase = "convert"
+    source = "embedding"
+    anchor_label = "ReversibleEmbedding"
+    optional = False
+    exact = True
+    inspect = {
+        "label": "ReversibleEmbedding",
+        "role": "embedding",
+        "yes": "convertible",
+        "becomes": "-> OneHotReversibleEmbedding",
+        "no": "not convertible",
+    }
+
+    def anchors(self, layer) -> bool:
+        import keras
+
+        return type(layer) is keras.layers.ReversibleEmbedding
+
+    def index_range(self, layer) -> tuple[int, bool] | None:
+        return (int(layer.input_dim), bool(layer.mask_zero)) if self.anchors(layer) else None
+
+    def covers(self, layer, graph) -> list[str]:
+        return []
+
+    def check(self, layer, graph) -> Refusal | None:
+        return table_refusal(layer, "ReversibleEmbedding")
+
+    def swap_check(self, layer) -> Refusal | None:
+        return table_refusal(layer, "ReversibleEmbedding")
+
+    def swap(self, layer, ctx):
+        """The twin of a ReversibleEmbedding that a custom layer holds as an attribute."""
+        from graphkit.layers import OneHotReversibleEmbedding
+
+        return self.swap_check(layer) or twin(layer, OneHotReversibleEmbedding)
+
+    def rewrite(self, layer, graph, ctx) -> Match:
+        new = self.swap(layer, ctx)  # same name: it takes the place of the old layer
+        return Match(
+            replacements={id(layer): Swap(new)},
+            new_layer_names=[new.name],
+            replaced_names=[layer.name],
+        )
