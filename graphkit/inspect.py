@@ -144,8 +144,12 @@ def _children(model) -> list[tuple[str, Any]]:
     """(name, layer) of ``model``'s direct sublayers: by layer name in a graph model, by
     attribute path (``token_emb``, ``fields[0]``) in a custom layer or subclassed model,
     as conversion reports them."""
+    import keras
+
     if is_graph_model(model):
         return [(layer.name, layer) for layer in model.layers]
+    if isinstance(model, keras.layers.Wrapper):  # named as the engine names them
+        return [(layer.name, layer) for layer in _keras_api.flatten_layers(model, recursive=False)]
     from graphkit.swaps import attribute_path
 
     named, seen = [], set()
@@ -218,6 +222,21 @@ def _raw_output_names(model) -> list[str]:
     return [f"output_{i}" for i in range(len(outputs))]
 
 
+def _unwrapped_rows(rows: list[LayerRow], unwrapped: list[str]) -> dict[str, int]:
+    """A layer inside a wrapper that a normalising rule removes is converted afterwards:
+    say so instead of the "inside wrapper" refusal of the dry run on the original model."""
+    flipped: dict[str, int] = {}
+    for row in rows:
+        outer = next((p for p in unwrapped if row.path.startswith(p + "/")), None)
+        if outer is not None and "inside wrapper" in row.mark:
+            label = row.mark.split(",", 1)[0]
+            flipped[row.rule] = flipped.get(row.rule, 0) + 1
+            row.convertible = True
+            row.detail = f"converted once {outer} is unwrapped"
+            row.mark = f"{label}, {row.detail}"
+    return flipped
+
+
 def inspect_model(model, *, unsafe: bool = False, imports=(), onehot_lambdas=()) -> InspectReport:
     """Describe ``model`` (a Keras model or a path) and mark what graphkit can convert.
 
@@ -275,6 +294,7 @@ def inspect_model(model, *, unsafe: bool = False, imports=(), onehot_lambdas=())
             row.mark = f"Lambda, adopted as OneHot ({how})" if how else "Lambda, adopted as OneHot"
 
     counts = []
+    normalised: list[str] = []
     for rule in RULES:  # each rule's check only (dry run): nothing is built or copied
         plan = Plan([rule], RewriteContext(all_layer_names(model)), dry_run=True)
         plan.analyze(model)
@@ -286,6 +306,8 @@ def inspect_model(model, *, unsafe: bool = False, imports=(), onehot_lambdas=())
                 row = by_path[f.path] = LayerRow(f.path, f.layer_class, "?", 0)
                 rows.append(row)
             ok = f.status in REWRITTEN
+            if ok and rule.phase == "normalise":
+                normalised.append(f.path)
             mark = (
                 f"{how['label']}, {how['yes']} {how['becomes']}"
                 if ok
@@ -310,7 +332,7 @@ def inspect_model(model, *, unsafe: bool = False, imports=(), onehot_lambdas=())
                     else:
                         member.mark = f"{mark}; {member.mark}"
         found = len(plan.findings)
-        if found or rule.phase == "convert":  # the forms are always counted, even at 0
+        if found:
             ok_count = sum(1 for f in plan.findings if f.status in REWRITTEN)
             counts.append((rule.name, group, how["yes"], found, ok_count))
 
@@ -322,6 +344,8 @@ def inspect_model(model, *, unsafe: bool = False, imports=(), onehot_lambdas=())
             view = functional_view(model, source)
         except GraphkitError as exc:
             notes.append(str(exc))
+    flipped = _unwrapped_rows(rows, normalised)
+    counts = [(n, lab, yes, found, ok + flipped.get(n, 0)) for n, lab, yes, found, ok in counts]
     inputs = [
         {"name": t.name, "shape": list(t.shape), "dtype": str(t.dtype)}
         for t in getattr(view, "inputs", None) or []

@@ -273,6 +273,13 @@ def load_model(
             message = f"cannot load the model: {one_line(_lambda_cause(exc))}"
         if hint and unsafe and about_lambda:
             message = f"cannot load a Lambda: {hint}"
+        elif adoptions and adoptions[0].adopted:
+            adopted = ", ".join(
+                f"{i.name!r} as OneHot({i.depth})"
+                for i in adoptions[0].infos
+                if i.name in adoptions[0].adopted
+            )
+            message += f" (with Lambda {adopted}: is that depth right?)"
         elif hint and about_lambda:
             message = (
                 f"refused in safe mode: {hint}; pass --unsafe only if you trust this file "
@@ -350,7 +357,7 @@ def _report_adoptions(model, adoption, notes, findings) -> None:
                 rule="onehot_lambda",
                 status="normalised",
                 new_layers=[name],
-                notes=[n for n in adoption.notes if n.startswith(f"Lambda {name!r}")],
+                notes=[n for n in adoption.notes if f"Lambda {name!r}" in n],
             )
         )
 

@@ -348,3 +348,92 @@ def test_inspect_marks_lambdas(tmp_path):
     assert result.exit_code == 0, result.output
     (row,) = [r for r in json.loads(result.stdout)["layers"] if r["path"] == "onehot_fn"]
     assert row["role"] == "lambda" and "pass --onehot-lambda onehot_fn" in row["detail"]
+
+
+# --- what a trial as a new user found ------------------------------------------------------
+
+
+def _keras3_lambda_model(path, fn, depth=10, name="lam"):
+    tokens = keras.Input((6,), dtype="int32", name="tokens")
+    h = keras.layers.Lambda(fn, name=name)(tokens)
+    out = keras.layers.Dense(2, name="head")(h)
+    model = keras.Model(tokens, out)
+    rng = np.random.default_rng(0)
+    for w in model.weights:
+        w.assign(rng.normal(size=w.shape).astype("float32"))
+    model.save(path)
+    return model
+
+
+def test_code_that_does_more_is_never_hinted_and_a_forced_adoption_warns(tmp_path):
+    src = tmp_path / "half.keras"
+    _keras3_lambda_model(src, lambda x: ops.one_hot(x, 10) * 0.5)
+    result = invoke("convert", src, "--to", "embedding", "-o", tmp_path / "a.keras")
+    assert result.exit_code == 2
+    assert "is not a plain one-hot" in result.stderr and "--onehot-lambda" not in result.stderr
+    forced = invoke(
+        "convert", src, "--to", "embedding", "-o", tmp_path / "b.keras", "--onehot-lambda", "lam"
+    )
+    assert forced.exit_code == 0 and "WARNING: Lambda 'lam'" in forced.stdout
+    # the reference is adopted too: verify says so, and --unsafe shows the real difference
+    same = invoke("verify", src, tmp_path / "b.keras", "--onehot-lambda", "lam")
+    assert "ran as graphkit's OneHot, not as their own code" in same.stdout
+    real = invoke("verify", src, tmp_path / "b.keras", "--unsafe")
+    assert real.exit_code == 1, real.output
+
+
+def test_keras3_ops_lambda_runs_under_unsafe_and_is_proven(tmp_path):
+    src = tmp_path / "ops.keras"
+    model = _keras3_lambda_model(src, lambda x: ops.one_hot(ops.cast(x, "int32"), 10))
+    out = tmp_path / "o.keras"
+    report = convert_file(src, "embedding", out, unsafe=True)
+    assert "proven by running it" in report.format()
+    x = np.arange(12).reshape(2, 6).astype("int32") % 10
+    np.testing.assert_array_equal(keras.saving.load_model(out)(x), model(x))
+
+
+def test_integer_default_argument_is_a_certain_depth(tmp_path):
+    src = tmp_path / "default.keras"
+    model = _keras3_lambda_model(src, lambda x, n=10: ops.one_hot(x, n))
+    loaded = load_model(src)
+    assert isinstance(loaded.get_layer("lam"), OneHot) and loaded.get_layer("lam").input_dim == 10
+    x = np.arange(12).reshape(2, 6).astype("int32") % 10
+    np.testing.assert_array_equal(loaded(x), model(x))
+
+
+def test_a_depth_that_does_not_fit_the_next_kernel_is_refused(tmp_path):
+    src = tmp_path / "m.keras"
+    _keras3_lambda_model(src, lambda x: ops.one_hot(x, 10))
+    for depth in ("9", "11"):
+        result = invoke(
+            "convert",
+            src,
+            "--to",
+            "onehot-dense",
+            "-o",
+            tmp_path / "x.keras",
+            "--onehot-lambda",
+            f"lam={depth}",
+        )
+        assert result.exit_code == 2 and "is that depth right?" in result.stderr, result.output
+        assert f"with Lambda 'lam' as OneHot({depth})" in result.stderr
+        assert "Traceback" not in result.output
+    huge = invoke("inspect", src, "--onehot-lambda", "lam=99999999999")
+    assert huge.exit_code == 2 and "past the int32 index range" in huge.stderr
+    assert not (tmp_path / "x.keras").exists()
+
+
+def test_a_wrong_depth_for_a_keras2_recipe_names_the_right_one(tmp_path):
+    result = invoke(
+        "convert",
+        FIXTURES / "recipe_td_dense.h5",
+        "--to",
+        "onehot-dense",
+        "-o",
+        tmp_path / "x.keras",
+        "--onehot-lambda",
+        "lambda=99",
+    )
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output and not (tmp_path / "x.keras").exists()
+    assert "depth" in result.stderr and "100" in result.stderr

@@ -159,6 +159,13 @@ def verify(
         if progress is not None:
             progress(done, total)
     notes = list(dict.fromkeys([*ref.notes, *cand.notes]))  # verify(m, m): once
+    for label, adopted in (("reference", lambdas[0]), ("candidate", lambdas[1])):
+        if adopted:
+            notes.append(
+                f"--onehot-lambda: the {label}'s Lambda(s) {', '.join(map(repr, adopted))} ran "
+                "as graphkit's OneHot, not as their own code; `--unsafe` (without the flag) "
+                "compares with what their code computes"
+            )
     if inputs is None:
         first = batch_plan(specs, samples, batch_size, seq_len)[0]
         if first != min(batch_size, samples):
