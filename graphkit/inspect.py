@@ -308,8 +308,11 @@ def inspect_model(model, *, unsafe: bool = False, imports=(), onehot_lambdas=())
             ok = f.status in REWRITTEN
             if ok and rule.phase == "normalise":
                 normalised.append(f.path)
+            becomes = how["becomes"]
+            if ok and any("swapped in place" in note for note in f.notes):
+                becomes = "-> its one-hot twin, swapped in place (a custom layer's attribute)"
             mark = (
-                f"{how['label']}, {how['yes']} {how['becomes']}"
+                f"{how['label']}, {how['yes']} {becomes}"
                 if ok
                 else f"{how['label']}, {how['no']}: {f.reason}"
             )

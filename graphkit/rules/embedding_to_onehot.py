@@ -16,7 +16,8 @@ NAME = "embedding_to_onehot"
 class EmbeddingToOneHot:
     name = NAME
     summary = (
-        "Embedding -> OneHot + TimeDistributed(Dense(use_bias=False)), table copied bit for bit"
+        "Embedding -> OneHot + TimeDistributed(Dense(use_bias=False)), table copied bit for bit "
+        "(held by a custom layer or subclassed model: swapped in place for OneHotEmbedding)"
     )
     targets = ("onehot-dense",)
     phase = "convert"
@@ -77,6 +78,16 @@ class EmbeddingToOneHot:
                 "the table holds inf or NaN: a one-hot MatMul would turn them into NaN everywhere"
             )
         return None
+
+    def swap_check(self, layer) -> Refusal | None:
+        """``swap``'s checks, without building anything (for ``inspect``)."""
+        from graphkit.layers.onehot_embedding import onehot_class
+
+        if onehot_class(type(layer)) is None:
+            return Refusal(
+                f"{type(layer).__name__} subclasses Embedding; its call may differ, so it is not rewritten"
+            )
+        return self._table_refusal(layer)
 
     def swap(self, layer, ctx):
         """A drop-in twin for an Embedding held by a custom layer or model (an attribute):

@@ -50,6 +50,9 @@ class OneHotEmbeddingToEmbedding:
             return Refusal("it has LoRA enabled; merge or disable LoRA first")
         return None
 
+    def swap_check(self, layer) -> Refusal | None:
+        return self.check(layer, None)
+
     def swap(self, layer, ctx):
         import keras
 
