@@ -237,3 +237,24 @@ def consumers_of(layer) -> list:
 def keras_mask(tensor):
     """The Keras mask a (symbolic or eager) tensor carries, or None."""
     return getattr(tensor, "_keras_mask", None)
+
+
+def shape_outputs(model, inputs: list, failed: list):
+    """Run ``model``'s graph on KerasTensors through each operation's ``compute_output_spec``:
+    Keras' shape rules only, nothing computed. ``inputs`` in ``model.inputs`` order; an
+    operation that raises is appended to ``failed`` before the error propagates."""
+    graph = functional_graph(model)
+
+    def rules_of(op):
+        spec = op.compute_output_spec
+
+        def call(*args, **kwargs):
+            try:
+                return spec(*args, **kwargs)
+            except Exception:
+                failed.append(op)
+                raise
+
+        return call
+
+    return graph._run_through_graph(inputs, operation_fn=rules_of)

@@ -11,6 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from graphkit.errors import GraphkitError
+from graphkit.progress import Progress, as_progress
+
+DEFAULT_SEQ_LEN = 64
 
 
 @dataclass
@@ -87,15 +90,24 @@ class BenchReport:
         return "\n".join(lines)
 
 
-def time_calls(fn: Callable[[], Any], runs: int, warmup: int) -> tuple[float, float]:
-    """Median and 90th percentile wall time of ``fn()`` in milliseconds, after ``warmup`` calls."""
-    for _ in range(warmup):
+def time_calls(
+    fn: Callable[[], Any], runs: int, warmup: int, progress: Progress | None = None
+) -> tuple[float, float]:
+    """Median and 90th percentile wall time of ``fn()`` in milliseconds, after ``warmup`` calls.
+
+    ``progress`` hears each call (warm-up included), outside the timed span."""
+    total = warmup + runs
+    for i in range(warmup):
         fn()
+        if progress is not None:
+            progress.advance(i + 1, total)
     samples = []
-    for _ in range(runs):
+    for i in range(runs):
         start = time.perf_counter()
         fn()
         samples.append((time.perf_counter() - start) * 1000.0)
+        if progress is not None:
+            progress.advance(warmup + i + 1, total)
     samples.sort()
     p90 = samples[min(len(samples) - 1, int(round(0.9 * (len(samples) - 1))))]
     return statistics.median(samples), p90
@@ -107,11 +119,22 @@ def _variant_of(model) -> str:
     return variant_of(model) or "model"
 
 
+def check_bench_options(
+    *, batch: int = 1, seq_len: int | None = None, runs: int = 1, warmup: int = 0
+) -> None:
+    """bench's numbers; cheap (the CLI checks them before importing TensorFlow)."""
+    for flag, value in (("--batch", batch), ("--seq-len", seq_len), ("--runs", runs)):
+        if value is not None and int(value) < 1:
+            raise GraphkitError(f"{flag} must be at least 1, got {value}")
+    if warmup < 0:
+        raise GraphkitError(f"warmup must be at least 0, got {warmup}")
+
+
 def bench(
     model,
     *,
     batch: int = 32,
-    seq_len: int = 64,
+    seq_len: int | None = None,
     runs: int = 30,
     warmup: int = 5,
     provider: str = "cpu",
@@ -119,26 +142,35 @@ def bench(
     unsafe: bool = False,
     imports=(),
     onehot_lambdas=(),
-    progress: Callable[[str], None] | None = None,
+    progress: Callable[[str], None] | Progress | None = None,
 ) -> BenchReport:
-    """Time Keras (the checked trace, or eager) and onnxruntime for ``model`` (and its other variant where it has one)."""
-    from graphkit.backends import KerasBackend, OnnxBackend, open_backend
-    from graphkit.verification import has_variable_axes, synthesize
+    """Time Keras (the checked trace, or eager) and onnxruntime for ``model`` (and its other variant where it has one).
 
-    if batch < 1 or seq_len < 1 or runs < 1 or warmup < 0:
-        raise GraphkitError("--batch, --seq-len and --runs must be at least 1")
-    say = progress or (lambda message: None)
+    Variable axes are ``seq_len`` long; None: 64, or the length the model needs (noted).
+    ``progress``: a ``graphkit.progress.Progress``, or a function called with each step.
+    """
+    from graphkit.backends import KerasBackend, OnnxBackend, open_backend
+    from graphkit.verification import fit_seq_len, has_variable_axes, synthesize
+
+    check_bench_options(batch=batch, seq_len=seq_len, runs=runs, warmup=warmup)
+    say = as_progress(progress)
     source = (
         str(model) if isinstance(model, (str, os.PathLike)) else f"<keras model {model.name!r}>"
     )
+    if isinstance(model, (str, os.PathLike)):
+        say.step(f"loading {model}")
     if isinstance(model, (str, os.PathLike)) and Path(model).suffix.lower() == ".onnx":
         backend = OnnxBackend(model, provider=provider)
-        report = BenchReport(source, batch, seq_len, runs, provider)
-        data = next(synthesize(backend.inputs, batch, batch, seq_len, 0))
+        choice = fit_seq_len(
+            [("model", backend)], backend.inputs, seq_len, default=DEFAULT_SEQ_LEN, progress=say
+        )
+        report = BenchReport(source, batch, choice.length, runs, provider)
+        report.notes += [choice.note] if choice.note else []
+        data = next(synthesize(backend.inputs, batch, batch, choice.length, 0))
         report.fed = {k: (v.shape, str(v.dtype)) for k, v in data.items()}
         report.variable_axes = has_variable_axes(backend.inputs)
-        say("timing onnxruntime")
-        med, p90 = time_calls(lambda: backend.run(data), runs, warmup)
+        say.step(f"timing onnxruntime ({runs} runs)")
+        med, p90 = time_calls(lambda: backend.run(data), runs, warmup, say)
         report.rows.append(BenchRow("model", f"onnxruntime {provider}", med, p90))
         return report
 
@@ -146,7 +178,16 @@ def bench(
         model, unsafe=unsafe, imports=imports, onehot_lambdas=onehot_lambdas
     )
     assert isinstance(keras_backend, KerasBackend)
+    choice = fit_seq_len(
+        [("model", keras_backend)],
+        keras_backend.inputs,
+        seq_len,
+        default=DEFAULT_SEQ_LEN,
+        progress=say,
+    )
+    seq_len = choice.length
     report = BenchReport(source, batch, seq_len, runs, provider)
+    report.notes += [choice.note] if choice.note else []
     data = next(synthesize(keras_backend.inputs, batch, batch, seq_len, 0))
     report.fed = {k: (v.shape, str(v.dtype)) for k, v in data.items()}
     report.variable_axes = has_variable_axes(keras_backend.inputs)
@@ -166,7 +207,7 @@ def bench(
     if both_variants and other is not None:
         from graphkit.conversion import convert
 
-        say(f"converting to {other}")
+        say.step(f"converting to {other}")
         try:
             variants[other] = convert(base, other, partial=True, copy=True).model
         except GraphkitError as exc:
@@ -179,9 +220,10 @@ def bench(
         # What verify and export compare with: the traced function where it agrees with the
         # eager call, else the eager call (see KerasBackend).
         runner = keras_backend if variants[name] is base else KerasBackend(variants[name])
-        say(f"checking and timing Keras ({name})")
+        say.step(f"checking Keras' traced function ({name})")
         runner.run(data)
-        med, p90 = time_calls(lambda r=runner: r.run(data), runs, warmup)
+        say.step(f"timing Keras ({name}, {runs} runs)")
+        med, p90 = time_calls(lambda r=runner: r.run(data), runs, warmup, say)
         report.rows.append(BenchRow(name, f"keras {runner.mode}", med, p90))
         report.notes += runner.notes
 
@@ -194,14 +236,14 @@ def bench(
             if name == "onehot-dense":
                 options.append((f"{name} --fuse-onehot", {"fuse_onehot": True}))
             for label, kwargs in options:
-                say(f"exporting {label} to ONNX")
+                say.step(f"exporting {label} to ONNX and checking it")
                 path = Path(tmp) / f"{label.replace(' ', '_')}.onnx"
                 exported = export_onnx(
                     variants[name], path, verify=True, samples=16, seq_len=seq_len, **kwargs
                 )
                 backend = OnnxBackend(path, provider=provider)
-                say(f"timing onnxruntime ({label})")
-                med, p90 = time_calls(lambda b=backend: b.run(data), runs, warmup)
+                say.step(f"timing onnxruntime ({label}, {runs} runs)")
+                med, p90 = time_calls(lambda b=backend: b.run(data), runs, warmup, say)
                 report.rows.append(
                     BenchRow(label, f"onnxruntime {provider}", med, p90, exported.nodes)
                 )

@@ -91,17 +91,38 @@ def cli_command(func):
 def progress(message: str):
     """A transient spinner on stderr when it is a terminal; silent otherwise."""
     if sys.stderr.isatty():
-        from rich.console import Console
+        from graphkit._terminal import status
 
-        with Console(stderr=True).status(message):
+        with status(message):
             yield
     else:
         yield
 
 
-def _tensorflow():
+@contextlib.contextmanager
+def _live(first: str):
+    """Yield a ``graphkit.progress.Progress`` for the library to report to: on a terminal a
+    transient line on stderr (spinner, step, bar and count where the step counts, time
+    elapsed), elsewhere nothing; stdout, and so ``--json``, stays clean either way."""
+    if not sys.stderr.isatty():
+        from graphkit.progress import SILENT
+
+        yield SILENT
+        return
+    from graphkit._terminal import live_progress
+
+    with live_progress(first) as shown:
+        yield shown
+
+
+def _tensorflow(shown=None):
+    """Import TensorFlow quietly; ``shown``: the live progress line to say so on."""
     from graphkit._tf import quiet_tensorflow
 
+    if shown is not None:
+        shown.step("starting TensorFlow")
+        quiet_tensorflow()
+        return
     with progress("starting TensorFlow..."):
         quiet_tensorflow()
 
@@ -164,13 +185,15 @@ def convert(
 
     if to not in TARGETS:
         raise GraphkitError(f"--to {to!r}: expected one of: {', '.join(TARGETS)}")
+    from graphkit.conversion import planned_output
     from graphkit.io import check_model_file
 
     check_model_file(model)  # fail fast, before paying for TensorFlow
-    _tensorflow()
-    from graphkit.conversion import convert_file
+    planned_output(model, to, output, force=force)
+    with _live("starting TensorFlow") as shown:
+        _tensorflow(shown)
+        from graphkit.conversion import convert_file
 
-    with progress(f"converting {model} to {to}..."):
         report = convert_file(
             model,
             to,
@@ -181,6 +204,7 @@ def convert(
             imports=imports or (),
             onehot_lambdas=onehot_lambdas or (),
             unwrap_indices=unwrap_indices,
+            progress=shown,
         )
     if json_out:
         typer.echo(json.dumps(report.to_dict(), indent=2))
@@ -255,7 +279,13 @@ def verify(
     ] = None,
     samples: Annotated[int, typer.Option("--samples", help="Synthesized samples.")] = 256,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Samples per batch.")] = 32,
-    seq_len: Annotated[int, typer.Option("--seq-len", help="Length of variable (None) axes.")] = 16,
+    seq_len: Annotated[
+        Optional[int],  # noqa: UP045
+        typer.Option(
+            "--seq-len",
+            help="Length of variable (None) axes [default: 16, or the length the models need].",
+        ),
+    ] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed for synthesized inputs.")] = 0,
     rtol: Annotated[
         Optional[float],  # noqa: UP045
@@ -282,17 +312,22 @@ def verify(
     json_out: JsonOut = False,
 ) -> None:
     """Check that two models compute the same thing. Exit 0 equivalent, 1 not, 2 bad input."""
+    from graphkit.verification import check_options
+
     _check_provider(provider)
+    check_options(samples=samples, batch_size=batch_size, seq_len=seq_len, rtol=rtol, atol=atol)
     for path in (reference, candidate):
         _check_any_model_file(path)
+    if inputs is not None:
+        _check_inputs_file(inputs)
     if junit is not None:
         from graphkit.io import check_output_path
 
         check_output_path(junit, force=True)
-    _tensorflow()
-    from graphkit.verification import verify as run_verify
+    with _live("starting TensorFlow") as shown:
+        _tensorflow(shown)
+        from graphkit.verification import verify as run_verify
 
-    with _progress_bar("comparing") as advance:
         report = run_verify(
             reference,
             candidate,
@@ -307,7 +342,7 @@ def verify(
             unsafe=unsafe,
             imports=imports or (),
             onehot_lambdas=onehot_lambdas or (),
-            progress=advance,
+            progress=shown,
         )
     if junit is not None:
         _write_text(junit, report.to_junit())
@@ -336,35 +371,20 @@ def _check_any_model_file(path: Path) -> None:
     check_model_file(path)
 
 
+def _check_inputs_file(path: Path) -> None:
+    """An --inputs file that cannot be one answers before TensorFlow's import."""
+    from graphkit.backends import check_file_exists
+
+    if path.suffix.lower() not in (".npz", ".npy"):
+        raise GraphkitError(f"{path}: inputs must be a .npz or .npy file")
+    check_file_exists(path, "a .npz/.npy file")
+
+
 def _write_text(path: Path, text: str) -> None:
     from graphkit.io import atomic_output
 
     with atomic_output(path, force=True) as tmp:
         tmp.write_text(text, encoding="utf-8")
-
-
-@contextlib.contextmanager
-def _progress_bar(label: str):
-    """Yield ``advance(done, total)``; draws a bar on stderr when it is a terminal."""
-    if not sys.stderr.isatty():
-        yield lambda done, total: None
-        return
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-
-    with Progress(
-        TextColumn(label),
-        BarColumn(),
-        MofNCompleteColumn(),
-        console=Console(stderr=True),
-        transient=True,
-    ) as bar:
-        task = bar.add_task(label, total=None)
-
-        def advance(done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total)
-
-        yield advance
 
 
 @app.command()
@@ -404,13 +424,52 @@ def export(
             help="Same as --pass lower_gather: Gather on a constant table -> OneHot -> MatMul.",
         ),
     ] = False,
+    index_dtype: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option(
+            "--index-dtype",
+            metavar="int32",
+            help="Make every Gather/OneHot index int32, and int64 inputs that only feed indices "
+            "(NNAPI, QNN, WebNN, TensorRT); an int64 input read as data is refused. "
+            "[default: the model's own types]",
+        ),
+    ] = None,
+    fixed_shapes: Annotated[
+        Optional[list[str]],  # noqa: UP045
+        typer.Option(
+            "--fixed-shape",
+            metavar="NAME=DIMS",
+            help="Fix input NAME to DIMS (tokens=2x160; repeatable) and fold the shape "
+            "arithmetic, so that no dimension stays dynamic; the check feeds that batch size.",
+        ),
+    ] = None,
     no_verify: Annotated[
         bool, typer.Option("--no-verify", help="Skip the onnxruntime-vs-Keras check after export.")
     ] = False,
-    samples: Annotated[int, typer.Option("--samples", help="Samples for the check.")] = 64,
+    external_data: Annotated[
+        Optional[bool],  # noqa: UP045
+        typer.Option(
+            "--external-data/--no-external-data",
+            help="Weights in OUT.onnx.data beside the model [default: when over 1 GiB].",
+        ),
+    ] = None,
+    inputs: Annotated[
+        Optional[Path],  # noqa: UP045
+        typer.Option(
+            "--inputs", help="Check on these inputs: .npz keyed by input name, or .npy for one."
+        ),
+    ] = None,
+    samples: Annotated[
+        int, typer.Option("--samples", help="Synthesized samples for the check.")
+    ] = 64,
     seq_len: Annotated[
-        int, typer.Option("--seq-len", help="Length of variable axes in the check.")
-    ] = 16,
+        Optional[int],  # noqa: UP045
+        typer.Option(
+            "--seq-len",
+            help="Length of variable axes in the check [default: 16, or the length the model "
+            "needs].",
+        ),
+    ] = None,
     force: Annotated[
         bool, typer.Option("--force", help="Overwrite an existing output file.")
     ] = False,
@@ -423,9 +482,12 @@ def export(
     if not onnx:
         raise GraphkitError("choose the export format: --onnx")
     from graphkit.io import check_model_file
-    from graphkit.onnx_passes import resolve_passes
+    from graphkit.onnx_passes import fix_shapes, int32_indices, resolve_passes
 
-    # a mistyped or conflicting --pass fails now, not after TensorFlow's import
+    # a mistyped or conflicting --pass, or a bad deployment option, fails now, not after
+    # TensorFlow's import (input names are checked once the model is loaded)
+    int32_indices.check_index_dtype(index_dtype)
+    shapes = fix_shapes.parse_fixed_shapes(fixed_shapes or ())
     resolve_passes(
         list(
             dict.fromkeys(
@@ -433,16 +495,22 @@ def export(
                     *(passes or ()),
                     *(["fuse_onehot"] if fuse_onehot else []),
                     *(["lower_gather"] if lower_gather else []),
+                    *([int32_indices.NAME] if index_dtype else []),
+                    *([fix_shapes.NAME] if shapes else []),
                 ]
             )
-        )
+        ),
+        params={fix_shapes.NAME: {"shapes": shapes}} if shapes else None,
     )
     check_model_file(model)
-    _tensorflow()
-    from graphkit.onnx_export import NotEquivalentError, export_onnx
+    from graphkit.onnx_export import NotEquivalentError, check_export_options, export_onnx
 
+    check_export_options(model, output, force=force, samples=samples, seq_len=seq_len, opset=opset)
+    if inputs is not None:
+        _check_inputs_file(inputs)
     try:
-        with progress(f"exporting {model} to ONNX..."):
+        with _live("starting TensorFlow") as shown:
+            _tensorflow(shown)
             report = export_onnx(
                 model,
                 output,
@@ -451,12 +519,17 @@ def export(
                 fuse_onehot=fuse_onehot,
                 lower_gather=lower_gather,
                 verify=not no_verify,
+                external_data=external_data,
+                index_dtype=index_dtype,
+                fixed_shapes=shapes or None,
                 force=force,
                 samples=samples,
                 seq_len=seq_len,
+                inputs=inputs,
                 unsafe=unsafe,
                 imports=imports or (),
                 onehot_lambdas=onehot_lambdas or (),
+                progress=shown,
             )
     except NotEquivalentError as exc:
         if json_out:
@@ -492,7 +565,8 @@ def run_onnx(
     """Run an ONNX model in onnxruntime on inputs from a file."""
     from graphkit.run import run_model
 
-    report = run_model(model, inputs, output, provider=provider, force=force)
+    with progress(f"running {model} in onnxruntime..."):
+        report = run_model(model, inputs, output, provider=provider, force=force)
     typer.echo(json.dumps(report.to_dict(), indent=2) if json_out else report.format())
 
 
@@ -501,7 +575,13 @@ def run_onnx(
 def bench(
     model: Annotated[Path, typer.Argument(help="Keras model (.keras/.h5) or ONNX model.")],
     batch: Annotated[int, typer.Option("--batch", help="Batch size.")] = 32,
-    seq_len: Annotated[int, typer.Option("--seq-len", help="Length of variable axes.")] = 64,
+    seq_len: Annotated[
+        Optional[int],  # noqa: UP045
+        typer.Option(
+            "--seq-len",
+            help="Length of variable axes [default: 64, or the length the model needs].",
+        ),
+    ] = None,
     runs: Annotated[int, typer.Option("--runs", help="Timed runs per row.")] = 30,
     provider: Annotated[
         str, typer.Option("--provider", help="onnxruntime provider: cpu or cuda.")
@@ -512,12 +592,15 @@ def bench(
     json_out: JsonOut = False,
 ) -> None:
     """Median and p90 latency: Keras (checked trace), onnxruntime, both variants, fused and not."""
-    _check_provider(provider)
-    _check_any_model_file(model)
-    _tensorflow()
-    from graphkit.bench import bench as run_bench
+    from graphkit.bench import check_bench_options
 
-    with _status() as say:
+    _check_provider(provider)
+    check_bench_options(batch=batch, seq_len=seq_len, runs=runs)
+    _check_any_model_file(model)
+    with _live("starting TensorFlow") as shown:
+        _tensorflow(shown)
+        from graphkit.bench import bench as run_bench
+
         report = run_bench(
             model,
             batch=batch,
@@ -527,21 +610,9 @@ def bench(
             unsafe=unsafe,
             imports=imports or (),
             onehot_lambdas=onehot_lambdas or (),
-            progress=say,
+            progress=shown,
         )
     typer.echo(json.dumps(report.to_dict(), indent=2) if json_out else report.format())
-
-
-@contextlib.contextmanager
-def _status():
-    """Yield ``say(message)``: a live status line on stderr when it is a terminal."""
-    if not sys.stderr.isatty():
-        yield lambda message: None
-        return
-    from rich.console import Console
-
-    with Console(stderr=True).status("working...") as status:
-        yield lambda message: status.update(message)
 
 
 def main() -> None:

@@ -234,6 +234,23 @@ def default_output_path(source: str | os.PathLike, to: str, suffix: str = ".kera
     return src.with_name(f"{src.stem}.{to}{suffix}")
 
 
+def planned_output(
+    source: str | os.PathLike, to: str, output: str | os.PathLike | None, *, force: bool = False
+) -> Path:
+    """The file ``convert_file`` will write, checked (target, extension, an existing file, its
+    folder, not the input itself). Cheap: the CLI runs it before importing TensorFlow."""
+    from graphkit.io import check_output_path, model_format
+
+    if to not in TARGETS:
+        raise GraphkitError(f"unknown target {to!r}; expected one of: {', '.join(TARGETS)}")
+    out = Path(output) if output is not None else default_output_path(source, to)
+    model_format(out)
+    check_output_path(out, force=force)
+    if Path(source).exists() and out.exists() and out.resolve() == Path(source).resolve():
+        raise GraphkitError(f"{out}: is the input file; choose another output path")
+    return out
+
+
 def convert_file(
     source: str | os.PathLike,
     to: str,
@@ -245,21 +262,19 @@ def convert_file(
     imports=(),
     onehot_lambdas=(),
     unwrap_indices: bool = False,
+    progress=None,
 ) -> ConversionReport:
     """Load ``source``, convert it, save it atomically; what ``graphkit convert`` runs.
 
     ``onehot_lambdas``: the Lambda layers to adopt as graphkit's OneHot (``NAME[=DEPTH]``),
-    see ``graphkit.io.load_model``.
+    see ``graphkit.io.load_model``. ``progress``: a ``graphkit.progress.Progress``.
     """
-    from graphkit.io import check_output_path, load_model, model_format, save_model
+    from graphkit.io import load_model, save_owned
+    from graphkit.progress import as_progress
 
-    if to not in TARGETS:
-        raise GraphkitError(f"unknown target {to!r}; expected one of: {', '.join(TARGETS)}")
-    out = Path(output) if output is not None else default_output_path(source, to)
-    model_format(out)
-    check_output_path(out, force=force)
-    if Path(source).exists() and out.exists() and out.resolve() == Path(source).resolve():
-        raise GraphkitError(f"{out}: is the input file; choose another output path")
+    say = as_progress(progress)
+    out = planned_output(source, to, output, force=force)
+    say.step(f"loading {source}")
     load_notes: list[str] = []
     adopted: list[Finding] = []
     model = load_model(
@@ -270,11 +285,14 @@ def convert_file(
         onehot_lambdas=onehot_lambdas,
         findings=adopted,
     )
+    say.step(f"converting to {to}")
     report = convert(
         model, to, partial=partial, copy=False, unwrap_indices=unwrap_indices, findings=adopted
     )
     report.notes[:0] = load_notes
     report.source = str(source)
-    save_model(report.model, out, force=force)
+    del model  # the report holds the only reference: a big model is never in memory twice
+    say.step(f"saving {out} and reading it back")
+    save_owned(report, "model", out, force=force)
     report.output = str(out)
     return report

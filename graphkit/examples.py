@@ -175,6 +175,49 @@ def with_lambda(seed: int = 0):
     return keras.Model(tokens, x, name="with_lambda")
 
 
+def conv_text_classifier(seed: int = 0, vocab: int = 50, dim: int = 4, filters: int = 4):
+    """keras.io's pretrained-word-embeddings classifier, tiny: Conv1D(5) and MaxPooling1D(5)
+    three times over a variable-length axis; it needs inputs of at least 149 steps."""
+    import keras
+
+    init = _init(seed)
+    tokens = keras.Input((None,), dtype="int64", name="tokens")
+    x = keras.layers.Embedding(vocab, dim, embeddings_initializer=init, name="embedding")(tokens)
+    for i in range(3):
+        x = keras.layers.Conv1D(
+            filters, 5, activation="relu", kernel_initializer=init, name=f"conv{i}"
+        )(x)
+        if i < 2:
+            x = keras.layers.MaxPooling1D(5, name=f"pool{i}")(x)
+    x = keras.layers.GlobalMaxPooling1D(name="global_pool")(x)
+    x = keras.layers.Dense(filters, activation="relu", kernel_initializer=init, name="dense")(x)
+    x = keras.layers.Dropout(0.5, name="dropout")(x)
+    out = keras.layers.Dense(3, activation="softmax", kernel_initializer=init, name="classes")(x)
+    return keras.Model(tokens, out, name="conv_text_classifier")
+
+
+def strided_conv_classifier(seed: int = 0, vocab: int = 50, dim: int = 4, filters: int = 4):
+    """keras.io's "text classification from scratch" model, tiny: two Conv1D(7, strides=3)
+    over a variable-length axis; it needs inputs of at least 25 steps."""
+    import keras
+
+    init = _init(seed)
+    tokens = keras.Input((None,), dtype="int64", name="tokens")
+    x = keras.layers.Embedding(vocab, dim, embeddings_initializer=init, name="embedding")(tokens)
+    x = keras.layers.Dropout(0.5, name="dropout_in")(x)
+    for i in range(2):
+        x = keras.layers.Conv1D(
+            filters, 7, strides=3, activation="relu", kernel_initializer=init, name=f"conv{i}"
+        )(x)
+    x = keras.layers.GlobalMaxPooling1D(name="global_pool")(x)
+    x = keras.layers.Dense(filters, activation="relu", kernel_initializer=init, name="dense")(x)
+    x = keras.layers.Dropout(0.5, name="dropout")(x)
+    out = keras.layers.Dense(1, activation="sigmoid", kernel_initializer=init, name="predictions")(
+        x
+    )
+    return keras.Model(tokens, out, name="strided_conv_classifier")
+
+
 BUILDERS = {
     "sequential": sequential,
     "masked_lstm": masked_lstm,

@@ -69,6 +69,9 @@ def check_model_file(path: str | os.PathLike) -> tuple[Path, str]:
     path = Path(path)
     if not path.exists():
         raise GraphkitError(f"{path}: no such file")
+    saved_model = _saved_model_hint(path)
+    if saved_model:
+        raise GraphkitError(saved_model)
     if path.is_dir():
         raise GraphkitError(f"{path}: is a directory, not a model file")
     fmt = model_format(path)
@@ -96,6 +99,23 @@ def check_model_file(path: str | os.PathLike) -> tuple[Path, str]:
     elif head != HDF5_SIGNATURE:
         raise GraphkitError(f"{path}: not an HDF5 file")
     return path, fmt
+
+
+def _saved_model_hint(path: Path) -> str | None:
+    """What to say about a TensorFlow SavedModel (a folder holding ``saved_model.pb``, or that
+    file): Keras 3 loads neither as a model, and graphkit needs the Keras graph."""
+    if path.is_dir():
+        if not (path / "saved_model.pb").is_file():
+            return None
+        what = f"{path}: is a TensorFlow SavedModel folder"
+    elif path.name == "saved_model.pb":
+        what = f"{path}: is the graph of a TensorFlow SavedModel (folder {path.parent})"
+    else:
+        return None
+    return (
+        f"{what}, not a Keras model file: graphkit reads .keras (and legacy .h5) files; "
+        "save the model as .keras from the code that built or loads it (model.save('m.keras'))"
+    )
 
 
 # Keys that Keras 2 / tf.keras wrote into layer configs with their default value and that
@@ -513,33 +533,97 @@ def atomic_output(path: str | os.PathLike, *, force: bool):
 
 
 def save_model(model, path: str | os.PathLike, *, force: bool = False) -> Path:
-    """Save ``model`` to ``.keras`` or ``.h5`` (by extension) atomically."""
+    """Save ``model`` to ``.keras`` or ``.h5`` (by extension) atomically, and prove that
+    Keras reads back the very same weights (see ``check_reloads``)."""
     path = Path(path)
     model_format(path)
     with atomic_output(path, force=force) as tmp:
-        try:
-            model.save(str(tmp))
-        except Exception as exc:
-            raise GraphkitError(f"{path}: cannot save the model: {one_line(exc)}") from exc
+        _save(model, tmp, path)
         check_reloads(model, tmp, path)
     return path
 
 
-def check_reloads(model, written: Path, target: Path) -> None:
-    """Load ``written`` back and compare its weights with ``model``'s; refuse what differs.
+def save_owned(holder, attribute: str, path: str | os.PathLike, *, force: bool = False) -> Path:
+    """``save_model`` of ``getattr(holder, attribute)`` for a caller that holds no other
+    reference to it: once written and fingerprinted, the model is dropped before the check
+    loads the file back, and the model read back takes its place. A model of any size is
+    then never in memory twice."""
+    import gc
+
+    path = Path(path)
+    model_format(path)
+    with atomic_output(path, force=force) as tmp:
+        _save(getattr(holder, attribute), tmp, path)
+        expected = weight_digests(getattr(holder, attribute))
+        lambdas = _lambda_functions(getattr(holder, attribute))
+        setattr(holder, attribute, None)
+        gc.collect()
+        setattr(
+            holder, attribute, check_reloads(None, tmp, path, expected=expected, lambdas=lambdas)
+        )
+    return path
+
+
+def _save(model, tmp: Path, path: Path) -> None:
+    try:
+        model.save(str(tmp))
+    except Exception as exc:
+        raise GraphkitError(f"{path}: cannot save the model: {one_line(exc)}") from exc
+
+
+def _lambda_functions(model) -> list:
+    from graphkit import _keras_api
+
+    return _keras_api.lambda_functions(model)
+
+
+CHUNK_BYTES = 64 << 20  # weights are fingerprinted in slices of this size: no full copy
+
+
+def weight_digests(model) -> list[tuple[str, tuple, str, str]]:
+    """(path, shape, dtype, sha256) of every weight, read in slices (tables of any size)."""
+    import hashlib
+
+    import keras
+    import numpy as np
+
+    out = []
+    for w in model.weights:
+        shape = tuple(w.shape)
+        dtype = keras.backend.standardize_dtype(w.dtype)
+        digest = hashlib.sha256()
+        value = w.value if hasattr(w, "value") else w
+        if not shape:
+            digest.update(np.ascontiguousarray(keras.ops.convert_to_numpy(value)).tobytes())
+        else:
+            per_row = max(1, int(np.prod(shape[1:])) * np.dtype(dtype).itemsize)
+            step = max(1, CHUNK_BYTES // per_row)
+            for begin in range(0, shape[0], step):
+                part = keras.ops.convert_to_numpy(value[begin : begin + step])
+                digest.update(np.ascontiguousarray(part).tobytes())
+        out.append((w.path, shape, dtype, digest.hexdigest()))
+    return out
+
+
+def check_reloads(model, written: Path, target: Path, *, expected=None, lambdas=None):
+    """Load ``written`` back and compare its weights with ``model``'s (or with ``expected``,
+    their ``weight_digests``); refuse what differs. Returns the model read back.
 
     Keras writes some files that it cannot read (a Functional model with masks to .h5:
     "Unknown layer: 'NotEqual'"): such a file must never reach the user's folder.
     """
     import keras
-    import numpy as np
 
+    from graphkit import _keras_api
+
+    if expected is None:
+        expected = weight_digests(model)
+    if lambdas is None:
+        lambdas = _keras_api.lambda_functions(model) if model is not None else []
     try:
         # Our own file, from a model the caller already holds: safe mode would only refuse
         # the Lambda layers the caller loaded with --unsafe.
-        from graphkit import _keras_api
-
-        with _keras_api.lambda_globals(_keras2_names(), _keras_api.lambda_functions(model)):
+        with _keras_api.lambda_globals(_keras2_names(), lambdas):
             back = keras.saving.load_model(str(written), compile=False, safe_mode=False)
     except Exception as exc:
         name = unknown_class(f"{exc} {_root_cause(exc)}")
@@ -553,15 +637,15 @@ def check_reloads(model, written: Path, target: Path) -> None:
         raise GraphkitError(
             f"{target}: Keras cannot load back the file it writes ({reason}); nothing was written"
         ) from exc
-    old, new = model.weights, back.weights
-    if len(old) != len(new):
+    found = weight_digests(back)
+    if len(found) != len(expected):
         raise GraphkitError(
-            f"{target}: the file Keras writes loads back with {len(new)} weights instead of "
-            f"{len(old)}; nothing was written"
+            f"{target}: the file Keras writes loads back with {len(found)} weights instead of "
+            f"{len(expected)}; nothing was written"
         )
-    for a, b in zip(old, new):
-        x, y = keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b)
-        if x.shape != y.shape or x.dtype != y.dtype or not np.array_equal(x, y, equal_nan=True):
+    for (path, *want), (_, *got) in zip(expected, found):
+        if want != got:
             raise GraphkitError(
-                f"{target}: weight {a.path!r} does not load back as it was saved; nothing was written"
+                f"{target}: weight {path!r} does not load back as it was saved; nothing was written"
             )
+    return back

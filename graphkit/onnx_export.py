@@ -9,6 +9,7 @@ exports as OneHot -> MatMul with no per-step unrolling and no Loop.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections import Counter
@@ -17,7 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from graphkit.errors import GraphkitError, one_line
+from graphkit.progress import as_progress
 
 DEFAULT_OPSET = 17
 VERIFY_SAMPLES = 64
@@ -45,6 +49,10 @@ class ExportReport:
     inputs: list[str] = field(default_factory=list)
     outputs: list[str] = field(default_factory=list)
     repairs: list[Any] = field(default_factory=list)  # engine Findings of the repair rules
+    external_data: str | None = None  # the .onnx.data file beside the model, if any
+    external_bytes: int = 0
+    # --index-dtype/--fixed-shape: what was asked, and the inputs' types and shapes after
+    deploy: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -55,7 +63,10 @@ class ExportReport:
             "op_counts": self.op_counts,
             "export_seconds": round(self.export_seconds, 3),
             "size_bytes": self.size_bytes,
+            "external_data": self.external_data,
+            "external_bytes": self.external_bytes,
             "inputs": self.inputs,
+            "deploy": self.deploy or None,
             "outputs": self.outputs,
             "passes": [
                 {"name": p.name, "applied": p.applied, "skipped": p.skipped, "notes": p.notes}
@@ -73,6 +84,17 @@ class ExportReport:
             f"exported in {self.export_seconds:.1f} s",
             "  ops: " + ", ".join(f"{op} {n}" for op, n in self.op_counts.items()),
         ]
+        if self.deploy:  # --index-dtype/--fixed-shape: the signature a runtime will see
+            lines.append(
+                "  inputs: "
+                + ", ".join(
+                    f"{name} {i['dtype']} {_dims_text(i['shape'])}"
+                    for name, i in self.deploy["inputs"].items()
+                )
+            )
+        if self.external_bytes:
+            where = self.external_data or "<model>.onnx.data"
+            lines.append(f"  weights: {self.external_bytes:,} bytes in external data, {where}")
         for f in self.repairs:
             if f.status == "repaired":
                 lines.append(f"  repaired {f.path} ({f.layer_class}): {'; '.join(f.notes)}")
@@ -99,14 +121,33 @@ class ExportReport:
 
 
 def to_onnx_proto(model, opset: int = DEFAULT_OPSET):
-    """Convert a Keras model to an ``onnx.ModelProto`` (nothing written to disk)."""
+    """Convert a Keras model to an ``onnx.ModelProto`` with its weights inline (see ``trace``)."""
+    from graphkit import onnx_weights
+
+    proto, _ = trace(model, opset, onnx_weights.Weights(external=False))
+    return proto
+
+
+def trace(model, opset: int = DEFAULT_OPSET, weights=None):
+    """Convert a Keras model to ``(onnx.ModelProto, Weights)`` (nothing written to disk).
+
+    The model is traced with its variables as inputs of the traced function (Keras'
+    ``stateless_call``), so no weight enters a TensorFlow GraphDef (limited to 2 GB) and
+    tf2onnx sees a small graph. The variables then become initializers straight from their
+    arrays, inline or as external data (``weights``, a ``graphkit.onnx_weights.Weights``;
+    by default external above ``onnx_weights.THRESHOLD`` bytes).
+    """
     import tf2onnx
 
+    from graphkit import onnx_weights
     from graphkit._tf import _stderr_fd_silenced
-    from graphkit.backends import serving_function
+    from graphkit.backends.keras_backend import stateless_serving_function
     from graphkit.inspect import output_names
 
-    serve, specs = serving_function(model)
+    serve, specs, variables = stateless_serving_function(model)
+    if weights is None:
+        total = sum(int(np.prod(v.shape)) * np.dtype(v.dtype).itemsize for v in variables)
+        weights = onnx_weights.Weights(external=total > onnx_weights.THRESHOLD)
     try:
         with _stderr_fd_silenced():
             proto, _ = tf2onnx.convert.from_function(serve, input_signature=specs, opset=opset)
@@ -114,9 +155,25 @@ def to_onnx_proto(model, opset: int = DEFAULT_OPSET):
         raise GraphkitError(
             f"tf2onnx cannot convert model {model.name!r}: {one_line(exc, with_type=False)}"
         ) from exc
+    _variables_to_initializers(proto, specs[len(specs) - len(variables) :], variables, weights)
     _rename_outputs(proto, output_names(model))
     proto.producer_name = "graphkit"
-    return proto
+    return proto, weights
+
+
+def _variables_to_initializers(proto, specs, variables, weights) -> None:
+    """The graph inputs that carried the variables become initializers holding their values."""
+    import keras
+
+    graph = proto.graph
+    by_name = {spec.name: variable for spec, variable in zip(specs, variables)}
+    keep = [i for i in graph.input if i.name not in by_name]
+    found = {i.name for i in graph.input} & set(by_name)
+    del graph.input[:]
+    graph.input.extend(keep)
+    for name in sorted(found, key=list(by_name).index):
+        array = keras.ops.convert_to_numpy(by_name[name])
+        graph.initializer.append(weights.initializer(array, name))
 
 
 def _rename_outputs(proto, names: list[str]) -> None:
@@ -197,6 +254,32 @@ def default_onnx_path(source: str | os.PathLike) -> Path:
     return src.with_suffix(".onnx")
 
 
+def check_export_options(
+    model: str | os.PathLike | None,
+    output: str | os.PathLike | None,
+    *,
+    force: bool = False,
+    samples: int = VERIFY_SAMPLES,
+    seq_len: int | None = None,
+    opset: int = DEFAULT_OPSET,
+) -> Path | None:
+    """The output path export will write (``model``'s default where ``output`` is None), checked:
+    its suffix, an existing file, its folder; and the check's numbers. Cheap: the CLI runs
+    it before importing TensorFlow, so that such mistakes answer at once."""
+    from graphkit.io import check_output_path
+    from graphkit.verification import check_options
+
+    check_options(samples=samples, seq_len=seq_len)
+    if not 13 <= int(opset) <= 21:
+        raise GraphkitError(f"--opset {opset}: graphkit exports opsets 13 to 21")
+    if output is None and model is None:
+        return None
+    path = Path(output) if output is not None else default_onnx_path(model)
+    if path.suffix.lower() != ".onnx":
+        raise GraphkitError(f"{path}: the output must end in .onnx")
+    return check_output_path(path, force=force)
+
+
 def export_onnx(
     model,
     output: str | os.PathLike | None = None,
@@ -208,10 +291,15 @@ def export_onnx(
     verify: bool = True,
     force: bool = False,
     samples: int = VERIFY_SAMPLES,
-    seq_len: int = 16,
+    seq_len: int | None = None,
     unsafe: bool = False,
     imports=(),
     onehot_lambdas=(),
+    inputs=None,
+    progress=None,
+    external_data: bool | None = None,
+    index_dtype: str | None = None,
+    fixed_shapes=None,
 ) -> ExportReport:
     """Export ``model`` (Keras model or .keras/.h5 path) to ONNX at ``output``.
 
@@ -221,8 +309,21 @@ def export_onnx(
     with shape inference), then compared with the Keras model in onnxruntime on synthesized
     inputs unless ``verify=False``. A model that is not equivalent is never written:
     NotEquivalentError (a GraphkitError whose ``report`` holds the comparison).
+    The check runs ``samples`` synthesized samples, variable axes ``seq_len`` long (None:
+    16, or a length both models take, found and noted), or the arrays of ``inputs`` (a
+    .npz/.npy path or a dict). ``progress`` (a ``graphkit.progress.Progress``) hears each step.
+
+    Weights go to ``<output>.data`` (external data, written beside the model as one unit with
+    it) when they are larger than ``onnx_weights.THRESHOLD`` bytes, or always with
+    ``external_data=True`` (never with ``False``).
+
+    Deployment options, run after the other passes (deploy passes, see ``onnx_passes``):
+    ``index_dtype="int32"`` makes every Gather/OneHot index int32, and int64 inputs that only
+    feed indices (else GraphkitError naming the node that reads one as data);
+    ``fixed_shapes={"tokens": (2, 160)}`` (or ``"2x160"``) fixes those inputs' shapes and
+    folds the shape arithmetic, so that no dynamic dimension is left where shape inference
+    can tell (the report names any that stays). The check then feeds batches of that size.
     """
-    import onnx
 
     from graphkit.io import atomic_output, check_output_path, load_model
     from graphkit.onnx_passes import resolve_passes, run_passes
@@ -231,14 +332,35 @@ def export_onnx(
     for alias, wanted in (("fuse_onehot", fuse_onehot), ("lower_gather", lower_gather)):
         if wanted and alias not in pass_names:  # the flag may repeat a --pass
             pass_names.append(alias)
-    resolve_passes(pass_names)  # unknown or conflicting names fail before the slow export
+    from graphkit.onnx_passes import fix_shapes, int32_indices
+
+    int32_indices.check_index_dtype(index_dtype)
+    if index_dtype == "int32" and int32_indices.NAME not in pass_names:
+        pass_names.append(int32_indices.NAME)
+    params = {}
+    if fixed_shapes:
+        fixed_shapes = fix_shapes.normalise_shapes(fixed_shapes)
+        if fix_shapes.NAME not in pass_names:
+            pass_names.append(fix_shapes.NAME)
+        params[fix_shapes.NAME] = {"shapes": fixed_shapes}
+    # unknown or conflicting names, and bad parameters, fail before the slow export
+    resolve_passes(pass_names, params=params)
     if not 13 <= int(opset) <= 21:
         raise GraphkitError(f"--opset {opset}: graphkit exports opsets 13 to 21")
+    say = as_progress(progress)
+    check_export_options(  # before a load that may take a minute
+        model if isinstance(model, (str, os.PathLike)) else None,
+        output,
+        force=force,
+        samples=samples,
+        seq_len=seq_len,
+    )
     source = None
     if isinstance(model, (str, os.PathLike)):
         source = str(model)
         if output is None:
             output = default_onnx_path(model)
+        say.step(f"loading {source}")
         model = load_model(
             model, unsafe=unsafe, imports=imports, compile=False, onehot_lambdas=onehot_lambdas
         )
@@ -253,12 +375,20 @@ def export_onnx(
     from graphkit.subclassed import functional_view
 
     model = functional_view(model, source)  # a subclassed model: on the shape it was built with
+    if fixed_shapes:  # names and ranks known now: wrong ones fail before tf2onnx
+        fix_shapes.check_against({t.name: tuple(t.shape) for t in model.inputs}, fixed_shapes)
 
     # Export what the eager call computes: Keras' TimeDistributed is wrong when traced.
+    from graphkit import onnx_weights
+
+    say.step("tracing the model and converting it with tf2onnx")
     exported, repairs = repair(model)
-    proto = to_onnx_proto(exported, opset)
-    pass_results = run_passes(proto, pass_names)
-    check_proto(proto)
+    weights = None if external_data is None else onnx_weights.Weights(external=external_data)
+    proto, weights = trace(exported, opset, weights)
+    with onnx_weights.active(weights):  # the passes read and add tables of any size
+        pass_results = run_passes(proto, pass_names, params=params)
+    if not weights.arrays:  # else checked once written, with its data file
+        check_proto(proto)
     seconds = time.perf_counter() - start
 
     counts = Counter(n.op_type for n in proto.graph.node)
@@ -274,42 +404,154 @@ def export_onnx(
         outputs=[o.name for o in proto.graph.output],
         repairs=repairs,
     )
+    report.external_bytes = weights.external_bytes
+    if index_dtype or fixed_shapes:
+        report.deploy = _deploy_summary(proto, index_dtype, fixed_shapes)
+    say.step("writing and checking the ONNX model")
+    check = _Check(samples, seq_len, inputs, say)
     if output is None:
-        return _verified(report, model, proto, None, verify, samples, seq_len)
-    with atomic_output(output, force=force) as tmp:  # removed again if verification fails
-        onnx.save_model(proto, str(tmp))
-        if not verify:  # what is written must read back; the check reads it otherwise
-            from graphkit.backends import check_onnx_file
+        from graphkit.interrupts import temporary_directory
 
-            check_onnx_file(tmp)
-        _verified(report, model, proto, tmp, verify, samples, seq_len)
-        report.size_bytes = tmp.stat().st_size
+        with temporary_directory(prefix="graphkit-export-") as folder:
+            written = folder / "model.onnx"
+            _write_checked(proto, weights, written, verify)
+            return _verified(report, model, proto, written, verify, check)
+    if not weights.arrays:
+        with atomic_output(output, force=force) as tmp:  # removed again if verification fails
+            _write_checked(proto, weights, tmp, verify)
+            _verified(report, model, proto, tmp, verify, check)
+            report.size_bytes = tmp.stat().st_size
+        stale = _data_path(output)
+        if force and stale.exists():  # an earlier export's data: replaced by nothing
+            stale.unlink()
+    else:
+        with _atomic_unit(output, force=force) as folder:  # .onnx and .onnx.data, or neither
+            written = folder / output.name
+            _write_checked(proto, weights, written, verify)
+            _verified(report, model, proto, written, verify, check)
+            report.size_bytes = written.stat().st_size + _data_path(written).stat().st_size
+        report.external_data = str(_data_path(output))
     report.output = str(output)
     return report
 
 
-def _verified(report, model, proto, path, verify, samples, seq_len):
+def _dims_text(dims) -> str:
+    return "x".join("?" if d is None else str(d) for d in dims) or "scalar"
+
+
+def _deploy_summary(proto, index_dtype, fixed_shapes) -> dict[str, Any]:
+    """What ``--index-dtype``/``--fixed-shape`` asked for, and each input's type and shape now."""
+    from onnx import helper
+
+    inputs = {}
+    for i in proto.graph.input:
+        t = i.type.tensor_type
+        dims = [d.dim_value if d.HasField("dim_value") else None for d in t.shape.dim]
+        inputs[i.name] = {"dtype": str(helper.tensor_dtype_to_np_dtype(t.elem_type)), "shape": dims}
+    return {
+        "index_dtype": index_dtype,
+        "fixed_shapes": {k: list(v) for k, v in (fixed_shapes or {}).items()},
+        "inputs": inputs,
+    }
+
+
+def _data_path(model_path: Path) -> Path:
+    return model_path.with_name(model_path.name + ".data")
+
+
+def _write_checked(proto, weights, path: Path, verify: bool) -> None:
+    """Write ``proto`` (and its external data) to ``path``; what is written must check."""
+    import onnx
+
+    data = weights.write(proto, path)
+    if data is not None:
+        try:  # by path: the checker reads the data file's locations too
+            onnx.checker.check_model(str(path), full_check=True)
+        except Exception as exc:
+            raise GraphkitError(
+                f"the exported model fails onnx.checker: {one_line(exc, with_type=False)}"
+            ) from exc
+    if not verify:  # what is written must read back; the check reads it otherwise
+        from graphkit.backends import check_onnx_file
+
+        check_onnx_file(path)
+
+
+@contextlib.contextmanager
+def _atomic_unit(output: Path, *, force: bool):
+    """A temporary folder beside ``output``; on success its ``output.name`` and
+    ``output.name + ".data"`` replace the targets (data first), else nothing changes."""
+    import shutil
+    import tempfile
+
+    from graphkit import interrupts
+    from graphkit.io import _sync_dir, check_output_path
+
+    data_target = _data_path(output)
+    check_output_path(output, force=force)
+    check_output_path(data_target, force=force)
+    with interrupts.deferred():
+        try:
+            folder = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=output.parent))
+        except OSError as exc:
+            raise GraphkitError(
+                f"{output}: cannot write in {output.parent} ({exc.strerror or exc})"
+            ) from exc
+        interrupts.register(str(folder))
+    try:
+        yield folder
+        for target in (output, data_target):
+            if not force and target.exists():
+                raise GraphkitError(
+                    f"{target}: appeared while writing (pass --force to overwrite it)"
+                )
+        try:
+            os.replace(folder / data_target.name, data_target)
+            os.replace(folder / output.name, output)
+        except OSError as exc:
+            raise GraphkitError(f"{output}: cannot write it ({exc.strerror or exc})") from exc
+        _sync_dir(output.parent)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+        interrupts.unregister(str(folder))
+
+
+@dataclass
+class _Check:
+    """What export's own check runs on (see ``export_onnx``)."""
+
+    samples: int
+    seq_len: int | None
+    inputs: Any
+    progress: Any
+
+
+def _verified(report, model, proto, path, verify, check: _Check):
     if not verify:
         return report
     from graphkit.backends import KerasBackend, OnnxBackend
+    from graphkit.verification import check_signatures, fit_seq_len
     from graphkit.verification import verify as run_verify
     from graphkit.verification.inputs import batch_size_apart
 
-    if path is None:  # in-memory export: check a temporary copy, removed afterwards
-        import onnx
-
-        from graphkit.interrupts import temporary_directory
-
-        with temporary_directory(prefix="graphkit-export-") as folder:
-            tmp = Path(folder) / "model.onnx"
-            onnx.save_model(proto, str(tmp))
-            return _verified(report, model, proto, tmp, verify, samples, seq_len)
+    keras_side, onnx_side = KerasBackend(model, report.source), OnnxBackend(path)
+    length = check.seq_len
+    if check.inputs is None:  # both runtimes must take the length (onnxruntime may refuse it)
+        check.progress.step("checking the input length in Keras and onnxruntime")
+        length = fit_seq_len(
+            [("Keras model", keras_side), ("ONNX export", onnx_side)],
+            check_signatures(keras_side, onnx_side),
+            check.seq_len,
+            progress=check.progress,
+        )
     result = run_verify(
-        KerasBackend(model, report.source),
-        OnnxBackend(path),
-        samples=samples,
-        seq_len=seq_len,
-        batch_size=batch_size_apart(16, seq_len),
+        keras_side,
+        onnx_side,
+        check.inputs,
+        samples=check.samples,
+        seq_len=length,
+        batch_size=batch_size_apart(16, int(length or 16)),
+        progress=check.progress,
     )
     report.verify = result
     if not result.equivalent:

@@ -178,3 +178,205 @@ def test_inspect_lists_hidden_embeddings_once_by_attribute_path():
 def test_version():
     result = invoke("--version")
     assert result.exit_code == 0 and result.stdout.startswith("graphkit ")
+
+
+# --- export's deployment options ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "options, fragments",
+    [
+        (["--fixed-shape", "tokens=2x"], ["--fixed-shape 'tokens=2x'", "expected NAME=DIMS"]),
+        (["--fixed-shape", "tokens=0x5"], ["must be at least 1, got 0"]),
+        (["--fixed-shape", "tokens"], ["expected NAME=DIMS"]),
+        (["--fixed-shape", "a=2x3", "--fixed-shape", "a=2x4"], ["'a' is given twice"]),
+        (["--fixed-shape", "a=2x3", "--fixed-shape", "b=3"], ["share the batch axis"]),
+        (["--index-dtype", "int64"], ["--index-dtype int64: expected int32"]),
+        (["--pass", "fix_shapes"], ["needs the shapes to fix: --fixed-shape NAME=DIMS"]),
+    ],
+)
+def test_export_deploy_option_errors_come_before_tensorflow(options, fragments, monkeypatch):
+    import graphkit.cli as cli
+
+    def no_tensorflow(*args, **kwargs):
+        raise AssertionError("TensorFlow started although an option was wrong")
+
+    monkeypatch.setattr(cli, "_tensorflow", no_tensorflow)
+    args = ["export", FIXTURES / "sequential.keras", "--onnx", "-o", "/tmp/never.onnx"]
+    assert_one_error_line(invoke(*args, *options), *fragments)
+
+
+@pytest.mark.parametrize(
+    "shape, fragments",
+    [
+        ("tokns=2x6", ["--fixed-shape tokns=2x6: the model has no input 'tokns'", "tokens"]),
+        ("tokens=2x6x1", ["input 'tokens' has rank 2 (shape (None, 6)), not 3"]),
+        ("tokens=2x16", ["input 'tokens' has shape (None, 6): axis 1 is 6, not 16"]),
+    ],
+)
+def test_export_fixed_shape_names_and_ranks_are_checked_before_the_export(
+    shape, fragments, tmp_path, monkeypatch
+):
+    import graphkit.onnx_export as onnx_export
+
+    def no_trace(*args, **kwargs):
+        raise AssertionError("traced although --fixed-shape does not fit")
+
+    monkeypatch.setattr(onnx_export, "trace", no_trace)
+    out = tmp_path / "m.onnx"
+    result = invoke(
+        "export", FIXTURES / "sequential.keras", "--onnx", "-o", out, "--fixed-shape", shape
+    )
+    assert_one_error_line(result, *fragments)
+    assert not out.exists()
+
+
+def test_export_with_int32_indices_and_a_fixed_shape(tmp_path):
+    out = tmp_path / "m.onnx"
+    result = invoke(
+        "export",
+        FIXTURES / "onehot_dense.keras",
+        "--onnx",
+        "-o",
+        out,
+        "--fuse-onehot",
+        "--index-dtype",
+        "int32",
+        "--fixed-shape",
+        "tokens=2x12",
+        "--fixed-shape",
+        "bag=2x4",
+        "--json",
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["deploy"] == {
+        "index_dtype": "int32",
+        "fixed_shapes": {"tokens": [2, 12], "bag": [2, 4]},
+        "inputs": {
+            "tokens": {"dtype": "int32", "shape": [2, 12]},
+            "bag": {"dtype": "int32", "shape": [2, 4]},
+        },
+    }
+    names = [p["name"] for p in report["passes"]]
+    assert names == ["fuse_onehot", "int32_indices", "fix_shapes"]
+    assert report["verify"]["samples"] == 64
+    import onnxruntime as ort
+
+    from graphkit.io import load_model
+
+    rng = np.random.default_rng(0)  # vocabularies 30 and 12 (see `graphkit inspect`)
+    feeds = {
+        "tokens": rng.integers(0, 30, size=(2, 12)).astype(np.int32),
+        "bag": rng.integers(0, 12, size=(2, 4)).astype(np.int32),
+    }
+    model = load_model(FIXTURES / "onehot_dense.keras")
+    got = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"]).run(None, feeds)
+    assert max_abs_diff(run(model, feeds), got) < 1e-5
+
+
+# -- early answers: mistakes in options and paths answer before TensorFlow's import --------
+
+EARLY_MISTAKES = [
+    (["convert", "{seq}", "--to", "onehot-dense", "-o", "{tmp}/exists.keras"], "already exists"),
+    (["convert", "{seq}", "--to", "onehot-dense", "-o", "{tmp}/no/x.keras"], "does not exist"),
+    (["convert", "{seq}", "--to", "onehot-dense", "-o", "{tmp}/x.onnx"], "unsupported extension"),
+    (["export", "{seq}", "--onnx", "-o", "{tmp}/exists.onnx"], "already exists"),
+    (["export", "{seq}", "--onnx", "-o", "{tmp}/no/x.onnx"], "does not exist"),
+    (["export", "{seq}", "--onnx", "-o", "{tmp}/x.txt"], "must end in .onnx"),
+    (["export", "{seq}", "--onnx", "--fuse-onehot", "--lower-gather"], "cannot be combined"),
+    (["export", "{seq}", "--onnx", "--opset", "9", "-o", "{tmp}/y.onnx"], "--opset 9"),
+    (["export", "{seq}", "--onnx", "--samples", "0", "-o", "{tmp}/y.onnx"], "--samples must"),
+    (["export", "{seq}", "--onnx", "--seq-len", "0", "-o", "{tmp}/y.onnx"], "--seq-len must"),
+    (["export", "{seq}", "--onnx", "--inputs", "{tmp}/no.npz", "-o", "{tmp}/y.onnx"], "no such"),
+    (["verify", "{seq}", "{seq}", "--samples", "0"], "--samples must be at least 1"),
+    (["verify", "{seq}", "{seq}", "--rtol", "-1"], "--rtol must be a finite number"),
+    (["verify", "{seq}", "{seq}", "--junit", "{tmp}/no/j.xml"], "does not exist"),
+    (["verify", "{seq}", "{seq}", "--inputs", "{tmp}/x.txt"], "must be a .npz or .npy"),
+    (["bench", "{seq}", "--runs", "0"], "--runs must be at least 1"),
+    (["bench", "{seq}", "--batch", "0"], "--batch must be at least 1"),
+    (["bench", "{seq}", "--seq-len", "0"], "--seq-len must be at least 1"),
+    (["run", "{tmp}/m.onnx", "--inputs", "{tmp}/i.npz", "-o", "{tmp}/exists.npz"], "already"),
+    (["run", "{tmp}/m.onnx", "--inputs", "{tmp}/i.npz", "-o", "{tmp}/x.txt"], "must end in .npz"),
+    (["inspect", "{tmp}/saved"], "is a TensorFlow SavedModel folder"),
+    (["export", "{tmp}/saved/saved_model.pb", "--onnx"], "the graph of a TensorFlow SavedModel"),
+]
+
+
+def test_mistakes_answer_before_tensorflow_is_imported(tmp_path):
+    import subprocess
+    import sys
+
+    for name in ("exists.keras", "exists.onnx", "exists.npz", "x.txt", "m.onnx", "i.npz"):
+        (tmp_path / name).write_bytes(b"x")
+    (tmp_path / "saved").mkdir()
+    (tmp_path / "saved" / "saved_model.pb").write_bytes(b"x")
+    seq = FIXTURES / "sequential.keras"
+    cases = [
+        ([a.format(seq=seq, tmp=tmp_path) for a in args], fragment)
+        for args, fragment in EARLY_MISTAKES
+    ]
+    code = (
+        "import json, sys\n"
+        "from typer.testing import CliRunner\n"
+        "from graphkit.cli import app\n"
+        f"cases = json.loads({json.dumps(json.dumps(cases))})\n"
+        "for args, fragment in cases:\n"
+        "    r = CliRunner().invoke(app, args)\n"
+        "    assert r.exit_code == 2 and fragment in r.stderr, (args, r.output)\n"
+        "    assert r.stderr.count('\\n') == 1, r.stderr\n"
+        "print([m for m in ('tensorflow', 'keras', 'tf2onnx', 'onnxruntime') if m in sys.modules])\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+
+
+def test_a_saved_model_is_named_with_what_to_do(tmp_path):
+    folder = tmp_path / "exported"
+    (folder / "variables").mkdir(parents=True)
+    (folder / "saved_model.pb").write_bytes(b"\x08\x01")
+    for command in (["inspect", folder], ["convert", folder, "--to", "embedding"]):
+        result = invoke(*command)
+        assert_one_error_line(result, "is a TensorFlow SavedModel folder", "model.save('m.keras')")
+    graph = invoke("verify", folder / "saved_model.pb", FIXTURES / "sequential.keras")
+    assert_one_error_line(graph, "saved_model.pb: is the graph of a TensorFlow SavedModel")
+
+
+def test_progress_is_drawn_on_a_terminal_and_json_stays_clean(tmp_path):
+    """stderr a terminal (a pty), stdout a pipe: the steps show there, stdout is the JSON."""
+    import os
+    import pty
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    exe = Path(sys.executable).parent / "graphkit"
+    path = FIXTURES / "masked_lstm.keras"
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen(
+        [str(exe), "verify", str(path), str(path), "--samples", "64", "--json"],
+        stdout=subprocess.PIPE,
+        stderr=follower,
+        env={**os.environ, "COLUMNS": "100"},
+    )
+    os.close(follower)
+    drawn = b""
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # the pty closes when the process ends
+            break
+        if not chunk:
+            break
+        drawn += chunk
+    stdout = proc.stdout.read()
+    assert proc.wait(timeout=120) == 0
+    os.close(leader)
+    assert json.loads(stdout)["equivalent"] is True
+    text = drawn.decode("utf-8", "replace")
+    for step in ("starting TensorFlow", f"loading {path}", "comparing 64 samples"):
+        assert step in text, text
+    assert "error" not in text and "warning" not in text

@@ -113,8 +113,8 @@ def test_not_equivalent_export_keeps_no_file(tmp_path, monkeypatch):
     wrong.set_weights([w + 0.01 for w in model.get_weights()])  # same graph, other weights
     from graphkit import onnx_export
 
-    real = onnx_export.to_onnx_proto
-    monkeypatch.setattr(onnx_export, "to_onnx_proto", lambda m, opset=17: real(wrong, opset))
+    real = onnx_export.trace
+    monkeypatch.setattr(onnx_export, "trace", lambda m, opset=17, w=None: real(wrong, opset, w))
     out = tmp_path / "bad.onnx"
     with pytest.raises(NotEquivalentError) as info:
         export_onnx(model, out, samples=8)
@@ -337,3 +337,204 @@ def test_dict_outputs_keep_their_keys_and_order(tmp_path):
     assert shapes == {"alpha": (3,), "zeta": (1,)}
     session = ort.InferenceSession(str(tmp_path / "d.onnx"), providers=["CPUExecutionProvider"])
     assert [o.shape[-1] for o in session.get_outputs()] == [3, 1]
+
+
+# -- export's own check on models that need long inputs ----------------------------------
+
+
+@pytest.mark.parametrize(
+    "build, needs", [("conv_text_classifier", 149), ("strided_conv_classifier", 25)]
+)
+def test_keras_io_conv_models_export_and_verify_with_no_flags(build, needs, tmp_path):
+    from graphkit import examples
+    from graphkit.io import save_model
+
+    src = tmp_path / "model.keras"
+    save_model(getattr(examples, build)(), src)
+    result = invoke("export", src, "--onnx")
+    assert result.exit_code == 0, result.output
+    assert f"on 64 samples (tokens (64, {needs}) int64 in [0, 50)): equivalent" in result.stdout
+    assert f"note: variable axes synthesized with length {needs}, not 16: the model needs " in (
+        result.stdout
+    )
+    checked = invoke("verify", src, tmp_path / "model.onnx", "--samples", 8, "--json")
+    assert checked.exit_code == 0, checked.output
+    assert json.loads(checked.stdout)["seq_len"] == needs  # onnxruntime ran that length too
+
+
+def test_export_check_length_given_is_refused_with_the_cause_and_nothing_written(tmp_path):
+    from graphkit import examples
+
+    out = tmp_path / "m.onnx"
+    model = examples.conv_text_classifier()
+    with pytest.raises(GraphkitError) as info:
+        export_onnx(model, out, seq_len=40)
+    message = str(info.value)
+    assert message.startswith("--seq-len 40 does not fit the model: the Keras model fails: ")
+    assert "Computed output size would be zero or negative" in message
+    assert "pass --seq-len 149 or more, or --inputs FILE.npz" in message
+    assert list(tmp_path.iterdir()) == []
+    assert export_onnx(model, out, seq_len=160, samples=4).verify.seq_len == 160
+
+
+def test_export_checks_on_inputs_from_a_file(tmp_path):
+    from graphkit import examples
+    from graphkit.io import save_model
+
+    src = tmp_path / "conv.keras"
+    save_model(examples.conv_text_classifier(), src)
+    np.savez(tmp_path / "batch.npz", tokens=np.arange(3 * 170).reshape(3, 170) % 50)
+    out = tmp_path / "conv.onnx"
+    result = invoke("export", src, "--onnx", "--inputs", tmp_path / "batch.npz", "-o", out)
+    assert result.exit_code == 0, result.output
+    assert "verified in onnxruntime on 3 samples (tokens (3, 170) int64 in [0, 50))" in (
+        result.stdout
+    )
+    assert "synthesized" not in result.stdout
+    np.savez(tmp_path / "short.npz", tokens=np.ones((2, 20), "int64"))
+    short = invoke(
+        "export", src, "--onnx", "--inputs", tmp_path / "short.npz", "--force", "-o", out
+    )
+    assert short.exit_code == 2 and "failed to run" in short.stderr
+
+
+def test_export_and_bench_report_their_steps(tmp_path):
+    from graphkit import examples
+    from graphkit.bench import bench
+    from graphkit.io import save_model
+    from graphkit.progress import Progress
+
+    class Recorder(Progress):
+        def __init__(self):
+            self.steps = []
+
+        def step(self, message):
+            self.steps.append(message)
+
+    src = tmp_path / "conv.keras"
+    save_model(examples.conv_text_classifier(), src)
+    heard = Recorder()
+    export_onnx(src, tmp_path / "conv.onnx", samples=8, progress=heard)
+    assert heard.steps[:2] == [f"loading {src}", "tracing the model and converting it with tf2onnx"]
+    assert "finding an input length the model accepts" in heard.steps
+    assert heard.steps[-1] == "comparing 8 samples"
+    timed = Recorder()
+    report = bench(src, batch=2, runs=1, warmup=0, both_variants=False, progress=timed)
+    assert report.seq_len == 149 and "with length 149, not 64: the model needs" in report.notes[0]
+    assert "timing onnxruntime (embedding, 1 runs)" in timed.steps
+
+
+# --- deployment options: --index-dtype int32, --fixed-shape ---------------------------------
+
+
+def _deploy_model(kind):
+    """An int64 Embedding model (masked) and a OneHot + Dense one, both tiny."""
+    from graphkit.layers import OneHot
+
+    tokens = keras.Input((None,), dtype="int64", name="tokens")
+    if kind == "embedding":
+        x = keras.layers.Embedding(40, 4, mask_zero=True, name="emb")(tokens)
+    else:
+        x = keras.layers.Dense(4, name="proj")(OneHot(40, name="onehot")(tokens))
+    x = keras.layers.GlobalAveragePooling1D()(x)
+    return keras.Model(tokens, keras.layers.Dense(3, name="head")(x))
+
+
+@pytest.mark.parametrize("fuse", [False, True], ids=["plain", "fused"])
+@pytest.mark.parametrize("options", ["int32", "fixed", "both"])
+@pytest.mark.parametrize("kind", ["embedding", "onehot"])
+def test_deployment_options_export_verified_and_equal_to_keras(kind, options, fuse, tmp_path):
+    from onnx import TensorProto
+
+    from tests.onnx_passes.helpers import all_static, assert_int32_indices
+
+    int32, fixed = options in ("int32", "both"), options in ("fixed", "both")
+    model = _deploy_model(kind)
+    out = tmp_path / "m.onnx"
+    report = export_onnx(
+        model,
+        out,
+        index_dtype="int32" if int32 else None,
+        fixed_shapes={"tokens": (2, 16)} if fixed else None,
+        fuse_onehot=fuse,
+        samples=8,
+    )
+    assert report.verify.equivalent
+    proto = onnx.load(str(out))
+    onnx.checker.check_model(proto, full_check=True)
+    [tokens] = proto.graph.input
+    dtype = tokens.type.tensor_type.elem_type
+    assert dtype == (TensorProto.INT32 if int32 else TensorProto.INT64)
+    if int32:
+        assert_int32_indices(proto)
+    if fixed:
+        assert [d.dim_value for d in tokens.type.tensor_type.shape.dim] == [2, 16]
+        assert all_static(proto)
+        assert "no dynamic dimension left (onnx shape inference)" in report.passes[-1].applied
+    if fuse and kind == "onehot":
+        assert "OneHot" not in report.op_counts and "Gather" in report.op_counts
+    deploy = report.to_dict()["deploy"]
+    assert deploy["index_dtype"] == ("int32" if int32 else None)
+    assert deploy["fixed_shapes"] == ({"tokens": [2, 16]} if fixed else {})
+    shown = f"  inputs: tokens {'int32' if int32 else 'int64'} {'2x16' if fixed else '?x?'}"
+    assert shown in report.format().splitlines()
+    # the ONNX model computes what Keras computes, on a batch of the fixed shape
+    x = np.random.default_rng(0).integers(0, 40, size=(2, 16))
+    x[:, 12:] = 0  # padding: the embedding model masks it
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    [got] = session.run(None, {"tokens": x.astype(np.int32 if int32 else np.int64)})
+    want = np.asarray(model(x.astype(np.int64), training=False))
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_fixed_shape_check_feeds_that_batch_and_the_onnx_side_reads_its_signature(tmp_path):
+    from graphkit.backends import OnnxBackend
+    from graphkit.verification import synthesize
+
+    out = tmp_path / "m.onnx"
+    report = export_onnx(
+        _deploy_model("onehot"), out, index_dtype="int32", fixed_shapes={"tokens": "3x16"}
+    )
+    assert report.verify.samples == 66  # 64 rounded up to whole batches of 3
+    assert report.verify.fed["tokens"] == ((66, 16), "int64")  # Keras' dtype, cast for onnx
+    [spec] = OnnxBackend(out).inputs
+    assert (spec.name, spec.shape, spec.dtype, spec.vocab) == ("tokens", (3, 16), "int32", 40)
+    batches = list(synthesize([spec], samples=7, batch_size=16, seq_len=5, seed=0))
+    assert [(b["tokens"].shape, b["tokens"].dtype) for b in batches] == [((3, 16), np.int32)] * 3
+    with pytest.raises(GraphkitError, match="model takes batches of exactly 3"):
+        graphkit.verify(out, out, inputs={"tokens": np.zeros((4, 16), np.int32)})
+
+
+def test_an_int64_input_read_as_data_is_refused_and_nothing_is_written(tmp_path):
+    tokens = keras.Input((5,), dtype="int64", name="tokens")
+    emb = keras.layers.Flatten()(keras.layers.Embedding(40, 2, name="emb")(tokens))
+    as_float = keras.layers.Lambda(lambda t: keras.ops.cast(t, "float32"), name="ids")(tokens)
+    out_layer = keras.layers.Dense(1, name="head")(keras.layers.Concatenate()([emb, as_float]))
+    model = keras.Model(tokens, out_layer)
+    out = tmp_path / "m.onnx"
+    with pytest.raises(GraphkitError) as info:
+        export_onnx(model, out, index_dtype="int32")
+    message = str(info.value)
+    assert message.startswith("--index-dtype int32: input 'tokens' is int64 and ")
+    assert "stays int64" in message and "declare that Keras Input int32" in message
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    "shapes, message",
+    [
+        ({"tokns": (2, 16)}, "--fixed-shape tokns=2x16: the model has no input 'tokns'"),
+        ({"tokens": (2, 16, 1)}, "input 'tokens' has rank 2 (shape (None, None)), not 3"),
+        ({"tokens": "2x"}, "expected NAME=DIMS"),
+    ],
+)
+def test_fixed_shapes_that_do_not_fit_fail_before_tf2onnx(shapes, message, tmp_path, monkeypatch):
+    import graphkit.onnx_export as onnx_export
+
+    def no_trace(*args, **kwargs):
+        raise AssertionError("traced although the options were wrong")
+
+    monkeypatch.setattr(onnx_export, "trace", no_trace)
+    with pytest.raises(GraphkitError) as info:
+        export_onnx(_deploy_model("embedding"), tmp_path / "m.onnx", fixed_shapes=shapes)
+    assert message in str(info.value)

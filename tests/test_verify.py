@@ -308,3 +308,119 @@ def test_string_inputs_need_a_file_and_then_work(tmp_path):
     assert report.exact and report.samples == 3
     with pytest.raises(GraphkitError, match="expects strings"):
         graphkit.verify(model, converted, {"text": np.ones(3)})
+
+
+# -- the length of synthesized variable axes fits the model ------------------------------
+
+
+@pytest.fixture(scope="module")
+def conv_models(tmp_path_factory):
+    """keras.io's two conv text classifiers, tiny, saved: name -> (path, length they need)."""
+    from graphkit import examples
+
+    folder = tmp_path_factory.mktemp("conv")
+    out = {}
+    for build, needs in (
+        (examples.conv_text_classifier, 149),
+        (examples.strided_conv_classifier, 25),
+    ):
+        path = folder / f"{build.__name__}.keras"
+        save_model(build(), path)
+        out[build.__name__] = (path, needs)
+    return out
+
+
+@pytest.mark.parametrize("name", ["conv_text_classifier", "strided_conv_classifier"])
+def test_synthesized_length_is_one_the_model_takes_and_the_report_says_so(conv_models, name):
+    path, needs = conv_models[name]
+    model = load_model(path)
+    report = graphkit.verify(path, convert(model, "onehot-dense").model, samples=8)
+    assert report.exact and report.seq_len == needs
+    assert report.fed["tokens"][0] == (8, needs)
+    (note,) = [n for n in report.notes if "synthesized with length" in n]
+    assert f"with length {needs}, not 16: the model needs at least {needs}" in note
+    assert f"at {needs - 1}, layer 'conv" in note and "(Conv1D): Computed output size" in note
+    assert report.to_dict()["seq_len"] == needs
+
+
+def test_a_length_given_is_used_or_refused_with_the_cause_and_the_flag(conv_models):
+    path, needs = conv_models["conv_text_classifier"]
+    report = graphkit.verify(path, path, samples=4, seq_len=160)
+    assert report.seq_len == 160 and not any("synthesized with length" in n for n in report.notes)
+    with pytest.raises(GraphkitError) as info:
+        graphkit.verify(path, path, samples=4, seq_len=100)
+    message = str(info.value)
+    assert message.startswith("--seq-len 100 does not fit the model: the reference fails: ")
+    assert "layer 'conv2' (Conv1D): Computed output size would be zero or negative" in message
+    assert f"pass --seq-len {needs} or more, or --inputs FILE.npz" in message
+    result = invoke("verify", path, path, "--seq-len", 20)
+    assert result.exit_code == 2 and len(result.stderr.strip().splitlines()) == 1
+    assert "error: --seq-len 20 does not fit the model" in result.stderr
+
+
+def test_cli_verify_finds_the_length_without_flags(conv_models):
+    path, _ = conv_models["strided_conv_classifier"]
+    result = invoke("verify", path, path, "--samples", 4, "--json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)  # stdout is the report alone; stderr is not a terminal
+    assert data["seq_len"] == 25 and data["fed"]["tokens"]["shape"] == [4, 25]
+    assert result.stderr == ""
+
+
+def test_onnx_models_get_a_length_by_trying(conv_models, tmp_path):
+    from graphkit.onnx_export import export_onnx
+
+    path, needs = conv_models["strided_conv_classifier"]
+    onnx_path = tmp_path / "m.onnx"
+    export_onnx(path, onnx_path, verify=False)
+    report = graphkit.verify(onnx_path, onnx_path, samples=4)  # no shape rules: doubling
+    assert report.exact and report.seq_len == 32
+    (note,) = [n for n in report.notes if "synthesized with length" in n]
+    assert "length 32, not 16: at length 16 the reference fails: onnxruntime's Conv node" in note
+    assert "Invalid input shape" in note
+    both = graphkit.verify(path, onnx_path, samples=4)  # Keras' rules, checked in onnxruntime too
+    assert both.equivalent and both.seq_len == needs
+
+
+def test_no_length_fits_names_the_cause_and_the_flag():
+    tokens = keras.Input((None,), name="x")
+    folded = keras.layers.Reshape((3, -1), name="fold")(tokens)  # lengths divisible by 3 only
+    model = keras.Model(tokens, keras.layers.GlobalAveragePooling1D()(folded))
+    with pytest.raises(GraphkitError) as info:
+        graphkit.verify(model, model, samples=2)
+    message = str(info.value)
+    assert message.startswith("no input length up to 4096 fits the model: at length 16 the ")
+    assert "layer 'fold' (Reshape)" in message and "pass --seq-len L" in message
+    assert graphkit.verify(model, model, samples=2, seq_len=9).seq_len == 9
+
+
+def test_models_that_take_the_default_length_keep_it_without_a_note():
+    report = graphkit.verify(
+        FIXTURES / "masked_lstm.keras", FIXTURES / "masked_lstm.keras", samples=4
+    )
+    assert report.seq_len == 16 and not any("synthesized with length" in n for n in report.notes)
+    fixed = graphkit.verify(FIXTURES / "sequential.keras", FIXTURES / "sequential.keras", samples=4)
+    assert fixed.seq_len is None  # no variable axis
+
+
+def test_progress_hears_each_step_and_the_samples():
+    from graphkit.progress import Progress
+
+    class Recorder(Progress):
+        def __init__(self):
+            self.steps, self.counts = [], []
+
+        def step(self, message):
+            self.steps.append(message)
+
+        def advance(self, done, total=None):
+            self.counts.append((done, total))
+
+    heard = Recorder()
+    path = FIXTURES / "masked_lstm.keras"
+    graphkit.verify(path, path, samples=40, batch_size=16, progress=heard)
+    assert heard.steps[:2] == [f"loading {path}", f"loading {path}"]
+    assert heard.steps[-1] == "comparing 40 samples" and heard.counts[-1] == (40, 40)
+    counted = []  # a plain function still hears (done, total)
+    graphkit.verify(path, path, samples=20, progress=lambda done, total: counted.append(done))
+    assert counted == [20]

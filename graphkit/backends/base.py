@@ -41,3 +41,13 @@ class Backend:
 
     def run(self, batch: dict[str, np.ndarray]) -> list[np.ndarray]:
         raise NotImplementedError
+
+    def shape_problem(self, shapes: dict[str, tuple]) -> str | None:
+        """Why the model's shape rules refuse inputs of these shapes, without computing
+        anything; None where they accept them or the backend has no such rules."""
+        return None
+
+    def trial(self, batch: dict[str, np.ndarray]) -> list[np.ndarray]:
+        """Run ``batch`` once to see whether the model takes it (raises where it does not).
+        Unlike ``run``, it decides nothing about how later batches run."""
+        return self.run(batch)

@@ -118,6 +118,44 @@ def serving_function(model):
     return serve, specs
 
 
+def stateless_serving_function(model):
+    """Like ``serving_function``, but the model's variables are inputs of the function too
+    (``model.stateless_call``), after the model's own inputs: tracing it puts no weight in
+    the graph. Returns ``(function, specs, variables)``, variables in the specs' order."""
+    import keras
+    import tensorflow as tf
+
+    if not getattr(model, "inputs", None):
+        raise GraphkitError(
+            f"model {model.name!r} has no defined inputs; build it on an Input first"
+        )
+    specs = [tf.TensorSpec(tuple(t.shape), t.dtype, name=t.name) for t in model.inputs]
+    trainable, frozen = list(model.trainable_variables), list(model.non_trainable_variables)
+    variables = trainable + frozen
+    taken = {s.name for s in specs}
+    names = []
+    for i in range(len(variables)):
+        name, k = f"graphkit_weight_{i}", 0
+        while name in taken:
+            k += 1
+            name = f"graphkit_weight_{i}_{k}"
+        taken.add(name)
+        names.append(name)
+    var_specs = [tf.TensorSpec(tuple(v.shape), v.dtype, name=n) for v, n in zip(variables, names)]
+    flatten = keras.tree.flatten
+    n_in, n_tr = len(specs), len(trainable)
+
+    @tf.function(input_signature=specs + var_specs, autograph=False)
+    def serve(*args):
+        xs, tv, ntv = args[:n_in], args[n_in : n_in + n_tr], args[n_in + n_tr :]
+        out, _ = model.stateless_call(
+            list(tv), list(ntv), model_feed(model, list(xs)), training=False
+        )
+        return list(flatten(out))
+
+    return serve, specs + var_specs, variables
+
+
 # The traced function must agree with the eager call to within this on the probe batch.
 TRACE_TOLERANCE = (1e-5, 1e-6)  # (rtol, atol)
 TRACE_TOLERANCE_HALF = (1e-3, 1e-3)
@@ -293,6 +331,31 @@ class KerasBackend(Backend):
         if self.mode == "eager":
             return eager_call(self.model, args)
         return self.traced(args)
+
+    def shape_problem(self, shapes: dict[str, tuple]) -> str | None:
+        """Keras' shape rules (each layer's ``compute_output_spec``) on inputs of ``shapes``:
+        a valid convolution or pooling longer than its input says "Computed output size
+        would be zero or negative"; the layer is named."""
+        import keras
+
+        args = [keras.KerasTensor(shapes[s.name], dtype=s.dtype) for s in self.inputs]
+        failed: list = []
+        try:
+            outputs = _keras_api.shape_outputs(self.model, args, failed)
+        except Exception as exc:
+            at = f"layer {failed[-1].name!r} ({type(failed[-1]).__name__}): " if failed else ""
+            return f"{at}{one_line(exc, with_type=False)}"
+        for name, out in zip(self.output_names, keras.tree.flatten(outputs)):
+            if 0 in tuple(getattr(out, "shape", ())):
+                return f"output {name!r} would be empty (shape {tuple(out.shape)})"
+        return None
+
+    def trial(self, batch: dict[str, np.ndarray]) -> list[np.ndarray]:
+        """The eager call on ``batch`` (the reference); a model with stateful layers is not
+        run (that would advance its states): an empty list."""
+        if any(getattr(x, "stateful", False) for x in _keras_api.flatten_layers(self.model)):
+            return []
+        return eager_call(self.model, [batch[s.name] for s in self.inputs])
 
     def choose_mode(self, args: list[np.ndarray]) -> str:
         """Check the traced function against the eager call on a probe of ``args``."""

@@ -155,12 +155,25 @@ class OnnxBackend(Backend):
 
     def run(self, batch: dict[str, np.ndarray]) -> list[np.ndarray]:
         feed = {
-            s.name: batch[s.name]
-            if s.dtype == "string"
-            else np.ascontiguousarray(batch[s.name], dtype=s.dtype)
+            s.name: batch[s.name] if s.dtype == "string" else _as_dtype(batch[s.name], s)
             for s in self.inputs
         }
         return list(self.session.run(None, feed))
+
+
+def _as_dtype(x, spec: InputSpec) -> np.ndarray:
+    """``x`` in the dtype the model declares; integers that would not fit are refused, not
+    wrapped (an int64 Keras input against an export with ``--index-dtype int32``)."""
+    x = np.asarray(x)
+    want = np.dtype(spec.dtype)
+    if x.dtype.kind in "iu" and want.kind in "iu" and x.size and x.dtype != want:
+        info = np.iinfo(want)
+        if x.min() < info.min or x.max() > info.max:
+            raise GraphkitError(
+                f"input {spec.name!r}: values outside the range of {want}, the type the "
+                "ONNX model declares for it"
+            )
+    return np.ascontiguousarray(x, dtype=want)
 
 
 def _onnx_uses_half(proto) -> bool:

@@ -6,9 +6,21 @@ A pass is a module (or any object) with:
 - ``SUMMARY``: one line, listed by ``graphkit rules``;
 - ``CONFLICTS``: the passes it cannot be combined with, as ``{name: why}`` (or just names);
   a conflict declared on either side is enough;
-- ``apply(model) -> PassResult``: edit the ``onnx.ModelProto`` in place and say what it did
-  and, for every candidate it left alone, why. It leaves dead nodes and node order to the
-  runner: ``run_passes`` removes dead nodes and sorts once, after the last pass.
+- ``apply(model, **params) -> PassResult``: edit the ``onnx.ModelProto`` in place and say
+  what it did and, for every candidate it left alone, why. It leaves dead nodes and node order
+  to the runner: ``run_passes`` removes dead nodes and sorts once, after the last pass.
+
+and, optionally:
+
+- ``PARAMS``: ``{name: meaning}`` of the keyword parameters ``apply`` takes (none if absent);
+  ``run_passes(..., params={pass name: {param: value}})`` passes them;
+- ``check_params(**params)``: cheap validation (raises GraphkitError), run by
+  ``resolve_passes`` before any slow work, with ``{}`` when none were given;
+- ``PHASE``: ``"rewrite"`` (the default) or ``"deploy"``. Deploy passes fit the finished graph
+  to a runtime (index types, static shapes): they run after every rewrite pass, whatever the
+  order the names were given in, so that what a rewrite adds is covered too. They read
+  onnx's shape inference, so the runner cleans and sorts the graph before each one that
+  follows a change.
 """
 
 from __future__ import annotations
@@ -33,7 +45,10 @@ class OnnxPass(Protocol):
     SUMMARY: str
     CONFLICTS: Mapping[str, str] | Iterable[str]
 
-    def apply(self, model: Any) -> PassResult: ...
+    def apply(self, model: Any, **params: Any) -> PassResult: ...
+
+
+PHASES = ("rewrite", "deploy")  # the order passes run in, whatever the order of their names
 
 
 def _conflicts(p: OnnxPass) -> dict[str, str]:
@@ -43,10 +58,17 @@ def _conflicts(p: OnnxPass) -> dict[str, str]:
     return {name: "declared as conflicting" for name in declared}
 
 
+def _phase(p: OnnxPass) -> int:
+    return PHASES.index(getattr(p, "PHASE", "rewrite"))
+
+
 def resolve_passes(
-    names: Sequence[str], registry: Mapping[str, OnnxPass] | None = None
+    names: Sequence[str],
+    registry: Mapping[str, OnnxPass] | None = None,
+    params: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> list[OnnxPass]:
-    """The passes called ``names``, in that order; GraphkitError for an unknown or conflicting name.
+    """The passes called ``names``, in that order (deploy passes last, see ``PHASES``);
+    GraphkitError for an unknown or conflicting name, or parameters a pass refuses.
 
     Cheap (nothing is run, onnx is not imported): call it before any slow work.
     """
@@ -68,22 +90,50 @@ def resolve_passes(
                 raise GraphkitError(
                     f"the ONNX passes {a} and {b} cannot be combined ({why}); pick one"
                 )
-    return passes
+    params = params or {}
+    for name in params:
+        if name not in chosen:
+            raise GraphkitError(f"parameters for the ONNX pass {name!r}, which is not run")
+    for p in passes:
+        given = dict(params.get(p.NAME, {}))
+        takes = dict(getattr(p, "PARAMS", {}))
+        for key in given:
+            if key not in takes:
+                expected = ", ".join(takes) or "none"
+                raise GraphkitError(
+                    f"the ONNX pass {p.NAME} has no parameter {key!r} (it takes: {expected})"
+                )
+        check = getattr(p, "check_params", None)
+        if check is not None:
+            check(**given)
+    return sorted(passes, key=_phase)  # stable: the given order within a phase
 
 
 def run_passes(
-    model, names: Sequence[str], registry: Mapping[str, OnnxPass] | None = None
+    model,
+    names: Sequence[str],
+    registry: Mapping[str, OnnxPass] | None = None,
+    params: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> list[PassResult]:
-    """Run the passes called ``names`` on ``model`` in place, in order; then clean up once.
+    """Run the passes called ``names`` on ``model`` in place, in order (deploy passes last),
+    each with its ``params[name]``; then clean up once.
 
     The cleanup (dead nodes removed, nodes sorted topologically, subgraphs included) runs once
     after the last pass, and only if a pass changed something: a model that no pass matched is
-    left exactly as it was.
+    left exactly as it was. A deploy pass reads onnx's shape inference, which needs nodes in
+    order: it gets a cleaned graph too when a pass before it changed something.
     """
     from graphkit.onnx_passes import graph
 
-    passes = resolve_passes(names, registry)
-    results = [p.apply(model) for p in passes]
-    if any(r.applied for r in results):
+    passes = resolve_passes(names, registry, params)
+    params = params or {}
+    results, changed = [], False
+    for p in passes:
+        if changed and _phase(p) > 0:
+            graph.cleanup(model.graph)
+            changed = False
+        results.append(p.apply(model, **params.get(p.NAME, {})))
+        changed = changed or bool(results[-1].applied)
+    if changed:
         graph.cleanup(model.graph)
     return results

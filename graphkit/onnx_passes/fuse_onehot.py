@@ -176,14 +176,19 @@ def apply(model) -> PassResult:
         _cast, reshape, matmul, add, weight, bias, shape_readers = found
         depth = weight.shape[0]
         extra = bias if bias is not None else np.zeros(weight.shape[1], weight.dtype)
-        table = np.concatenate([weight + (bias if bias is not None else 0), extra[None, :]]).astype(
-            weight.dtype
-        )
+        # one copy of the weight, however large: rows 0..depth-1 (+ bias), then the extra row
+        table = np.empty((depth + 1, weight.shape[1]), weight.dtype)
+        table[:depth] = weight
+        if bias is not None:
+            table[:depth] += bias
+        table[depth] = extra
 
         base = (onehot.name or "onehot").replace("/", "_")
         n = index.unique
         table_name = n(f"{base}_fused_table")
-        graph.initializer.append(numpy_helper.from_array(table, table_name))
+        from graphkit.onnx_weights import initializer
+
+        graph.initializer.append(initializer(table, table_name))  # external if the model's are
         # The last row only serves out-of-range indices: record the real vocabulary.
         set_valid_rows(model, table_name, depth)
         new = []

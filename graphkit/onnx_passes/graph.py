@@ -86,6 +86,12 @@ class GraphIndex:
 
         t = self._tensor(name)
         if t is not None:
+            from onnx import TensorProto
+
+            if t.data_location == TensorProto.EXTERNAL:  # held by the export running now
+                from graphkit.onnx_weights import external_array
+
+                return external_array(t)
             return numpy_helper.to_array(t)
         attr = self._const_nodes.get(name)
         if attr is None or attr.name not in (

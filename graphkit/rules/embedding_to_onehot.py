@@ -107,7 +107,6 @@ class EmbeddingToOneHot:
 
         from graphkit.layers import OneHot, TimeDistributed
 
-        table = keras.ops.convert_to_numpy(layer.embeddings)
         sites = graph.call_sites(layer)
         ranks = [s.input_rank for s in sites]
         use_td = bool(ranks) and all(r is not None and r >= 2 for r in ranks)
@@ -127,13 +126,15 @@ class EmbeddingToOneHot:
             use_bias=False,
             name=layer.name if keep_name and not use_td else ctx.unique_name(f"{layer.name}_dense"),
             dtype=policy,
-            kernel_initializer=layer.embeddings_initializer,
+            kernel_initializer="zeros",  # no random table to draw: the real one is assigned
             kernel_regularizer=layer.embeddings_regularizer,
             kernel_constraint=layer.embeddings_constraint,
             activity_regularizer=None if use_td else layer.activity_regularizer,
         )
         dense.build((None, layer.input_dim))
-        dense.kernel.assign(table.astype(dense.kernel.dtype, copy=False))
+        # variable to variable: no host copy of a table that may be gigabytes
+        dense.kernel.assign(keras.ops.cast(layer.embeddings, dense.kernel.dtype))
+        dense.kernel_initializer = layer.embeddings_initializer  # what its config says
         projection = dense
         if use_td:
             projection = TimeDistributed(

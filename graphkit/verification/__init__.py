@@ -27,25 +27,32 @@ import numpy as np
 
 from graphkit.backends import Backend, open_backend
 from graphkit.errors import GraphkitError, one_line
+from graphkit.progress import Progress, as_progress
 from graphkit.verification.inputs import (
     batch_plan,
     batches_of,
     check_signatures,
+    fixed_batch,
     has_variable_axes,
     load_inputs,
     synthesize,
     validate_inputs,
 )
+from graphkit.verification.lengths import DEFAULT_SEQ_LEN, LengthChoice, fit_seq_len
 from graphkit.verification.report import VerifyReport
 from graphkit.verification.stats import OutputStats
 
 __all__ = [
+    "DEFAULT_SEQ_LEN",
+    "LengthChoice",
     "OutputStats",
     "VerifyReport",
     "batch_plan",
     "batches_of",
+    "check_options",
     "check_signatures",
     "default_tolerances",
+    "fit_seq_len",
     "has_variable_axes",
     "load_inputs",
     "synthesize",
@@ -58,7 +65,6 @@ ONNX_TOLERANCE = (1e-4, 1e-5)
 HALF_TOLERANCE = (1e-3, 1e-3)
 DEFAULT_SAMPLES = 256
 DEFAULT_BATCH = 32
-DEFAULT_SEQ_LEN = 16
 
 
 def default_tolerances(ref: Backend, cand: Backend) -> tuple[float, float]:
@@ -76,7 +82,7 @@ def verify(
     *,
     samples: int = DEFAULT_SAMPLES,
     batch_size: int = DEFAULT_BATCH,
-    seq_len: int = DEFAULT_SEQ_LEN,
+    seq_len: int | LengthChoice | None = None,
     seed: int = 0,
     rtol: float | None = None,
     atol: float | None = None,
@@ -84,35 +90,50 @@ def verify(
     unsafe: bool = False,
     imports=(),
     onehot_lambdas=(),
-    progress: Callable[[int, int], None] | None = None,
+    progress: Callable[[int, int], None] | Progress | None = None,
 ) -> VerifyReport:
     """Compare ``candidate`` with ``reference`` output by output.
 
     Each is a path (``.keras``, ``.h5``, ``.onnx``), an in-memory Keras model, or a Backend.
     ``inputs`` is a ``.npz``/``.npy`` path or a dict of arrays; without it, ``samples``
-    inputs are synthesized from the signature with ``seed``. Returns a VerifyReport
-    (truthy when equivalent); raises GraphkitError for bad usage or bad input.
+    inputs are synthesized from the signature with ``seed``, variable axes ``seq_len``
+    long: None gives 16 where both models take it, else a length they take (found from
+    Keras' shape rules or by trying, and noted in the report); a length given is used as
+    is, or refused with the cause (see ``graphkit.verification.lengths``). ``progress``: a
+    ``graphkit.progress.Progress``, or a function called with (samples done, total).
+    Returns a VerifyReport (truthy when equivalent); raises GraphkitError for bad usage or
+    bad input.
     """
-    for label, value, low in (
-        ("samples", samples, 1),
-        ("batch_size", batch_size, 1),
-        ("seq_len", seq_len, 1),
-    ):
-        if int(value) < low:
-            raise GraphkitError(f"--{label.replace('_', '-')} must be at least {low}, got {value}")
-    for label, value in (("rtol", rtol), ("atol", atol)):
-        if value is not None and (not math.isfinite(value) or value < 0):
-            raise GraphkitError(f"--{label} must be a finite number >= 0, got {value}")
+    check_options(samples=samples, batch_size=batch_size, seq_len=seq_len, rtol=rtol, atol=atol)
+    report_to = as_progress(progress, callable_is="advance")
     lambdas = _lambdas_per_model((reference, candidate), onehot_lambdas)
-    ref = open_backend(
-        reference, provider=provider, unsafe=unsafe, imports=imports, onehot_lambdas=lambdas[0]
-    )
-    cand = open_backend(
-        candidate, provider=provider, unsafe=unsafe, imports=imports, onehot_lambdas=lambdas[1]
-    )
+    backends = []
+    for source, adopted in zip((reference, candidate), lambdas):
+        if isinstance(source, (str, os.PathLike)):
+            report_to.step(f"loading {source}")
+        backends.append(
+            open_backend(
+                source, provider=provider, unsafe=unsafe, imports=imports, onehot_lambdas=adopted
+            )
+        )
+    ref, cand = backends
     specs = check_signatures(ref, cand)
+    batch_size = fixed_batch(specs) or batch_size  # an export with --fixed-shape takes no other
 
+    choice = None
     if inputs is None:
+        if isinstance(seq_len, LengthChoice):
+            choice = seq_len  # already fitted by the caller (export)
+        else:
+            report_to.step("checking the input length")
+            choice = fit_seq_len(
+                [("reference", ref), ("candidate", cand)],
+                specs,
+                seq_len,
+                seed=seed,
+                progress=report_to,
+            )
+        seq_len = choice.length
         stream = synthesize(specs, samples, batch_size, seq_len, seed)
         total = samples
         source = f"synthesized (seed {seed})"
@@ -128,6 +149,7 @@ def verify(
         seed = None
 
     hint = ""
+    report_to.step(f"comparing {total} samples")
     if inputs is None and has_variable_axes(specs):
         hint = (
             f" (variable axes were synthesized with length {seq_len}; "
@@ -156,9 +178,10 @@ def verify(
         for name, x in batch.items():
             fed[name] = ((done + n,) + tuple(x.shape[1:]), str(x.dtype))
         done += n
-        if progress is not None:
-            progress(done, total)
+        report_to.advance(done, total)
     notes = list(dict.fromkeys([*ref.notes, *cand.notes]))  # verify(m, m): once
+    if choice is not None and choice.note and has_variable_axes(specs):
+        notes.append(choice.note)
     for label, adopted in (("reference", lambdas[0]), ("candidate", lambdas[1])):
         if adopted:
             notes.append(
@@ -183,7 +206,26 @@ def verify(
         specs,
         fed,
         notes,
+        seq_len=seq_len if inputs is None and has_variable_axes(specs) else None,
     )
+
+
+def check_options(
+    *,
+    samples: int = 1,
+    batch_size: int = 1,
+    seq_len: int | LengthChoice | None = None,
+    rtol: float | None = None,
+    atol: float | None = None,
+) -> None:
+    """verify's numeric options; cheap (the CLI checks them before importing TensorFlow)."""
+    length = seq_len.length if isinstance(seq_len, LengthChoice) else seq_len
+    for label, value in (("samples", samples), ("batch_size", batch_size), ("seq_len", length)):
+        if value is not None and int(value) < 1:
+            raise GraphkitError(f"--{label.replace('_', '-')} must be at least 1, got {value}")
+    for label, value in (("rtol", rtol), ("atol", atol)):
+        if value is not None and (not math.isfinite(value) or value < 0):
+            raise GraphkitError(f"--{label} must be a finite number >= 0, got {value}")
 
 
 def _named_outputs(backend: Backend, batch, role: str, hint: str) -> dict[str, np.ndarray]:

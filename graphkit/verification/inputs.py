@@ -106,6 +106,12 @@ def has_variable_axes(specs: list[InputSpec]) -> bool:
     return any(d is None for spec in specs for d in spec.shape[1:])
 
 
+def fixed_batch(specs: list[InputSpec]) -> int | None:
+    """The batch size every input is fixed to (``export --fixed-shape``), or None."""
+    sizes = {s.shape[0] for s in specs if s.shape and s.shape[0] is not None}
+    return sizes.pop() if len(sizes) == 1 else None
+
+
 def batch_plan(specs: list[InputSpec], samples: int, batch_size: int, seq_len: int) -> list[int]:
     """The size of each synthesized batch.
 
@@ -113,6 +119,9 @@ def batch_plan(specs: list[InputSpec], samples: int, batch_size: int, seq_len: i
     axes up (Keras 3.15's TimeDistributed, traced, maps over the batch): when every batch
     would be as long as ``seq_len``, the first one is one sample shorter, so both are seen.
     """
+    fixed = fixed_batch(specs)
+    if fixed is not None:  # a model made for one batch size takes no other
+        return [fixed] * max(1, -(-samples // fixed))
     sizes, left = [], samples
     while left > 0:
         sizes.append(min(batch_size, left))
@@ -184,6 +193,11 @@ def validate_inputs(
         for axis, (got, want) in enumerate(zip(x.shape, spec.shape)):
             if axis and want is not None and got != want:
                 raise GraphkitError(f"{label}: shape {x.shape}, expected {spec.shape}")
+        if spec.shape and spec.shape[0] is not None and x.shape[0] % spec.shape[0]:
+            raise GraphkitError(
+                f"{label}: {x.shape[0]} samples, but the model takes batches of exactly "
+                f"{spec.shape[0]}: give a multiple of {spec.shape[0]}"
+            )
         if batch is None:
             batch = x.shape[0]
         elif x.shape[0] != batch:

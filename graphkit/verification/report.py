@@ -23,6 +23,7 @@ class VerifyReport:
     # the shapes and dtypes of the data that ran, all batches together: name -> (shape, dtype)
     fed: dict[str, tuple[tuple, str]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    seq_len: int | None = None  # length of the synthesized variable axes (None: none, or a file)
 
     @property
     def equivalent(self) -> bool:
@@ -44,6 +45,7 @@ class VerifyReport:
             "samples": self.samples,
             "inputs_from": self.input_source,
             "seed": self.seed,
+            "seq_len": self.seq_len,
             "inputs": [
                 {
                     "name": s.name,

@@ -50,3 +50,37 @@ def run_checked(model: onnx.ModelProto, names: list[str], **feeds: np.ndarray):
         assert after[name].dtype == want.dtype, name
         np.testing.assert_array_equal(after[name], want, err_msg=name)
     return results
+
+
+def elem_types(model: onnx.ModelProto) -> dict[str, int]:
+    """Element type of every tensor of the main graph, as onnx's strict shape inference finds it."""
+    inferred = onnx.shape_inference.infer_shapes(model, strict_mode=True)
+    g = inferred.graph
+    types = {v.name: v.type.tensor_type.elem_type for v in (*g.input, *g.value_info, *g.output)}
+    types.update({t.name: t.data_type for t in model.graph.initializer})
+    return types
+
+
+def assert_int32_indices(model: onnx.ModelProto) -> None:
+    """No int64 index reaches a Gather or a OneHot (OneHot's depth included)."""
+    from onnx import TensorProto
+
+    types = elem_types(model)
+    for node in model.graph.node:
+        if node.op_type == "Gather":
+            assert types[node.input[1]] == TensorProto.INT32, node.name
+        if node.op_type == "OneHot":
+            assert types[node.input[0]] == TensorProto.INT32, node.name
+            assert types[node.input[1]] == TensorProto.INT32, node.name
+
+
+def all_static(model: onnx.ModelProto) -> bool:
+    """Every tensor of the main graph has a shape with no unknown dimension, as onnx's own
+    shape inference finds it (nothing else consulted)."""
+    g = onnx.shape_inference.infer_shapes(model).graph
+    infos = {v.name: v for v in (*g.input, *g.value_info, *g.output)}
+    if any(name not in infos for node in g.node for name in node.output if name):
+        return False
+    return all(
+        d.HasField("dim_value") for v in infos.values() for d in v.type.tensor_type.shape.dim
+    )

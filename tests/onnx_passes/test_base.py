@@ -179,6 +179,65 @@ def test_nothing_applied_leaves_the_model_untouched():
     assert results[0].applied == [] and model.SerializeToString() == before
 
 
+# --- parameters and the deploy phase -------------------------------------------------------
+
+
+def test_deploy_passes_run_last_on_a_sorted_graph(monkeypatch):
+    calls = []
+    real = graph.cleanup
+    monkeypatch.setattr(graph, "cleanup", lambda g: calls.append(g) or real(g))
+    seen = []
+
+    def deploy(model, size=None):
+        seen.append(("deploy", size, _is_sorted(model.graph), len(calls)))
+        return PassResult("deploy", applied=["deployed"])
+
+    registry = {
+        "rewrite": _pass("rewrite", _reverse),
+        "deploy": SimpleNamespace(
+            NAME="deploy",
+            SUMMARY="a deploy pass",
+            CONFLICTS=(),
+            PHASE="deploy",
+            PARAMS={"size": "a number"},
+            apply=deploy,
+        ),
+    }
+    model = parse(LOOP)
+    results = run_passes(model, ["deploy", "rewrite"], registry, params={"deploy": {"size": 3}})
+    assert [r.name for r in results] == ["reverse", "deploy"]  # the deploy pass ran last
+    assert seen == [("deploy", 3, True, 1)]  # on a graph cleaned after the rewrite
+    assert len(calls) == 2 and _is_sorted(model.graph)
+
+
+def test_parameters_are_checked_before_any_pass_runs():
+    checked = []
+
+    def check_params(n=1):
+        checked.append(n)
+        if n < 1:
+            raise GraphkitError(f"n must be > 0, got {n}")
+
+    registry = {
+        "p": SimpleNamespace(
+            NAME="p",
+            SUMMARY="takes n",
+            CONFLICTS=(),
+            PARAMS={"n": "a positive number"},
+            check_params=check_params,
+            apply=lambda model, n=1: PassResult("p"),
+        ),
+        "q": _pass("q"),
+    }
+    model = parse(ONEHOT_CHAIN)
+    before = model.SerializeToString()
+    with pytest.raises(GraphkitError, match="n must be > 0, got 0"):
+        run_passes(model, ["q", "p"], registry, params={"p": {"n": 0}})
+    with pytest.raises(GraphkitError, match="the ONNX pass q has no parameter 'n' .*none"):
+        run_passes(model, ["q"], registry, params={"q": {"n": 1}})
+    assert model.SerializeToString() == before and checked == [0]
+
+
 # --- subgraphs and order -------------------------------------------------------------------
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import onnx.parser
-import pytest
 from onnx import TensorProto
 
 from graphkit.backends.onnx_backend import _onnx_index_info
@@ -75,8 +74,7 @@ def test_constant_shape_never_reads_external_data():
     )
     model.graph.initializer.append(_external_table("T", 1000, 4))
     index = GraphIndex(model.graph)
-    with pytest.raises(Exception):  # noqa: B017 (whatever onnx raises for the missing file)
-        index.constant("T")
+    assert index.constant("T") is None  # external, and no export holds its array: not read
     assert index.constant_shape("T") == (1000, 4)
     assert _onnx_index_info(model) == {"idx": (1000, False)}
 
