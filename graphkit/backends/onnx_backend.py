@@ -71,16 +71,20 @@ def _onnx_index_info(model) -> dict[str, tuple[int, bool]]:
 
     Input name -> (smallest vocabulary found, whether it is also compared with 0, i.e. masked).
     A fused table's extra out-of-range row does not count (``valid_rows`` in its metadata).
-    Table sizes come from their dims: external data is never read.
+    Table sizes come from their dims: external data is never read. A range recorded in the
+    metadata (``drop_index_guards``: the export's input contract) counts too, and is all
+    there is where no Gather/OneHot is left (``--target coreml``).
     """
+    from graphkit.onnx_passes.drop_index_guards import index_ranges
     from graphkit.onnx_passes.fuse_onehot import valid_rows
     from graphkit.onnx_passes.graph import GraphIndex
 
     index = GraphIndex(model.graph)
     rows_in_use = valid_rows(model)
+    contract = index_ranges(model)
     info: dict[str, tuple[int, bool]] = {}
     for gi in index.graph_inputs:
-        vocab, mask = None, False
+        vocab, mask = contract.get(gi.name), False
         frontier, seen = [gi.name], set()
         while frontier:
             name = frontier.pop()

@@ -8,12 +8,27 @@ tests/onnx_passes/. Importing this package is cheap: numpy and onnx load when a 
 
 from __future__ import annotations
 
-from graphkit.onnx_passes import fix_shapes, fuse_onehot, int32_indices, lower_gather
+from graphkit.onnx_passes import (
+    drop_index_guards,
+    fix_shapes,
+    fuse_onehot,
+    int32_indices,
+    lower_gather,
+    onehot_arithmetic,
+)
 from graphkit.onnx_passes.base import OnnxPass, PassResult, resolve_passes, run_passes
 from graphkit.onnx_passes.lower_gather import OUT_OF_RANGE_NOTE
 
 PASSES: dict[str, OnnxPass] = {
-    p.NAME: p for p in (fuse_onehot, lower_gather, int32_indices, fix_shapes)
+    p.NAME: p
+    for p in (
+        fuse_onehot,
+        lower_gather,
+        drop_index_guards,
+        int32_indices,
+        onehot_arithmetic,
+        fix_shapes,
+    )
 }
 
 
