@@ -443,6 +443,16 @@ def export(
             "arithmetic, so that no dimension stays dynamic; the check feeds that batch size.",
         ),
     ] = None,
+    target: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option(
+            "--target",
+            metavar="nnapi|coreml",
+            help="Fit the export to a mobile execution provider so that it runs the whole graph "
+            "(needs --fixed-shape, implies --index-dtype int32; inputs must be indices in "
+            "[0, vocab)); onnxruntime's mobile usability checker reports the coverage.",
+        ),
+    ] = None,
     no_verify: Annotated[
         bool, typer.Option("--no-verify", help="Skip the onnxruntime-vs-Keras check after export.")
     ] = False,
@@ -482,25 +492,20 @@ def export(
     if not onnx:
         raise GraphkitError("choose the export format: --onnx")
     from graphkit.io import check_model_file
-    from graphkit.onnx_passes import fix_shapes, int32_indices, resolve_passes
+    from graphkit.onnx_passes import fix_shapes
+    from graphkit.onnx_targets import plan_passes
 
-    # a mistyped or conflicting --pass, or a bad deployment option, fails now, not after
-    # TensorFlow's import (input names are checked once the model is loaded)
-    int32_indices.check_index_dtype(index_dtype)
+    # a mistyped or conflicting --pass, a bad deployment option, or --target without
+    # --fixed-shape fails now, not after TensorFlow's import (input names are checked once
+    # the model is loaded)
     shapes = fix_shapes.parse_fixed_shapes(fixed_shapes or ())
-    resolve_passes(
-        list(
-            dict.fromkeys(
-                [
-                    *(passes or ()),
-                    *(["fuse_onehot"] if fuse_onehot else []),
-                    *(["lower_gather"] if lower_gather else []),
-                    *([int32_indices.NAME] if index_dtype else []),
-                    *([fix_shapes.NAME] if shapes else []),
-                ]
-            )
-        ),
-        params={fix_shapes.NAME: {"shapes": shapes}} if shapes else None,
+    plan_passes(
+        passes or (),
+        fuse_onehot=fuse_onehot,
+        lower_gather=lower_gather,
+        index_dtype=index_dtype,
+        fixed_shapes=shapes,
+        target=target,
     )
     check_model_file(model)
     from graphkit.onnx_export import NotEquivalentError, check_export_options, export_onnx
@@ -522,6 +527,7 @@ def export(
                 external_data=external_data,
                 index_dtype=index_dtype,
                 fixed_shapes=shapes or None,
+                target=target,
                 force=force,
                 samples=samples,
                 seq_len=seq_len,

@@ -53,6 +53,9 @@ class ExportReport:
     external_bytes: int = 0
     # --index-dtype/--fixed-shape: what was asked, and the inputs' types and shapes after
     deploy: dict[str, Any] = field(default_factory=dict)
+    target: str | None = None  # --target: the execution provider the export is fitted to
+    coverage: Any = None  # onnx_targets.Coverage: what onnxruntime's checker says of it
+    index_ranges: dict[str, int] = field(default_factory=dict)  # input -> vocab (the contract)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -74,6 +77,9 @@ class ExportReport:
             ],
             "repairs": [f.to_dict() for f in self.repairs],
             "verify": self.verify.to_dict() if self.verify is not None else None,
+            "target": self.target,
+            "coverage": self.coverage.to_dict() if self.coverage is not None else None,
+            "index_ranges": self.index_ranges or None,
         }
 
     def format(self) -> str:
@@ -117,6 +123,8 @@ class ExportReport:
                 f"equivalent, max abs error {worst:.3g}"
             )
             lines += [f"  note: {note}" for note in self.verify.notes]
+        if self.coverage is not None:  # --target: the provider's own checker, one line
+            lines.append(f"  coverage: {self.coverage.format()}")
         return "\n".join(lines)
 
 
@@ -300,6 +308,7 @@ def export_onnx(
     external_data: bool | None = None,
     index_dtype: str | None = None,
     fixed_shapes=None,
+    target: str | None = None,
 ) -> ExportReport:
     """Export ``model`` (Keras model or .keras/.h5 path) to ONNX at ``output``.
 
@@ -323,28 +332,32 @@ def export_onnx(
     ``fixed_shapes={"tokens": (2, 160)}`` (or ``"2x160"``) fixes those inputs' shapes and
     folds the shape arithmetic, so that no dynamic dimension is left where shape inference
     can tell (the report names any that stays). The check then feeds batches of that size.
+
+    ``target="nnapi"`` or ``"coreml"`` (``onnx_targets.TARGETS``) fits the export to that
+    mobile execution provider: it needs ``fixed_shapes`` for every input and implies
+    ``index_dtype="int32"``; the target's passes drop the index guards (the input contract
+    becomes indices in [0, vocab), recorded in ``report.index_ranges``) and rewrite what the
+    provider lacks. Once written and verified, onnxruntime's mobile usability checker gives
+    ``report.coverage`` (nodes handled, partitions, the ops the provider lacks).
     """
 
     from graphkit.io import atomic_output, check_output_path, load_model
-    from graphkit.onnx_passes import resolve_passes, run_passes
+    from graphkit.onnx_passes import fix_shapes, run_passes
+    from graphkit.onnx_targets import check_inputs_fixed, plan_passes
 
-    pass_names = [passes] if isinstance(passes, str) else list(passes)
-    for alias, wanted in (("fuse_onehot", fuse_onehot), ("lower_gather", lower_gather)):
-        if wanted and alias not in pass_names:  # the flag may repeat a --pass
-            pass_names.append(alias)
-    from graphkit.onnx_passes import fix_shapes, int32_indices
-
-    int32_indices.check_index_dtype(index_dtype)
-    if index_dtype == "int32" and int32_indices.NAME not in pass_names:
-        pass_names.append(int32_indices.NAME)
-    params = {}
+    # unknown or conflicting names, and bad parameters, fail before the slow export
+    pass_names, params = plan_passes(
+        passes,
+        fuse_onehot=fuse_onehot,
+        lower_gather=lower_gather,
+        index_dtype=index_dtype,
+        fixed_shapes=fixed_shapes,
+        target=target,
+    )
     if fixed_shapes:
         fixed_shapes = fix_shapes.normalise_shapes(fixed_shapes)
-        if fix_shapes.NAME not in pass_names:
-            pass_names.append(fix_shapes.NAME)
-        params[fix_shapes.NAME] = {"shapes": fixed_shapes}
-    # unknown or conflicting names, and bad parameters, fail before the slow export
-    resolve_passes(pass_names, params=params)
+    if target is not None:
+        index_dtype = "int32"  # implied: the target's passes include int32_indices
     if not 13 <= int(opset) <= 21:
         raise GraphkitError(f"--opset {opset}: graphkit exports opsets 13 to 21")
     say = as_progress(progress)
@@ -377,6 +390,7 @@ def export_onnx(
     model = functional_view(model, source)  # a subclassed model: on the shape it was built with
     if fixed_shapes:  # names and ranks known now: wrong ones fail before tf2onnx
         fix_shapes.check_against({t.name: tuple(t.shape) for t in model.inputs}, fixed_shapes)
+    check_inputs_fixed(target, {t.name: tuple(t.shape) for t in model.inputs}, fixed_shapes or {})
 
     # Export what the eager call computes: Keras' TimeDistributed is wrong when traced.
     from graphkit import onnx_weights
@@ -407,6 +421,9 @@ def export_onnx(
     report.external_bytes = weights.external_bytes
     if index_dtype or fixed_shapes:
         report.deploy = _deploy_summary(proto, index_dtype, fixed_shapes)
+    from graphkit.onnx_passes.drop_index_guards import index_ranges
+
+    report.target, report.index_ranges = target, index_ranges(proto)
     say.step("writing and checking the ONNX model")
     check = _Check(samples, seq_len, inputs, say)
     if output is None:
@@ -415,11 +432,13 @@ def export_onnx(
         with temporary_directory(prefix="graphkit-export-") as folder:
             written = folder / "model.onnx"
             _write_checked(proto, weights, written, verify)
-            return _verified(report, model, proto, written, verify, check)
+            _verified(report, model, proto, written, verify, check)
+            return _covered(report, written, say)
     if not weights.arrays:
         with atomic_output(output, force=force) as tmp:  # removed again if verification fails
             _write_checked(proto, weights, tmp, verify)
             _verified(report, model, proto, tmp, verify, check)
+            _covered(report, tmp, say)
             report.size_bytes = tmp.stat().st_size
         stale = _data_path(output)
         if force and stale.exists():  # an earlier export's data: replaced by nothing
@@ -429,6 +448,7 @@ def export_onnx(
             written = folder / output.name
             _write_checked(proto, weights, written, verify)
             _verified(report, model, proto, written, verify, check)
+            _covered(report, written, say)
             report.size_bytes = written.stat().st_size + _data_path(written).stat().st_size
         report.external_data = str(_data_path(output))
     report.output = str(output)
@@ -514,6 +534,17 @@ def _atomic_unit(output: Path, *, force: bool):
     finally:
         shutil.rmtree(folder, ignore_errors=True)
         interrupts.unregister(str(folder))
+
+
+def _covered(report: ExportReport, path: Path, say) -> ExportReport:
+    """``--target``: what onnxruntime's mobile usability checker says of the written model."""
+    if report.target is None:
+        return report
+    from graphkit.onnx_targets import coverage
+
+    say.step("running onnxruntime's mobile usability checker")
+    report.coverage = coverage(path, report.target)
+    return report
 
 
 @dataclass

@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 
 from graphkit.cli import app
 from graphkit.onnx_passes import PASSES
+from graphkit.onnx_targets import TARGETS
 from graphkit.rules import RULES
 
 
@@ -25,6 +26,14 @@ def test_text_and_json_list_the_registries():
     assert [r["name"] for r in data["rules"]] == [r.name for r in RULES]
     assert all({"name", "target", "targets", "phase", "summary"} <= set(r) for r in data["rules"])
     assert [p["name"] for p in data["passes"]] == list(PASSES)
+    assert [t["name"] for t in data["targets"]] == list(TARGETS)
+    for target in TARGETS.values():
+        assert all(p.split("(")[0] in PASSES for p in target.passes)
+        line = next(
+            line for line in text.stdout.splitlines() if line.startswith(f"  {target.name} ")
+        )
+        assert target.summary in line and "onehot_arithmetic" in line
+    assert "onehot_arithmetic(tables=True)" in json.dumps(data["targets"])
 
 
 def test_answers_without_importing_tensorflow():

@@ -129,12 +129,14 @@ class Listing:
 
     def __init__(self):
         from graphkit.onnx_passes import describe_passes
+        from graphkit.onnx_targets import describe_targets
 
         self.rules = describe_rules()
         self.passes = [{"name": p["name"], "summary": p["summary"]} for p in describe_passes()]
+        self.targets = describe_targets()
 
     def to_dict(self) -> dict:
-        return {"rules": self.rules, "passes": self.passes}
+        return {"rules": self.rules, "passes": self.passes, "targets": self.targets}
 
     def format(self) -> str:
         order = ", ".join(PHASES)
@@ -148,6 +150,12 @@ class Listing:
         lines.append("passes (export --pass NAME):")
         width = max((len(p["name"]) for p in self.passes), default=0)
         lines += [f"  {p['name']:<{width}}  {p['summary']}" for p in self.passes]
+        lines.append("targets (export --target NAME --fixed-shape NAME=DIMS; passes in order):")
+        width = max((len(t["name"]) for t in self.targets), default=0)
+        lines += [
+            f"  {t['name']:<{width}}  {t['summary']} [{', '.join(t['passes'])}]"
+            for t in self.targets
+        ]
         return "\n".join(lines)
 
 

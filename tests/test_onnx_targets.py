@@ -1,0 +1,206 @@
+"""export --target nnapi|coreml: graphs the provider runs whole, per onnxruntime's own checker.
+
+The issue's two models, tiny: a bag of embeddings (Embedding -> GlobalAveragePooling1D ->
+Dense) and a conv text classifier (Embedding -> Conv1D -> GlobalMaxPooling1D -> Dense), each
+as exported in the embedding form, the onehot-dense form and the onehot-dense form fused.
+For both targets: one partition holding every node (the checker's API), outputs equal to
+Keras within the ONNX tolerance and bit for bit equal to the export without --target, for
+every index of the vocabulary.
+"""
+
+from __future__ import annotations
+
+import json
+
+import keras
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from typer.testing import CliRunner
+
+from graphkit import GraphkitError
+from graphkit.cli import app
+from graphkit.conversion import convert
+from graphkit.onnx_export import export_onnx
+from graphkit.onnx_targets import TARGETS, coverage, plan_passes
+from graphkit.run import run_model
+
+VOCAB, DIM, LENGTH, BATCH = 20, 4, 8, 2
+FORMS = ["embedding", "onehot-dense", "onehot-dense-fused"]
+GUARD_OPS = {"Less", "Not", "Where", "And", "GreaterOrEqual", "Equal", "OneHot"}
+
+
+def _model(kind: str):
+    init = keras.initializers.RandomNormal(seed=1)
+    tokens = keras.Input((LENGTH,), dtype="int32", name="tokens")
+    x = keras.layers.Embedding(VOCAB, DIM, embeddings_initializer=init, name="emb")(tokens)
+    if kind == "bag":
+        x = keras.layers.GlobalAveragePooling1D(name="pool")(x)
+    else:
+        x = keras.layers.Conv1D(3, 3, activation="relu", kernel_initializer=init, name="conv")(x)
+        x = keras.layers.GlobalMaxPooling1D(name="pool")(x)
+    out = keras.layers.Dense(4, kernel_initializer=init, name="head")(x)
+    return keras.Model(tokens, out, name=kind)
+
+
+def _form(kind: str, form: str):
+    model = _model(kind)
+    return model if form == "embedding" else convert(model, "onehot-dense").model
+
+
+def _every_index() -> np.ndarray:
+    """Every index of the vocabulary, in whole batches of the fixed shape."""
+    per_batch = BATCH * LENGTH
+    batches = -(-VOCAB // per_batch)
+    return np.resize(np.arange(VOCAB, dtype=np.int32), (batches * BATCH, LENGTH))
+
+
+def _run(path, x):
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return np.concatenate(
+        [session.run(None, {"tokens": x[i : i + BATCH]})[0] for i in range(0, len(x), BATCH)]
+    )
+
+
+@pytest.mark.parametrize("target", list(TARGETS))
+@pytest.mark.parametrize("form", FORMS)
+@pytest.mark.parametrize("kind", ["bag", "conv"])
+def test_the_provider_runs_the_whole_graph_exactly(kind, form, target, tmp_path):
+    model = _form(kind, form)
+    x = _every_index()
+    fuse = form.endswith("fused")
+    shapes = {"tokens": (BATCH, LENGTH)}
+    plain = export_onnx(
+        model, tmp_path / "plain.onnx", fuse_onehot=fuse, fixed_shapes=shapes, verify=False
+    )
+    assert plain.target is None and plain.coverage is None
+    out = tmp_path / "m.onnx"
+    report = export_onnx(
+        model, out, fuse_onehot=fuse, fixed_shapes=shapes, target=target, inputs={"tokens": x}
+    )
+    # onnxruntime's checker, through its API: one partition holding every node
+    cov = report.coverage
+    assert (cov.target, cov.provider) == (target, TARGETS[target].provider)
+    assert cov.whole and cov.partitions == 1 and cov.handled == cov.nodes > 0
+    assert not cov.unsupported_ops and not cov.dynamic_nodes
+    assert coverage(out, target, optimize=False).whole  # the graph as written, too
+    line = f"  coverage: {cov.provider} {cov.nodes}/{cov.nodes} nodes, 1 partition "
+    assert [text for text in report.format().splitlines() if text.startswith(line)]
+    # what the graph holds: no guard, no OneHot; a Gather on int32 indices only for NNAPI
+    proto = onnx.load(str(out))
+    ops = {n.op_type for n in proto.graph.node}
+    assert not ops & GUARD_OPS
+    assert ("Gather" in ops) == (target == "nnapi" and form != "onehot-dense")
+    if "Gather" in ops:
+        from tests.onnx_passes.helpers import assert_int32_indices
+
+        assert_int32_indices(proto)
+    assert [i.type.tensor_type.elem_type for i in proto.graph.input] == [onnx.TensorProto.INT32]
+    assert report.index_ranges == {"tokens": VOCAB} and report.deploy["index_dtype"] == "int32"
+    # every index of the vocabulary: Keras within the ONNX tolerance, the plain export exactly
+    assert report.verify.equivalent and report.verify.samples == len(x)
+    got = _run(out, x)
+    np.testing.assert_allclose(got, np.asarray(model(x, training=False)), rtol=1e-4, atol=1e-5)
+    np.testing.assert_array_equal(got, _run(tmp_path / "plain.onnx", x))
+
+
+def test_ops_of_the_users_own_are_named_with_the_coverage_reached(tmp_path):
+    tokens = keras.Input((LENGTH,), dtype="int32", name="tokens")
+    x = keras.layers.GlobalAveragePooling1D()(keras.layers.Embedding(VOCAB, DIM)(tokens))
+    x = keras.layers.Dense(4, activation="softsign", name="mid")(x)  # Softsign: neither has it
+    model = keras.Model(tokens, keras.layers.Dense(2, name="head")(x))
+    for target in TARGETS:
+        out = tmp_path / f"{target}.onnx"
+        report = export_onnx(model, out, fixed_shapes={"tokens": (1, LENGTH)}, target=target)
+        assert out.exists() and report.verify.equivalent
+        cov = report.coverage
+        assert cov.unsupported_ops == ["Softsign"] and not cov.whole
+        assert cov.handled == cov.nodes - 1 and cov.partitions == 2
+        assert f"; not handled: ops {cov.provider} lacks: Softsign" in report.format()
+        assert report.to_dict()["coverage"]["unsupported_ops"] == ["Softsign"]
+
+
+def test_an_input_left_dynamic_is_refused_before_tracing(tmp_path, monkeypatch):
+    import graphkit.onnx_export as onnx_export
+
+    def no_trace(*args, **kwargs):
+        raise AssertionError("traced although an input was left dynamic")
+
+    monkeypatch.setattr(onnx_export, "trace", no_trace)
+    tokens = keras.Input((LENGTH,), dtype="int32", name="tokens")
+    tag = keras.Input((1,), dtype="int32", name="tag")
+    x = keras.layers.Concatenate()(
+        [
+            keras.layers.GlobalAveragePooling1D()(keras.layers.Embedding(VOCAB, DIM)(tokens)),
+            keras.layers.Flatten()(keras.layers.Embedding(5, 2)(tag)),
+        ]
+    )
+    model = keras.Model([tokens, tag], keras.layers.Dense(1)(x))
+    with pytest.raises(GraphkitError) as info:
+        export_onnx(model, tmp_path / "m.onnx", fixed_shapes={"tokens": (1, 8)}, target="nnapi")
+    assert str(info.value) == (
+        "--target nnapi: input 'tag' has the dynamic shape (None, 1): fix it with "
+        "--fixed-shape tag=DIMS (NNAPI runs static shapes only)"
+    )
+    with pytest.raises(GraphkitError, match="--target coreml needs --fixed-shape NAME=DIMS"):
+        export_onnx(model, tmp_path / "m.onnx", target="coreml")
+
+
+def test_run_and_verify_hold_the_export_to_its_input_contract(tmp_path):
+    """No Gather or OneHot is left for CoreML: the range comes from the recorded contract."""
+    import graphkit
+
+    out = tmp_path / "m.onnx"
+    model = _model("bag")
+    export_onnx(model, out, fixed_shapes={"tokens": (BATCH, LENGTH)}, target="coreml")
+    for bad, word in ((VOCAB, "out-of-vocabulary index 20"), (-1, "negative index -1")):
+        x = np.zeros((BATCH, LENGTH), np.int32)
+        x[1, 3] = bad
+        np.save(tmp_path / "x.npy", x)
+        with pytest.raises(GraphkitError, match=f"{word} at \\(1, 3\\); valid indices are 0..19"):
+            run_model(out, tmp_path / "x.npy")
+        with pytest.raises(GraphkitError, match=word):
+            graphkit.verify(model, out, inputs={"tokens": x})
+    check = graphkit.verify(model, out, samples=8)
+    assert check.equivalent and "in [0, 20)" in check.describe_inputs()
+
+
+def test_cli_prints_one_coverage_line_and_json_holds_it(tmp_path):
+    model = tmp_path / "bag.keras"
+    _model("bag").save(model)
+    runner = CliRunner()
+    args = ["export", str(model), "--onnx", "--target", "nnapi", "--fixed-shape", "tokens=1x8"]
+    text = runner.invoke(app, [*args, "-o", str(tmp_path / "a.onnx")])
+    assert text.exit_code == 0, text.output
+    lines = [line for line in text.stdout.splitlines() if line.startswith("  coverage:")]
+    assert len(lines) == 1 and lines[0].startswith("  coverage: NNAPI ")
+    assert lines[0].endswith(" 1 partition (onnxruntime's mobile usability checker)")
+    assert "note: input contract: tokens in [0, 20)" in text.stdout
+    data = runner.invoke(app, [*args, "-o", str(tmp_path / "b.onnx"), "--json"])
+    assert data.exit_code == 0, data.output
+    report = json.loads(data.stdout)
+    assert report["target"] == "nnapi" and report["index_ranges"] == {"tokens": VOCAB}
+    assert report["coverage"]["whole"] and report["coverage"]["provider"] == "NNAPI"
+    assert report["deploy"]["index_dtype"] == "int32"
+
+
+def test_plan_puts_the_targets_passes_last_in_their_order():
+    names, params = plan_passes(
+        ["int32_indices"], fuse_onehot=True, fixed_shapes={"tokens": (1, 8)}, target="coreml"
+    )
+    assert names == [
+        "fuse_onehot",
+        "drop_index_guards",
+        "int32_indices",
+        "onehot_arithmetic",
+        "fix_shapes",
+    ]
+    assert params == {
+        "fix_shapes": {"shapes": {"tokens": (1, 8)}},
+        "onehot_arithmetic": {"tables": True},
+    }
+    names, params = plan_passes(fixed_shapes={"t": "1x8"}, target="nnapi", index_dtype="int32")
+    assert names == list(TARGETS["nnapi"].passes) and "onehot_arithmetic" not in params
+    with pytest.raises(GraphkitError, match="--target tpu: expected one of: nnapi, coreml"):
+        plan_passes(fixed_shapes={"t": "1x8"}, target="tpu")
