@@ -190,7 +190,8 @@ def replace_sublayer(owner, attribute: str, key, old, new) -> None:
     if isinstance(holder, tuple):
         items = list(holder)
         items[key] = new
-        setattr(owner, attribute, type(holder)(items))
+        rebuilt = type(holder)(*items) if hasattr(holder, "_fields") else type(holder)(items)
+        setattr(owner, attribute, rebuilt)
     else:
         holder[key] = new
 

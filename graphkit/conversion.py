@@ -76,8 +76,9 @@ def _copy_model(model):
             model.save(path)
             # Our own file, just written: safe mode would only refuse what the caller already
             # holds. Its Lambdas (if any) keep the globals they had.
-            with _keras_api.lambda_globals({}, _keras_api.lambda_functions(model)):
-                return keras.saving.load_model(path, safe_mode=False, compile=False)
+            functions = _keras_api.lambda_functions(model)
+            with _keras_api.lambda_globals({}, functions):
+                return keras.saving.load_model(path, safe_mode=not functions, compile=False)
         except Exception as exc:
             raise GraphkitError(
                 f"cannot copy model {model.name!r} before rewriting it ({type(exc).__name__}: {exc}); "

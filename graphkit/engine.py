@@ -190,8 +190,7 @@ class Plan:
                 self._refuse_hidden(inner, inner_path, rule, container, layer_path)
                 continue
             inner_path = _attribute_path(refs, container, places[0], layer_path)
-            self._refs = refs
-            result = self._swap(rule, inner, places, container)
+            result = self._swap(rule, inner, places, container, refs)
             if isinstance(result, Refusal):
                 self.findings.append(
                     Finding(
@@ -218,7 +217,7 @@ class Plan:
                 )
             )
 
-    def _swap(self, rule, inner, places, container):
+    def _swap(self, rule, inner, places, container, refs):
         """The twin now in ``places`` (None in a dry run), or a Refusal."""
         from graphkit import swaps
 
@@ -232,7 +231,7 @@ class Plan:
         self.ctx.commit(fork)
         for place in places:
             owner, attribute, key = place
-            path = _attribute_path(self._refs, container, place, "")
+            path = _attribute_path(refs, container, place, "")
             swaps.swap(container, path, owner, attribute, key, inner, new)
         return new
 

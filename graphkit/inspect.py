@@ -51,9 +51,6 @@ class InspectReport:
     # per rule with anchors in the model: (rule name, label, yes-word, found, rewritable)
     counts: list[tuple[str, str, str, int, int]] = field(default_factory=list)
 
-    def _count(self, rule_name: str) -> int:
-        return next((found for name, _, _, found, _ in self.counts if name == rule_name), 0)
-
     @property
     def embeddings(self) -> list[LayerRow]:
         return [r for r in self.rows if r.role == "embedding"]
@@ -347,6 +344,10 @@ def inspect_model(model, *, unsafe: bool = False, imports=(), onehot_lambdas=())
             view = functional_view(model, source)
         except GraphkitError as exc:
             notes.append(str(exc))
+        from graphkit.subclassed import view_note
+
+        if view_note(view):
+            notes.append(view_note(view))
     flipped = _unwrapped_rows(rows, normalised)
     counts = [(n, lab, yes, found, ok + flipped.get(n, 0)) for n, lab, yes, found, ok in counts]
     inputs = [

@@ -208,10 +208,12 @@ def _readable(path: Path, fmt: str, *, onehot_lambdas, unsafe: bool, found: list
         else:
             with zipfile.ZipFile(path) as src, zipfile.ZipFile(copy, "w") as dst:
                 for item in src.infolist():
-                    data = text.encode("utf-8") if item.filename == "config.json" else None
-                    if data is None:
-                        data = src.read(item.filename)
-                    dst.writestr(item, data)
+                    if item.filename == "config.json":
+                        dst.writestr(item, text.encode("utf-8"))
+                        continue
+                    # streamed: the weights of a big model are never all in memory
+                    with src.open(item) as fin, dst.open(item, "w", force_zip64=True) as fout:
+                        shutil.copyfileobj(fin, fout, 16 << 20)
         yield copy
 
 
@@ -621,10 +623,10 @@ def check_reloads(model, written: Path, target: Path, *, expected=None, lambdas=
     if lambdas is None:
         lambdas = _keras_api.lambda_functions(model) if model is not None else []
     try:
-        # Our own file, from a model the caller already holds: safe mode would only refuse
-        # the Lambda layers the caller loaded with --unsafe.
+        # Safe mode unless the model holds Lambdas (only --unsafe loads or in-memory models
+        # do): the model's own code, which the caller already runs, is then read back.
         with _keras_api.lambda_globals(_keras2_names(), lambdas):
-            back = keras.saving.load_model(str(written), compile=False, safe_mode=False)
+            back = keras.saving.load_model(str(written), compile=False, safe_mode=not lambdas)
     except Exception as exc:
         name = unknown_class(f"{exc} {_root_cause(exc)}")
         if name is not None and is_keras_operation(name):

@@ -53,4 +53,17 @@ def functional_view(model, source: str | None = None):
     # built by a first call, the shape holds that call's batch size: the batch axis is free
     batch_shape = (None, *tuple(shape)[1:]) if len(shape) else ()
     inputs = keras.Input(batch_shape=batch_shape, dtype=dtype, name=name)
-    return keras.Model(inputs, model(inputs), name=model.name)
+    view = keras.Model(inputs, model(inputs), name=model.name)
+    why = "it holds layers that read indices" if dtype == "int32" else "it reads no indices"
+    object.__setattr__(
+        view,
+        "_graphkit_note",
+        f"subclassed {type(model).__name__}: input {name!r} of shape {batch_shape} taken as "
+        f"{dtype} ({why}; a subclassed model does not save its input dtype)",
+    )
+    return view
+
+
+def view_note(model) -> str | None:
+    """What ``functional_view`` assumed about a subclassed model's input, if it did."""
+    return getattr(model, "_graphkit_note", None)

@@ -105,14 +105,35 @@ def swap(container, path: str, owner, attribute: str, key, old, new) -> None:
     record(container, path, None if back_to_user else registered_name(type(new)))
 
 
-def resolve(obj, path: str):
-    """(owner, attribute, key, layer) at ``path`` (``inner/token``, ``fields[0]``) below ``obj``."""
+def resolve(obj, path: str, own: set[int] | None = None):
+    """(owner, attribute, key, layer) at ``path`` (``inner/token``, ``fields[0]``) below ``obj``.
+
+    A path comes from a file: it may only name public attributes, every step must be one of
+    ``obj``'s own sublayers (never a module, a function or anything else it reaches), and
+    lists, tuples and dicts are the only containers it indexes."""
+    import keras
+
+    from graphkit import _keras_api
+
+    if own is None:  # ids of obj's sublayers (taken before any swap: a layer held twice)
+        own = {id(x) for x in _keras_api.flatten_layers(obj, include_self=True)}
     owner = obj
     parts = path.split("/")
     for i, part in enumerate(parts):
         attribute, key = parse_path(part)
-        holder = getattr(owner, attribute)
-        layer = holder if key is None else holder[key]
+        if attribute.startswith("_"):
+            raise ValueError(f"graphkit>Swapped: refused attribute path {path!r}")
+        holder = vars(owner).get(attribute)
+        if key is None:
+            layer = holder
+        elif isinstance(holder, (list, tuple)) and isinstance(key, int) and key < len(holder):
+            layer = holder[key]
+        elif isinstance(holder, dict) and key in holder:
+            layer = holder[key]
+        else:
+            layer = None
+        if not isinstance(layer, keras.layers.Layer) or id(layer) not in own:
+            raise ValueError(f"graphkit>Swapped: {path!r} is not a sublayer of {obj.name!r}")
         if i == len(parts) - 1:
             return owner, attribute, key, layer
         owner = layer
@@ -120,9 +141,9 @@ def resolve(obj, path: str):
 
 
 def registered_name(cls: type) -> str:
-    from keras.src.saving import object_registration
+    import keras
 
-    return object_registration.get_registered_name(cls)
+    return keras.saving.get_registered_name(cls)
 
 
 def twin(layer, cls: type):
@@ -130,6 +151,8 @@ def twin(layer, cls: type):
     new = cls.from_config(layer.get_config())
     if layer.built:
         new.build()
+        if len(new.weights) != len(layer.weights):
+            raise ValueError(f"{cls.__name__} does not hold {type(layer).__name__}'s weights")
         for target, value in zip(new.weights, layer.weights):
             target.assign(value)
     new.trainable = layer.trainable
@@ -138,6 +161,18 @@ def twin(layer, cls: type):
 
 def _register_loader():
     import keras
+
+    from graphkit.layers.onehot_embedding import (
+        OneHotEmbedding,
+        OneHotReversibleEmbedding,
+        embedding_class,
+    )
+
+    # the only classes a file may ask for: graphkit's twins of Keras' own Embeddings
+    TWINS = {
+        "graphkit>OneHotEmbedding": OneHotEmbedding,
+        "graphkit>OneHotReversibleEmbedding": OneHotReversibleEmbedding,
+    }
 
     @keras.saving.register_keras_serializable(package="graphkit", name="Swapped")
     class Swapped(keras.layers.Layer):
@@ -149,11 +184,15 @@ def _register_loader():
 
             obj = keras.saving.deserialize_keras_object(config["layer"])
             twins: dict[int, object] = {}  # a layer held twice gets one twin
+            own = {id(x) for x in _keras_api.flatten_layers(obj, include_self=True)}
             for path, registered in (config.get("swaps") or {}).items():
-                owner, attribute, key, old = resolve(obj, path)
-                target = keras.saving.get_registered_object(registered)
-                if target is None:
-                    raise ValueError(f"graphkit>Swapped: unknown layer class {registered!r}")
+                owner, attribute, key, old = resolve(obj, path, own)
+                target = TWINS.get(registered)
+                if target is None or embedding_class(target) is not type(old):
+                    raise ValueError(
+                        f"graphkit>Swapped: {path!r} holds a {type(old).__name__}, which "
+                        f"graphkit never swaps for {registered!r}"
+                    )
                 if id(old) not in twins:
                     twins[id(old)] = (old, twin(old, target))
                 _keras_api.replace_sublayer(owner, attribute, key, old, twins[id(old)][1])

@@ -190,3 +190,33 @@ def test_cli_on_a_subclassed_model_file(tmp_path):
     verified = runner.invoke(app, ["verify", str(src), str(out), "--import", CUSTOM])
     assert verified.exit_code == 0, verified.output
     assert "EQUIVALENT (bit for bit)" in verified.stdout
+
+
+@pytest.mark.parametrize(
+    "path, target",
+    [
+        ("call/__globals__['layers']", "graphkit>OneHotEmbedding"),
+        ("_tracker", "graphkit>OneHotEmbedding"),
+        ("user_emb", "graphkit>Swapped"),
+        ("user_emb", "keras>Dense"),
+        ("num_users", "graphkit>OneHotEmbedding"),
+    ],
+)
+def test_a_crafted_swap_record_is_refused_and_changes_nothing(path, target, tmp_path):
+    import zipfile
+
+    src = tmp_path / "rec.keras"
+    save_model(convert(recommender(), "onehot-dense").model, src)
+    with zipfile.ZipFile(src) as zf:
+        members = {name: zf.read(name) for name in zf.namelist()}
+    config = json.loads(members["config.json"])
+    config["config"]["swaps"] = {path: target}
+    members["config.json"] = json.dumps(config).encode()
+    bad = tmp_path / "bad.keras"
+    with zipfile.ZipFile(bad, "w") as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    before = {k: v for k, v in vars(layers).items() if not k.startswith("__")}
+    with pytest.raises(Exception, match="graphkit>Swapped"):
+        keras.saving.load_model(bad)
+    assert {k: v for k, v in vars(layers).items() if not k.startswith("__")} == before

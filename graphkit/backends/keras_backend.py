@@ -315,6 +315,10 @@ class KerasBackend(Backend):
         self._fn = None
         self.mode: str | None = None  # "traced" or "eager", chosen on the first batch
         self.notes: list[str] = []
+        from graphkit.subclassed import view_note
+
+        if view_note(model):
+            self.notes.append(view_note(model))
 
     def _callable(self):
         if self._fn is None:

@@ -68,18 +68,26 @@ class Adoption:
         return "; ".join(parts)
 
 
-def lambda_entries(config) -> Iterator[tuple[list, int, dict]]:
-    """(parent list, index, layer entry) of every Lambda layer in a model config, nested too."""
+def _is_lambda(item) -> bool:
+    return (
+        isinstance(item, dict)
+        and item.get("class_name") == "Lambda"
+        and isinstance(item.get("config"), dict)
+    )
+
+
+def lambda_entries(config) -> Iterator[tuple]:
+    """(parent, key, layer entry) of every Lambda layer in a model config, nested too: items
+    of layer lists, and values of dicts (a wrapper's ``layer``)."""
     if isinstance(config, dict):
-        for value in config.values():
-            yield from lambda_entries(value)
+        for key, value in config.items():
+            if _is_lambda(value):
+                yield config, key, value
+            else:
+                yield from lambda_entries(value)
     elif isinstance(config, list):
         for i, item in enumerate(config):
-            if (
-                isinstance(item, dict)
-                and item.get("class_name") == "Lambda"
-                and isinstance(item.get("config"), dict)
-            ):
+            if _is_lambda(item):
                 yield config, i, item
             else:
                 yield from lambda_entries(item)

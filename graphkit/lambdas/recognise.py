@@ -15,8 +15,9 @@ What a Lambda computes is in its function's bytecode. graphkit reads that byteco
   name, closure or default. Only then is a Lambda adopted without being asked.
 
 Instructions are decoded for Python 3.6-3.10 (one stable instruction set) and for the running
-Python when it wrote the file (3.11+ change their instructions with every release): bytecode of
-another 3.11+ release is recognised, never certain.
+Python when it wrote the file (3.11+ change their instructions with every release; code that
+does not start with this Python's RESUME, or whose inline caches are not zero, is taken as
+another release's): bytecode of another 3.11+ release is recognised, never certain.
 """
 
 from __future__ import annotations
@@ -160,6 +161,11 @@ def recognise(config: dict) -> LambdaInfo:
     info.casts = list(dict.fromkeys(info.casts))
     if not info.one_hot:
         return info
+    if config.get("mask") is not None:  # a mask function or value changes what flows on
+        info.why_not_certain = "it also computes a mask (mask=...)"
+        info.does_more = True
+        _depth_from_code_or_config(info, code, config, arguments)
+        return info
     tree, why = _call_tree(code)
     if tree is None:
         info.why_not_certain = why
@@ -226,6 +232,13 @@ def _instructions(code: CodeData):
     raw = code.code
     if len(raw) % 2:
         raise UnreadableCode("odd instruction length")
+    if code.layout == LAYOUT_311:
+        # 3.11+ instructions differ between releases and marshal does not say which wrote
+        # them: this Python's own code starts with RESUME and keeps its caches zeroed.
+        import opcode
+
+        if not raw or raw[0] != opcode.opmap.get("RESUME"):
+            raise UnreadableCode("its code was written by another Python 3.11+ release")
     out, i, ext = [], 0, 0
     while i < len(raw):
         op, arg = raw[i], raw[i + 1] | ext
@@ -236,7 +249,10 @@ def _instructions(code: CodeData):
             continue
         ext = 0
         out.append((name, arg))
-        i += 2 * caches.get(op, 0)
+        skip = 2 * caches.get(op, 0)
+        if code.layout == LAYOUT_311 and any(raw[i : i + skip]):
+            raise UnreadableCode("its code was written by another Python 3.11+ release")
+        i += skip
     return out
 
 
@@ -349,12 +365,6 @@ def _module_chain(ref: _Ref) -> bool:
             return False
         ref = ref.parts[0]
     return ref.kind == "global" and ref.value in MODULES
-
-
-def _function(ref: _Ref) -> str | None:
-    if ref.kind == "call" and isinstance(ref.value, str):
-        return ref.value
-    return None
 
 
 def _dtype(ref: _Ref) -> str | None:

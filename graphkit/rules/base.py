@@ -170,3 +170,21 @@ PHASES = ("repair", "normalise", "convert")
 
 def applies_to(rule, target: str) -> bool:
     return "*" in rule.targets or target in rule.targets
+
+
+def all_finite(variable, chunk_bytes: int = 64 << 20) -> bool:
+    """Does a (possibly multi-GB) table hold no inf or NaN? Reduced in row slices, so no
+    boolean mask of the table's size is ever built."""
+    import keras
+    import numpy as np
+
+    shape = tuple(variable.shape)
+    value = variable.value if hasattr(variable, "value") else variable
+    if len(shape) < 1 or shape[0] == 0:
+        return bool(np.all(np.isfinite(keras.ops.convert_to_numpy(value))))
+    per_row = max(1, int(np.prod(shape[1:])) * 4)
+    step = max(1, chunk_bytes // per_row)
+    for begin in range(0, shape[0], step):
+        if not bool(keras.ops.all(keras.ops.isfinite(value[begin : begin + step]))):
+            return False
+    return True

@@ -8,7 +8,7 @@ are bitwise equal for valid indices. A table holding inf or NaN would break this
 
 from __future__ import annotations
 
-from graphkit.rules.base import Chain, Match, Refusal
+from graphkit.rules.base import Chain, Match, Refusal, all_finite
 
 NAME = "embedding_to_onehot"
 
@@ -62,7 +62,6 @@ class EmbeddingToOneHot:
         return self._table_refusal(layer)
 
     def _table_refusal(self, layer) -> Refusal | None:
-        import keras
 
         if not layer.built:
             return Refusal("the Embedding is not built (it holds no table yet)")
@@ -73,7 +72,7 @@ class EmbeddingToOneHot:
         if getattr(layer, "lora_enabled", False):
             return Refusal("the Embedding has LoRA enabled; merge or disable LoRA first")
         # reduced where the table lives: no copy of it
-        if not bool(keras.ops.all(keras.ops.isfinite(layer.embeddings))):
+        if not all_finite(layer.embeddings):
             return Refusal(
                 "the table holds inf or NaN: a one-hot MatMul would turn them into NaN everywhere"
             )

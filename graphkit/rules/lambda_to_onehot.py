@@ -52,6 +52,8 @@ class LambdaToOneHot:
         return []
 
     def check(self, layer, graph) -> Refusal | None:
+        if getattr(layer, "mask", None) is not None:
+            return Refusal("it also computes a mask (mask=...): not a plain one-hot", "kept")
         sites = graph.call_sites(layer)
         shapes = {s.input_shape for s in sites}
         if not sites or None in shapes or len(shapes) != 1:
@@ -141,13 +143,34 @@ def prove(layer, shape, depth):
     which the Lambda gave the saturated row (255) instead of the wrapped one: TensorFlow's
     cast of a float >= 256 to uint8 saturates in vectorised code and wraps in scalar code, so
     the original model's output depends on the batch. graphkit's OneHot always wraps.
+    Each row is reduced to the index it is hot at (-1 all zero, -2 not a one-hot row): no
+    matrix of vocabulary size is built besides the Lambda's own output.
     """
+    cached = getattr(layer, "_graphkit_proof", None)
+    if cached is not None and cached[0] == (tuple(shape), depth):
+        return cached[1]
+    result = _prove(layer, shape, depth)
+    object.__setattr__(layer, "_graphkit_proof", ((tuple(shape), depth), result))
+    return result
+
+
+def _hot_index(rows):
+    """Per row: the column holding the single 1, -1 for a zero row, -2 for anything else."""
+    import numpy as np
+
+    hot = rows.argmax(axis=1)
+    peak = rows[np.arange(len(rows)), hot]
+    nonzero = np.count_nonzero(rows, axis=1)
+    return np.where(nonzero == 0, -1, np.where((nonzero == 1) & (peak == 1), hot, -2))
+
+
+def _prove(layer, shape, depth):
     import keras
     import numpy as np
 
     count = depth + BEYOND
     dtype = keras.backend.standardize_dtype(layer.input.dtype)
-    outputs = []
+    observed = []
     for order in (np.arange(count), np.arange(count)[::-1]):
         batch = _probe_batch(order, shape)
         if dtype.startswith(("uint", "int", "float")):
@@ -158,51 +181,42 @@ def prove(layer, shape, depth):
             from graphkit.errors import one_line
 
             return Refusal(f"running it on indices failed: {one_line(exc)}", severity="kept")
-        rows = out.reshape(-1, out.shape[-1])[:count].astype(np.float64)
-        outputs.append(rows[np.argsort(order)] if order[0] != 0 else rows)
-    rows_a, rows_b = outputs
+        hot = _hot_index(out.reshape(-1, out.shape[-1])[:count])
+        del out
+        observed.append(hot[np.argsort(order)] if order[0] != 0 else hot)
+    seen_a, seen_b = observed
+    indices = np.arange(count)
 
-    def one_hots(index):
-        rows = np.zeros((count, depth))
-        inside = index < depth
-        rows[inside] = np.eye(depth)[index[inside]]
-        return rows
+    def rows_for(index):
+        return np.where(index < depth, index, -1)
 
     best = None
-    indices = np.arange(count)
     for wrap in WRAPS:
-        expected = one_hots(indices % wrap if wrap else indices)
+        expected = rows_for(indices % wrap if wrap else indices)
         # TensorFlow casts floats past the range of a narrow integer type by saturating in
         # vectorised code and wrapping in scalar code: either row may come out
-        saturated = one_hots(np.minimum(indices, wrap - 1)) if wrap else expected
-        ok_a = np.all(rows_a == expected, axis=1) | np.all(rows_a == saturated, axis=1)
-        ok_b = np.all(rows_b == expected, axis=1) | np.all(rows_b == saturated, axis=1)
-        if not np.all((ok_a & ok_b)[:depth]):  # the vocabulary decides; past it, the best fit
+        saturated = rows_for(np.minimum(indices, wrap - 1)) if wrap else expected
+        ok = ((seen_a == expected) | (seen_a == saturated)) & (
+            (seen_b == expected) | (seen_b == saturated)
+        )
+        if not np.all(ok[:depth]):  # the vocabulary decides; past it, the best fit
             continue
-        score = int(np.sum((ok_a & ok_b)[depth:]))
-        exact = np.all(rows_a == expected, axis=1) & np.all(rows_b == expected, axis=1)
+        score = int(np.sum(ok[depth:]))
+        exact = (seen_a == expected) & (seen_b == expected)
         if best is None or score > best[0]:
             best = (score, wrap, np.flatnonzero(~exact[:depth]))
     if best is not None:
         return best[1], best[2]
-    moved = np.flatnonzero(~np.all(rows_a[:depth] == rows_b[:depth], axis=1))
+    moved = np.flatnonzero(seen_a[:depth] != seen_b[:depth])
     if len(moved):
         return Refusal(
             f"the row it gives for index {int(moved[0])} depends on where the index is in the "
             "batch (not a one-hot of each index)",
             severity="kept",
         )
-    rows = rows_a
-    bad = next(
-        (
-            i
-            for i in range(depth)
-            if not (np.sort(rows[i])[-1] == 1 and np.count_nonzero(rows[i]) == 1)
-        ),
-        None,
-    )
-    if bad is not None:
-        return Refusal(f"index {bad} does not give a one-hot row", severity="kept")
+    bad = np.flatnonzero(seen_a[:depth] < 0)
+    if len(bad):
+        return Refusal(f"index {int(bad[0])} does not give a one-hot row", severity="kept")
     return Refusal(
         "its rows are one-hot but not row i (nor i % 256) for index i: graphkit's OneHot cannot "
         "express that map",

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     import numpy as np
 
 from graphkit.graph import OUTPUT
-from graphkit.rules.base import Bypass, Chain, Match, Refusal
+from graphkit.rules.base import Bypass, Chain, Match, Refusal, all_finite
 
 NAME = "onehot_to_embedding"
 # Activations whose value is computed exactly (no rounding) or by one correctly rounded op, so
@@ -122,7 +122,6 @@ class OneHotToEmbedding:
         return [] if isinstance(consumers, Refusal) else [c.name for c in consumers]
 
     def check(self, layer, graph) -> Refusal | None:
-        import keras
 
         from graphkit.layers import OneHot
 
@@ -141,7 +140,7 @@ class OneHotToEmbedding:
                     severity="kept",
                 )
             weights = [dense.kernel] + ([dense.bias] if dense.use_bias else [])
-            if not all(bool(keras.ops.all(keras.ops.isfinite(w))) for w in weights):
+            if not all(all_finite(w) for w in weights):
                 return Refusal(
                     f"the kernel or bias of {consumer.name!r} holds inf or NaN", severity="kept"
                 )

@@ -12,14 +12,13 @@ on). The lookup becomes ``one_hot(x) @ table``, exactly the table's row for
 
 from __future__ import annotations
 
-from graphkit.rules.base import Match, Refusal, Swap
+from graphkit.rules.base import Match, Refusal, Swap, all_finite
 
 NAME = "reversible_embedding_to_onehot"
 
 
 def table_refusal(layer, label: str) -> Refusal | None:
     """Why ``layer``'s table cannot be looked up with a one-hot MatMul (None if it can)."""
-    import keras
 
     if not layer.built:
         return Refusal(f"the {label} is not built (it holds no table yet)")
@@ -31,7 +30,7 @@ def table_refusal(layer, label: str) -> Refusal | None:
     if getattr(layer, "lora_enabled", False):
         return Refusal(f"the {label} has LoRA enabled; merge or disable LoRA first")
     # reduced where the table lives: no copy of it
-    if not bool(keras.ops.all(keras.ops.isfinite(layer.embeddings))):
+    if not all_finite(layer.embeddings):
         return Refusal(
             "the table holds inf or NaN: a one-hot MatMul would turn them into NaN everywhere"
         )
