@@ -12,7 +12,8 @@ tensor itself. Arithmetic that changes a valid index (a ``Mod`` below the vocabu
 is kept, with the index it changes.
 
 The input contract after it: indices in ``[0, vocab)``. Outside that range the model does
-what a bare Gather (onnxruntime raises) or OneHot does. The vocabulary of each model input
+what a bare Gather (onnxruntime raises) or OneHot does, or what later passes make of them
+(``onehot_arithmetic`` gives zero rows): undefined, for a user. The vocabulary of each input
 is recorded in the model's metadata (``index_ranges``), and ``graphkit verify`` and
 ``graphkit run`` refuse inputs outside it.
 """
@@ -306,8 +307,8 @@ def apply(model) -> PassResult:
     if ranges:
         contract = ", ".join(f"{name} in [0, {v})" for name, v in sorted(ranges.items()))
         result.notes.append(
-            f"input contract: {contract}; outside it the model does what a bare Gather "
-            "(onnxruntime raises) or OneHot does. graphkit verify and run refuse such inputs"
+            f"input contract: {contract}; the guards for other values are gone, so what the "
+            "model gives for them is undefined. graphkit verify and run refuse such inputs"
         )
     if result.applied:
         for name, vocab in sorted(computed.items()):
