@@ -510,7 +510,15 @@ def export(
     check_model_file(model)
     from graphkit.onnx_export import NotEquivalentError, check_export_options, export_onnx
 
-    check_export_options(model, output, force=force, samples=samples, seq_len=seq_len, opset=opset)
+    check_export_options(
+        model,
+        output,
+        force=force,
+        samples=samples,
+        seq_len=seq_len,
+        opset=opset,
+        external_data=external_data,
+    )
     if inputs is not None:
         _check_inputs_file(inputs)
     try:

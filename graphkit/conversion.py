@@ -292,7 +292,7 @@ def convert_file(
     )
     report.notes[:0] = load_notes
     report.source = str(source)
-    del model  # the report holds the only reference: a big model is never in memory twice
+    del model  # the report holds the only reference: released before the reload proof
     say.step(f"saving {out} and reading it back")
     save_owned(report, "model", out, force=force)
     report.output = str(out)

@@ -153,9 +153,14 @@ def trace(model, opset: int = DEFAULT_OPSET, weights=None):
     from graphkit.inspect import output_names
 
     serve, specs, variables = stateless_serving_function(model)
+    total = sum(int(np.prod(v.shape)) * np.dtype(v.dtype).itemsize for v in variables)
     if weights is None:
-        total = sum(int(np.prod(v.shape)) * np.dtype(v.dtype).itemsize for v in variables)
         weights = onnx_weights.Weights(external=total > onnx_weights.THRESHOLD)
+    elif not weights.external and total >= onnx_weights.PROTOBUF_LIMIT:
+        raise GraphkitError(
+            f"the weights take {total:,} bytes: an ONNX file holds at most 2 GB inline; "
+            "drop --no-external-data (they then go to <model>.onnx.data)"
+        )
     try:
         with _stderr_fd_silenced():
             proto, _ = tf2onnx.convert.from_function(serve, input_signature=specs, opset=opset)
@@ -180,8 +185,13 @@ def _variables_to_initializers(proto, specs, variables, weights) -> None:
     del graph.input[:]
     graph.input.extend(keep)
     for name in sorted(found, key=list(by_name).index):
-        array = keras.ops.convert_to_numpy(by_name[name])
-        graph.initializer.append(weights.initializer(array, name))
+        variable = by_name[name]
+        if weights.wants_external(variable):  # read in slices when written: no host copy now
+            graph.initializer.append(weights.initializer(variable, name))
+        else:
+            graph.initializer.append(
+                weights.initializer(keras.ops.convert_to_numpy(variable), name)
+            )
 
 
 def _rename_outputs(proto, names: list[str]) -> None:
@@ -270,6 +280,7 @@ def check_export_options(
     samples: int = VERIFY_SAMPLES,
     seq_len: int | None = None,
     opset: int = DEFAULT_OPSET,
+    external_data: bool | None = None,
 ) -> Path | None:
     """The output path export will write (``model``'s default where ``output`` is None), checked:
     its suffix, an existing file, its folder; and the check's numbers. Cheap: the CLI runs
@@ -285,6 +296,8 @@ def check_export_options(
     path = Path(output) if output is not None else default_onnx_path(model)
     if path.suffix.lower() != ".onnx":
         raise GraphkitError(f"{path}: the output must end in .onnx")
+    if external_data:  # its data file is written too: an old one must not be overwritten
+        check_output_path(_data_path(path), force=force)
     return check_output_path(path, force=force)
 
 
@@ -366,6 +379,7 @@ def export_onnx(
         output,
         force=force,
         samples=samples,
+        external_data=external_data,
         seq_len=seq_len,
     )
     source = None
@@ -401,6 +415,7 @@ def export_onnx(
     proto, weights = trace(exported, opset, weights)
     with onnx_weights.active(weights):  # the passes read and add tables of any size
         pass_results = run_passes(proto, pass_names, params=params)
+    weights.prune(proto)  # tables a pass replaced (the unfused one) are not written
     if not weights.arrays:  # else checked once written, with its data file
         check_proto(proto)
     seconds = time.perf_counter() - start
@@ -483,7 +498,10 @@ def _write_checked(proto, weights, path: Path, verify: bool) -> None:
     """Write ``proto`` (and its external data) to ``path``; what is written must check."""
     import onnx
 
-    data = weights.write(proto, path)
+    try:
+        data = weights.write(proto, path)
+    except OSError as exc:  # disk full, quota: one line, and the unit is removed
+        raise GraphkitError(f"{path.name}: cannot write it ({exc.strerror or exc})") from exc
     if data is not None:
         try:  # by path: the checker reads the data file's locations too
             onnx.checker.check_model(str(path), full_check=True)
@@ -525,9 +543,12 @@ def _atomic_unit(output: Path, *, force: bool):
                 raise GraphkitError(
                     f"{target}: appeared while writing (pass --force to overwrite it)"
                 )
+        from graphkit import interrupts
+
         try:
-            os.replace(folder / data_target.name, data_target)
-            os.replace(folder / output.name, output)
+            with interrupts.deferred():  # the pair is renamed together, or an error says so
+                os.replace(folder / data_target.name, data_target)
+                os.replace(folder / output.name, output)
         except OSError as exc:
             raise GraphkitError(f"{output}: cannot write it ({exc.strerror or exc})") from exc
         _sync_dir(output.parent)

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 THRESHOLD = 1 << 30  # bytes of weights above which they go to external data
+PROTOBUF_LIMIT = 2**31 - 1  # what one protobuf message (an .onnx file) can hold
 MIN_EXTERNAL = 1 << 10  # smaller tensors stay inline even then
 ALIGN = 4096  # offsets in the data file (lets onnxruntime map them)
 
@@ -39,27 +40,42 @@ class Weights:
         self.external = external
         self.arrays: dict[str, np.ndarray] = {}
 
-    def initializer(self, array, name: str):
-        """A TensorProto for ``array``: inline, or an external reference held here."""
+    def wants_external(self, value) -> bool:
+        return self.external and _nbytes(value) >= MIN_EXTERNAL
+
+    def initializer(self, value, name: str):
+        """A TensorProto for ``value`` (an array, or a Keras variable read only when written):
+        inline, or an external reference held here."""
         from onnx import TensorProto, helper, numpy_helper
 
-        array = np.asarray(array)
-        if not self.external or array.nbytes < MIN_EXTERNAL:
-            return numpy_helper.from_array(array, name)
+        if not self.wants_external(value):
+            return numpy_helper.from_array(np.asarray(value), name)
         tensor = TensorProto()
         tensor.name = name
-        tensor.data_type = helper.np_dtype_to_tensor_dtype(array.dtype)
-        tensor.dims.extend(array.shape)
+        tensor.data_type = helper.np_dtype_to_tensor_dtype(_dtype(value))
+        tensor.dims.extend(tuple(value.shape))
         tensor.data_location = TensorProto.EXTERNAL
-        self.arrays[name] = array
+        self.arrays[name] = value
         return tensor
 
     def array(self, tensor) -> np.ndarray | None:
-        return self.arrays.get(tensor.name)
+        """The values behind an external tensor, as an array (a pass needs them)."""
+        value = self.arrays.get(tensor.name)
+        if value is not None and not isinstance(value, np.ndarray):
+            import keras
+
+            value = self.arrays[tensor.name] = keras.ops.convert_to_numpy(value)
+        return value
+
+    def prune(self, proto) -> None:
+        """Forget the arrays of tensors no longer in ``proto`` (replaced by a pass)."""
+        names = {t.name for t in proto.graph.initializer}
+        for name in [n for n in self.arrays if n not in names]:
+            del self.arrays[name]
 
     @property
     def external_bytes(self) -> int:
-        return sum(a.nbytes for a in self.arrays.values())
+        return sum(_nbytes(a) for a in self.arrays.values())
 
     def write(self, proto, model_path: Path) -> Path | None:
         """Write ``proto`` to ``model_path`` and its external tensors to ``<model>.data``
@@ -78,20 +94,20 @@ class Weights:
             offset = 0
             with open(data_path, "wb") as fh:
                 for tensor in external:
-                    array = np.ascontiguousarray(self.arrays[tensor.name])
+                    value = self.arrays[tensor.name]
                     pad = -offset % ALIGN
                     fh.write(b"\0" * pad)
                     offset += pad
-                    fh.write(memoryview(array).cast("B"))
+                    length = _write_slices(fh, value)
                     del tensor.external_data[:]
-                    for key, value in (
+                    for key, item in (
                         ("location", data_path.name),
                         ("offset", str(offset)),
-                        ("length", str(array.nbytes)),
+                        ("length", str(length)),
                     ):
                         entry = tensor.external_data.add()
-                        entry.key, entry.value = key, value
-                    offset += array.nbytes
+                        entry.key, entry.value = key, item
+                    offset += length
                 fh.flush()
                 os.fsync(fh.fileno())
         onnx.save_model(proto, str(model_path))
@@ -132,3 +148,43 @@ def has_external(proto) -> bool:
     from onnx import TensorProto
 
     return any(t.data_location == TensorProto.EXTERNAL for t in proto.graph.initializer)
+
+
+SLICE_BYTES = 64 << 20
+
+
+def _nbytes(value) -> int:
+    return int(np.prod(tuple(value.shape))) * np.dtype(_dtype(value)).itemsize
+
+
+def _dtype(value) -> np.dtype:
+    if isinstance(value, np.ndarray):
+        return value.dtype
+    import keras
+
+    return np.dtype(keras.backend.standardize_dtype(value.dtype))
+
+
+def _write_slices(fh, value) -> int:
+    """Write ``value``'s bytes (C order) to ``fh``; a Keras variable is read in row slices,
+    so no full host copy of a big table is ever made. Returns the bytes written."""
+    if isinstance(value, np.ndarray):
+        array = np.ascontiguousarray(value)
+        fh.write(memoryview(array).cast("B"))
+        return array.nbytes
+    import keras
+
+    shape = tuple(value.shape)
+    source = value.value if hasattr(value, "value") else value
+    if not shape:
+        data = np.ascontiguousarray(keras.ops.convert_to_numpy(source))
+        fh.write(data.tobytes())
+        return data.nbytes
+    per_row = max(1, _nbytes(value) // max(1, shape[0]))
+    step = max(1, SLICE_BYTES // per_row)
+    written = 0
+    for begin in range(0, shape[0], step):
+        part = np.ascontiguousarray(keras.ops.convert_to_numpy(source[begin : begin + step]))
+        fh.write(memoryview(part).cast("B"))
+        written += part.nbytes
+    return written

@@ -100,3 +100,34 @@ def test_cli_external_data_flag(tmp_path):
     result = runner.invoke(app, ["export", str(path), "--onnx", "-o", str(out), "--external-data"])
     assert result.exit_code == 0, result.output
     assert "bytes in external data" in result.stdout and (tmp_path / "c.onnx.data").is_file()
+
+
+def test_report_counts_only_what_the_data_file_holds(tmp_path):
+    from graphkit.conversion import convert
+
+    out = tmp_path / "f.onnx"
+    report = export_onnx(
+        convert(_model(), "onehot-dense").model, out, external_data=True, fuse_onehot=True
+    )
+    size = (tmp_path / "f.onnx.data").stat().st_size
+    assert report.external_bytes <= size < report.external_bytes + 4096 * 8  # + alignment
+
+
+def test_inline_weights_past_the_protobuf_limit_are_refused_before_tracing(tmp_path, monkeypatch):
+    from graphkit import onnx_weights
+
+    monkeypatch.setattr(onnx_weights, "PROTOBUF_LIMIT", 1000)  # the 16 kB table is "too big"
+    with pytest.raises(GraphkitError, match="drop --no-external-data"):
+        export_onnx(_model(), tmp_path / "x.onnx", external_data=False)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_old_data_file_is_refused_before_the_export_with_external_data(tmp_path):
+    (tmp_path / "m.onnx.data").write_bytes(b"old")
+    path = tmp_path / "m.keras"
+    _model().save(path)
+    result = runner.invoke(
+        app, ["export", str(path), "--onnx", "-o", str(tmp_path / "m.onnx"), "--external-data"]
+    )
+    assert result.exit_code == 2 and "m.onnx.data: already exists" in result.stderr
+    assert (tmp_path / "m.onnx.data").read_bytes() == b"old"
