@@ -22,6 +22,15 @@ NOT_ONEHOT = {
 }
 
 
+def not_onehot(mode: str) -> Refusal:
+    """Why an encoding in another output mode than one_hot is kept."""
+    return Refusal(
+        f"output_mode={mode!r} sums several rows" + NOT_ONEHOT.get(mode, "") + "; only 'one_hot' "
+        "is rewritten",
+        severity="kept",
+    )
+
+
 class CategoryEncodingToOneHot:
     name = NAME
     summary = "CategoryEncoding(output_mode='one_hot') -> graphkit's OneHot (then folds like it)"
@@ -56,12 +65,7 @@ class CategoryEncodingToOneHot:
         if type(layer) is not keras.layers.CategoryEncoding:
             return Refusal(f"{type(layer).__name__} subclasses CategoryEncoding", severity="kept")
         if layer.output_mode != "one_hot":
-            return Refusal(
-                f"output_mode={layer.output_mode!r} sums several rows"
-                + NOT_ONEHOT.get(layer.output_mode, "")
-                + "; only 'one_hot' is rewritten",
-                severity="kept",
-            )
+            return not_onehot(layer.output_mode)
         if layer.sparse:
             return Refusal("it gives a sparse tensor", severity="kept")
         shapes = {s.input_shape for s in graph.call_sites(layer)}

@@ -26,9 +26,8 @@ mask token whose one-hot feeds anything but a Dense.
 
 from __future__ import annotations
 
-from graphkit.graph import OUTPUT
 from graphkit.rules.base import Chain, Match, Refusal
-from graphkit.rules.categoryencoding_to_onehot import NOT_ONEHOT
+from graphkit.rules.categoryencoding_to_onehot import not_onehot
 
 NAME = "lookup_to_onehot"
 
@@ -109,29 +108,22 @@ def int_lookup(layer, name: str):
 
 
 def dense_consumers(layer, graph) -> list | Refusal:
-    """The Dense-like layers reading ``layer``'s output, each applied to it alone."""
+    """The Dense-like layers reading ``layer``'s output, each applied to it alone, built and
+    plain (their kernel gets a row)."""
     from graphkit.rules.onehot_to_embedding import _inner_dense
+    from graphkit.rules.onehot_to_embedding import dense_consumers as readers
 
-    consumers = []
-    for site in graph.call_sites(layer):
-        for consumer, is_main in site.consumers:
-            if consumer is OUTPUT:
-                return Refusal("its output is a model output", severity="kept")
-            if not is_main or _inner_dense(consumer) is None:
-                return Refusal(
-                    f"its output feeds {consumer.name!r} ({type(consumer).__name__}), not a Dense",
-                    severity="kept",
-                )
-            if consumer not in consumers:
-                consumers.append(consumer)
-    if not consumers:
-        return Refusal("its output is not used by a Dense layer", severity="kept")
+    consumers = readers(
+        layer,
+        graph,
+        why_not=lambda c: f"its output feeds {c.name!r} ({type(c).__name__}), not a Dense",
+        why_shared=lambda c: (
+            f"{c.name!r} is also applied to other tensors; its kernel cannot change"
+        ),
+    )
+    if isinstance(consumers, Refusal):
+        return consumers
     for consumer in consumers:
-        if any(site.producer is not layer for site in graph.call_sites(consumer)):
-            return Refusal(
-                f"{consumer.name!r} is also applied to other tensors; its kernel cannot change",
-                severity="kept",
-            )
         dense = _inner_dense(consumer)
         if not dense.built:
             return Refusal(f"{consumer.name!r} is not built", severity="kept")
@@ -219,12 +211,7 @@ class LookupToOneHot:
 
     def check(self, layer, graph) -> Refusal | None:
         if layer.output_mode != "one_hot":
-            return Refusal(
-                f"output_mode={layer.output_mode!r} sums several rows"
-                + NOT_ONEHOT.get(layer.output_mode, "")
-                + "; only 'one_hot' is rewritten",
-                severity="kept",
-            )
+            return not_onehot(layer.output_mode)
         shape = lookup_check(layer, graph)
         if isinstance(shape, Refusal):
             return shape

@@ -24,6 +24,36 @@ NAME = "onehot_to_embedding"
 EXACT_ACTIVATIONS = {"linear", "relu", "relu6"}
 
 
+def dense_consumers(layer, graph, *, why_not=None, why_shared=None) -> list | Refusal:
+    """The Dense-like layers (Dense, TimeDistributed(Dense)) that read ``layer``'s output, each
+    applied to that output alone; or why not (``why_not(consumer)`` for a consumer that is
+    not one, ``why_shared(consumer)`` for one also applied to other tensors)."""
+    why_not = why_not or (
+        lambda c: (
+            f"its output also feeds {c.name!r} ({type(c).__name__}), "
+            "which cannot fold into an Embedding"
+        )
+    )
+    why_shared = why_shared or (
+        lambda c: f"{c.name!r} is also applied to other tensors; folding it would change them"
+    )
+    consumers = []
+    for site in graph.call_sites(layer):
+        for consumer, is_main in site.consumers:
+            if consumer is OUTPUT:
+                return Refusal("its output is a model output", severity="kept")
+            if not is_main or _inner_dense(consumer) is None:
+                return Refusal(why_not(consumer), severity="kept")
+            if consumer not in consumers:
+                consumers.append(consumer)
+    if not consumers:
+        return Refusal("its output is not used by a Dense layer", severity="kept")
+    for consumer in consumers:
+        if any(site.producer is not layer for site in graph.call_sites(consumer)):
+            return Refusal(why_shared(consumer), severity="kept")
+    return consumers
+
+
 def _inner_dense(layer):
     """The Dense a consumer applies on the last axis, or None if it is not such a consumer."""
     import keras
@@ -93,29 +123,7 @@ class OneHotToEmbedding:
 
     def _consumers(self, layer, graph) -> list | Refusal:
         """The Dense-like layers that read the one-hot, each applied to it alone."""
-        consumers = []
-        for site in graph.call_sites(layer):
-            for consumer, is_main in site.consumers:
-                if consumer is OUTPUT:
-                    return Refusal("its output is a model output", severity="kept")
-                if not is_main or _inner_dense(consumer) is None:
-                    return Refusal(
-                        f"its output also feeds {consumer.name!r} ({type(consumer).__name__}), "
-                        "which cannot fold into an Embedding",
-                        severity="kept",
-                    )
-                if consumer not in consumers:
-                    consumers.append(consumer)
-        if not consumers:
-            return Refusal("its output is not used by a Dense layer", severity="kept")
-        for consumer in consumers:
-            for site in graph.call_sites(consumer):
-                if site.producer is not layer:
-                    return Refusal(
-                        f"{consumer.name!r} is also applied to other tensors; folding it would change them",
-                        severity="kept",
-                    )
-        return consumers
+        return dense_consumers(layer, graph)
 
     def covers(self, layer, graph) -> list[str]:
         consumers = self._consumers(layer, graph)
