@@ -207,12 +207,7 @@ class Plan:
                     _status(rule),
                     None,
                     [result.name if result is not None else inner.name],
-                    [
-                        f"attribute of custom {owner}: {type(inner).__name__} -> "
-                        f"{type(result).__name__ if result is not None else '(twin)'}, swapped "
-                        "in place (the saved file records it: it loads so with graphkit "
-                        "imported, and not at all without)"
-                    ],
+                    [_swap_note(owner, inner, result)],
                     [inner.name],
                 )
             )
@@ -246,6 +241,19 @@ class Plan:
                 _hidden_reason(container, layer_path, type(inner).__name__),
             )
         )
+
+
+def _swap_note(owner: str, inner, result) -> str:
+    from graphkit.layers.onehot_embedding import embedding_class
+
+    new = type(result).__name__ if result is not None else "(twin)"
+    head = f"attribute of custom {owner}: {type(inner).__name__} -> {new}, swapped in place"
+    if result is not None and embedding_class(type(inner)) is type(result):
+        return f"{head} (back to Keras' own layer: once none is left, {owner} saves as itself)"
+    return (
+        f"{head} (the saved file records it: it loads so with graphkit imported, and not at "
+        "all without)"
+    )
 
 
 def _join(path: str, name: str) -> str:

@@ -14,6 +14,7 @@ dimension after that (a Loop's stacked outputs, an input left unfixed) is report
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping, Sequence
 
 from graphkit.errors import GraphkitError
@@ -33,6 +34,9 @@ _NEVER_FOLD |= {"Multinomial", "Bernoulli"}
 _FORMAT = "expected NAME=DIMS, DIMS like 2x160 (positive integers joined by x)"
 
 Shapes = Mapping[str, "Sequence[int] | str | int"]
+
+
+MAX_ELEMENTS = 1 << 24  # values in one fixed input: the check synthesizes batches of it
 
 
 def parse_fixed_shape(text: str) -> tuple[str, tuple[int, ...]]:
@@ -72,6 +76,13 @@ def _dims(value, label: str) -> tuple[int, ...]:
     bad = [d for d in dims if d < 1]
     if bad:
         raise GraphkitError(f"{label}: every dimension must be at least 1, got {bad[0]}")
+    if any(d >= 2**31 for d in dims):
+        raise GraphkitError(f"{label}: a dimension must be below 2**31, got {max(dims)}")
+    if math.prod(dims) > MAX_ELEMENTS:
+        raise GraphkitError(
+            f"{label}: {math.prod(dims):,} values per input is more than graphkit checks "
+            f"({MAX_ELEMENTS:,}); no model input is that large"
+        )
     return dims
 
 

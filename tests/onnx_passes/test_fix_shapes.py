@@ -158,3 +158,19 @@ def test_inputs_given_twice_or_with_other_batch_sizes_are_refused():
         parse_fixed_shapes(["a=2x3", "b=3"])
     with pytest.raises(GraphkitError, match="at least 1, got 0"):
         normalise_shapes({"a": (0, 3)})
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("tokens=1x100000000", "more than graphkit checks"),
+        ("tokens=2147483648x12", r"below 2\*\*31"),
+        ("tokens=99999999999999999999x12", r"below 2\*\*31"),
+    ],
+)
+def test_sizes_no_input_has_are_refused_at_once(text, message):
+    from graphkit.errors import GraphkitError
+    from graphkit.onnx_passes.fix_shapes import parse_fixed_shape
+
+    with pytest.raises(GraphkitError, match=message):
+        parse_fixed_shape(text)
