@@ -125,6 +125,15 @@ def convert(
         source = str(model)
         model = load_model(model)
         copy = False
+    from graphkit import _keras_api
+    from graphkit.subclassed import needs_view
+
+    if needs_view(model) and not model.built and not _keras_api.build_input_shapes(model):
+        raise GraphkitError(
+            f"the subclassed model {type(model).__name__} was never built or called, so it "
+            "holds no weights yet: call it once on a batch (model(x)) or model.build(shape) "
+            "before saving it"
+        )
     original = model
     if copy:
         model = _copy_model(model)

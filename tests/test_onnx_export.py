@@ -515,7 +515,9 @@ def test_an_int64_input_read_as_data_is_refused_and_nothing_is_written(tmp_path)
     with pytest.raises(GraphkitError) as info:
         export_onnx(model, out, index_dtype="int32")
     message = str(info.value)
-    assert message.startswith("--index-dtype int32: input 'tokens' is int64 and ")
+    assert message.startswith(
+        "--index-dtype int32 (which --target implies): input 'tokens' is int64 and "
+    )
     assert "stays int64" in message and "declare that Keras Input int32" in message
     assert not out.exists()
 

@@ -220,3 +220,8 @@ def test_a_crafted_swap_record_is_refused_and_changes_nothing(path, target, tmp_
     with pytest.raises(Exception, match="graphkit>Swapped"):
         keras.saving.load_model(bad)
     assert {k: v for k, v in vars(layers).items() if not k.startswith("__")} == before
+
+
+def test_converting_a_never_built_subclassed_model_says_how_to_build_it():
+    with pytest.raises(GraphkitError, match=r"never built or called.*model\(x\)"):
+        convert(layers.RecommenderNet(5, 5, 2), "onehot-dense")

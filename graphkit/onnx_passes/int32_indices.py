@@ -245,9 +245,10 @@ def apply(model) -> PassResult:
         why = non_index_use(index, vi.name)
         if why is not None:
             raise GraphkitError(
-                f"--index-dtype int32: input {vi.name!r} is {wide} and {why}, so values past "
-                f"the int32 range may matter to the model: it stays {wide}. Export without "
-                "--index-dtype int32, or declare that Keras Input int32"
+                f"--index-dtype int32 (which --target implies): input {vi.name!r} is {wide} "
+                f"and {why}, so values past the int32 range may matter to the model: it stays "
+                f"{wide}. Export without --index-dtype int32 and --target, or declare that "
+                "Keras Input int32"
             )
         narrowed.append((vi, wide))
     in_place = {vi.name for vi, _ in narrowed}  # tensors whose own type becomes int32
