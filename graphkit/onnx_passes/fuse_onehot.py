@@ -151,6 +151,10 @@ def _unshare(graph) -> int:
     return count
 
 
+def _bias_name(add, matmul) -> str:
+    return add.input[1] if add.input[0] == matmul.output[0] else add.input[0]
+
+
 def apply(model) -> PassResult:
     """Fuse every matching chain of ``model`` (an ``onnx.ModelProto``) in place.
 
@@ -167,6 +171,7 @@ def apply(model) -> PassResult:
             f"{unshared} MatMul(s) shared a one-hot with others (tf2onnx merges equal ones): "
             "each now reads its own copy, so each fuses into its own Gather"
         )
+    fused_tables: dict[tuple, tuple[str, tuple]] = {}
     for onehot in [n for n in graph.node if n.op_type == "OneHot"]:
         index = GraphIndex(graph)
         found = _match(index, onehot)
@@ -175,22 +180,29 @@ def apply(model) -> PassResult:
             continue
         _cast, reshape, matmul, add, weight, bias, shape_readers = found
         depth = weight.shape[0]
-        extra = bias if bias is not None else np.zeros(weight.shape[1], weight.dtype)
-        # one copy of the weight, however large: rows 0..depth-1 (+ bias), then the extra row
-        table = np.empty((depth + 1, weight.shape[1]), weight.dtype)
-        table[:depth] = weight
-        if bias is not None:
-            table[:depth] += bias
-        table[depth] = extra
-
         base = (onehot.name or "onehot").replace("/", "_")
         n = index.unique
-        table_name = n(f"{base}_fused_table")
-        from graphkit.onnx_weights import initializer
+        # A table read by several one-hots (a shared Embedding, a tied one) is fused once.
+        key = (matmul.input[1], _bias_name(add, matmul) if bias is not None else None)
+        if key in fused_tables:
+            table_name, table_shape = fused_tables[key]
+        else:
+            extra = bias if bias is not None else np.zeros(weight.shape[1], weight.dtype)
+            # one copy of the weight, however large: rows 0..depth-1 (+ bias), then the extra row
+            table = np.empty((depth + 1, weight.shape[1]), weight.dtype)
+            table[:depth] = weight
+            if bias is not None:
+                table[:depth] += bias
+            table[depth] = extra
+            table_name = n(f"{base}_fused_table")
+            from graphkit.onnx_weights import initializer
 
-        graph.initializer.append(initializer(table, table_name))  # external if the model's are
-        # The last row only serves out-of-range indices: record the real vocabulary.
-        set_valid_rows(model, table_name, depth)
+            graph.initializer.append(initializer(table, table_name))  # external if the model's are
+            # The last row only serves out-of-range indices: record the real vocabulary.
+            set_valid_rows(model, table_name, depth)
+            table_shape = table.shape
+            fused_tables[key] = (table_name, table_shape)
+            del table
         new = []
         idx = n(f"{base}_idx64")
         new.append(
@@ -281,6 +293,6 @@ def apply(model) -> PassResult:
         graph.node.extend(new)
         result.applied.append(
             f"{onehot.name or onehot.output[0]}: OneHot({depth}) -> MatMul{' -> Add' if add is not None else ''}"
-            f" fused into Gather on a {table.shape[0]}x{table.shape[1]} table"
+            f" fused into Gather on a {table_shape[0]}x{table_shape[1]} table"
         )
     return result

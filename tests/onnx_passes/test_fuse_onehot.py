@@ -199,3 +199,26 @@ def test_one_hot_read_inside_a_loop_body_is_refused():
     )
     [result] = run_passes(model, ["fuse_onehot"])
     assert result.applied == [] and "does not feed one chain" in result.skipped[0]
+
+
+def test_a_table_read_by_two_one_hots_is_fused_once():
+    """A shared Embedding: both lookups read the same weight, and one fused table serves both."""
+    w, _ = _weights()
+    model = parse(
+        """
+        g (int64[N] a, int64[N] b) => (float[N, 3] ya, float[N, 3] yb)
+        <int64 depth = {6}, float[2] values = {0, 1}>
+        {
+            oa = OneHot <axis = -1> (a, depth, values)
+            ob = OneHot <axis = -1> (b, depth, values)
+            ya = MatMul(oa, W)
+            yb = MatMul(ob, W)
+        }
+        """,
+        W=w,
+    )
+    [result] = run_passes(model, ["fuse_onehot"])
+    assert len(result.applied) == 2
+    tables = [t for t in model.graph.initializer if tuple(t.dims) == (7, 3)]
+    assert len(tables) == 1
+    assert [n.op_type for n in model.graph.node].count("Gather") == 2
