@@ -200,6 +200,15 @@ def convert(
         )
     for f in report.kept:
         report.notes.append(f"kept {f.path}: {f.reason}")
+    swapped = [f for f in report.converted if any("swapped in place" in n for n in f.notes)]
+    if swapped:
+        unused = _uncalled_twins(new_model, {name for f in swapped for name in f.new_layers})
+        for f in swapped:
+            if set(f.new_layers) & unused:
+                f.notes.append(
+                    "but the custom layer's call never calls it (it reads the table "
+                    "directly?): that lookup stays as the layer's code wrote it"
+                )
     import keras
 
     from graphkit import _keras_api
@@ -223,6 +232,48 @@ def convert(
                 report.notes.append(f"the compile config could not be carried over: {exc}")
         report.notes.append(OPTIMIZER_NOTE)
     return report
+
+
+def _uncalled_twins(model, names: set[str]) -> set[str]:
+    """Names among ``names`` of swapped-in twins that one eager call of ``model`` on a small
+    synthesized batch never calls. Empty when the model cannot be probed (nothing claimed)."""
+    from graphkit import _keras_api
+    from graphkit.layers import OneHotEmbedding, OneHotReversibleEmbedding
+
+    twins = [
+        layer
+        for layer in _keras_api.flatten_layers(model)
+        if isinstance(layer, (OneHotEmbedding, OneHotReversibleEmbedding)) and layer.name in names
+    ]
+    if not twins:
+        return set()
+    called: set[int] = set()
+
+    def counting(layer):
+        original = layer.call
+
+        def call(*args, **kwargs):
+            called.add(id(layer))
+            return original(*args, **kwargs)
+
+        return call
+
+    for layer in twins:
+        object.__setattr__(layer, "call", counting(layer))
+    try:
+        from graphkit.backends import KerasBackend
+        from graphkit.backends.keras_backend import eager_call
+        from graphkit.verification import synthesize
+
+        backend = KerasBackend(model)
+        batch = next(synthesize(backend.inputs, 2, 2, 16, 0))
+        eager_call(backend.model, [batch[s.name] for s in backend.inputs])
+    except Exception:
+        return set()
+    finally:
+        for layer in twins:
+            vars(layer).pop("call", None)
+    return {layer.name for layer in twins if id(layer) not in called}
 
 
 def _unwrap(model) -> list[str]:

@@ -225,3 +225,28 @@ def test_a_crafted_swap_record_is_refused_and_changes_nothing(path, target, tmp_
 def test_converting_a_never_built_subclassed_model_says_how_to_build_it():
     with pytest.raises(GraphkitError, match=r"never built or called.*model\(x\)"):
         convert(layers.RecommenderNet(5, 5, 2), "onehot-dense")
+
+
+def test_a_twin_the_custom_call_never_calls_is_reported():
+    @keras.saving.register_keras_serializable(package="test_swaps")
+    class DirectTable(keras.layers.Layer):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.emb = keras.layers.Embedding(10, 3)
+            self.used = keras.layers.Embedding(10, 3)
+
+        def build(self, shape):
+            self.emb.build()
+            self.used.build()
+
+        def call(self, x):  # reads one table directly: its lookup stays a Gather
+            return keras.ops.take(self.emb.embeddings, x, axis=0) + self.used(x)
+
+    tokens = keras.Input((4,), dtype="int32", name="tokens")
+    model = keras.Model(tokens, DirectTable(name="direct")(tokens))
+    report = convert(model, "onehot-dense")
+    notes = {f.path: " ".join(f.notes) for f in report.converted}
+    assert "never calls it" in notes["direct/emb"]
+    assert "never calls it" not in notes["direct/used"]
+    x = np.array([[1, 2, 3, 4]], "int32")
+    np.testing.assert_array_equal(report.model(x), model(x))
