@@ -404,6 +404,7 @@ def export_onnx(
     model = functional_view(model, source)  # a subclassed model: on the shape it was built with
     if fixed_shapes:  # names and ranks known now: wrong ones fail before tf2onnx
         fix_shapes.check_against({t.name: tuple(t.shape) for t in model.inputs}, fixed_shapes)
+        _check_fixed_shapes_fit(model, source, fixed_shapes)
     check_inputs_fixed(target, {t.name: tuple(t.shape) for t in model.inputs}, fixed_shapes or {})
 
     # Export what the eager call computes: Keras' TimeDistributed is wrong when traced.
@@ -488,6 +489,21 @@ def _deploy_summary(proto, index_dtype, fixed_shapes) -> dict[str, Any]:
         "fixed_shapes": {k: list(v) for k, v in (fixed_shapes or {}).items()},
         "inputs": inputs,
     }
+
+
+def _check_fixed_shapes_fit(model, source, fixed_shapes) -> None:
+    """Keras' shape rules on the fixed shapes: a length a convolution cannot take is refused
+    now, naming the layer, instead of failing in the check's first run."""
+    from graphkit.backends import KerasBackend
+
+    fixed = {name: tuple(dims) for name, dims in fixed_shapes.items()}
+    shapes = {t.name: fixed.get(t.name, tuple(t.shape)) for t in model.inputs}
+    if any(None in shape for shape in shapes.values()):
+        return  # an input left dynamic: the check finds its length
+    problem = KerasBackend(model, source).shape_problem(shapes)
+    if problem:
+        given = ", ".join(f"{n}={'x'.join(map(str, d))}" for n, d in fixed.items())
+        raise GraphkitError(f"--fixed-shape {given}: the model does not take it: {problem}")
 
 
 def _data_path(model_path: Path) -> Path:

@@ -540,3 +540,17 @@ def test_fixed_shapes_that_do_not_fit_fail_before_tf2onnx(shapes, message, tmp_p
     with pytest.raises(GraphkitError) as info:
         export_onnx(_deploy_model("embedding"), tmp_path / "m.onnx", fixed_shapes=shapes)
     assert message in str(info.value)
+
+
+def test_a_fixed_shape_the_convolutions_cannot_take_is_refused_naming_the_layer(tmp_path):
+    from graphkit import examples
+
+    model = examples.strided_conv_classifier(seed=0)
+    with pytest.raises(
+        GraphkitError, match=r"--fixed-shape .*=1x2: the model does not take it"
+    ) as info:
+        export_onnx(model, tmp_path / "x.onnx", fixed_shapes={model.inputs[0].name: (1, 2)})
+    assert "Computed output size would be zero or negative" in str(info.value)
+    assert list(tmp_path.iterdir()) == []
+    fine = export_onnx(model, tmp_path / "y.onnx", fixed_shapes={model.inputs[0].name: (2, 40)})
+    assert fine.verify.equivalent
