@@ -51,6 +51,7 @@ class ExportReport:
     repairs: list[Any] = field(default_factory=list)  # engine Findings of the repair rules
     external_data: str | None = None  # the .onnx.data file beside the model, if any
     external_bytes: int = 0
+    removed: str | None = None  # the data file of an earlier export, removed with --force
     # --index-dtype/--fixed-shape: what was asked, and the inputs' types and shapes after
     deploy: dict[str, Any] = field(default_factory=dict)
     target: str | None = None  # --target: the execution provider the export is fitted to
@@ -68,6 +69,7 @@ class ExportReport:
             "size_bytes": self.size_bytes,
             "external_data": self.external_data,
             "external_bytes": self.external_bytes,
+            "removed": self.removed,
             "inputs": self.inputs,
             "deploy": self.deploy or None,
             "outputs": self.outputs,
@@ -98,6 +100,8 @@ class ExportReport:
                     for name, i in self.deploy["inputs"].items()
                 )
             )
+        if self.removed:
+            lines.append(f"  removed {self.removed} (external data beside the model it replaced)")
         if self.external_bytes:
             where = self.external_data or "<model>.onnx.data"
             lines.append(f"  weights: {self.external_bytes:,} bytes in external data, {where}")
@@ -459,6 +463,7 @@ def export_onnx(
         stale = _data_path(output)
         if force and stale.exists():  # an earlier export's data: replaced by nothing
             stale.unlink()
+            report.removed = str(stale)
     else:
         with _atomic_unit(output, force=force) as folder:  # .onnx and .onnx.data, or neither
             written = folder / output.name

@@ -89,8 +89,9 @@ def test_model_and_data_are_one_unit(tmp_path, monkeypatch):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx", "m.onnx.data"]
     monkeypatch.undo()
     # --force with inline weights replaces the model and removes the old data file
-    export_onnx(_model(), out, force=True)
+    report = export_onnx(_model(), out, force=True)
     assert out.is_file() and not data.exists()
+    assert report.removed == str(data) and f"removed {data}" in report.format()
 
 
 def test_cli_external_data_flag(tmp_path):
