@@ -151,10 +151,12 @@ def twin(layer, cls: type):
     new = cls.from_config(layer.get_config())
     if layer.built:
         new.build()
-        if len(new.weights) != len(layer.weights):
+        old = {v.path.split("/")[-1]: v for v in layer.weights}
+        mine = [v.path.split("/")[-1] for v in new.weights]
+        if sorted(mine) != sorted(old):
             raise ValueError(f"{cls.__name__} does not hold {type(layer).__name__}'s weights")
-        for target, value in zip(new.weights, layer.weights):
-            target.assign(value)
+        for variable, name in zip(new.weights, mine):  # by name: embeddings, reverse_embeddings
+            variable.assign(old[name])
     new.trainable = layer.trainable
     return new
 

@@ -188,3 +188,21 @@ def all_finite(variable, chunk_bytes: int = 64 << 20) -> bool:
         if not bool(keras.ops.all(keras.ops.isfinite(value[begin : begin + step]))):
             return False
     return True
+
+
+def table_refusal(layer, label: str) -> Refusal | None:
+    """Why ``layer``'s table cannot be looked up with a one-hot MatMul (None if it can)."""
+    if not layer.built:
+        return Refusal(f"the {label} is not built (it holds no table yet)")
+    if getattr(layer, "quantization_mode", None):
+        return Refusal(
+            f"the {label} is quantized ({layer.quantization_mode}); graphkit converts float "
+            "tables only"
+        )
+    if getattr(layer, "lora_enabled", False):
+        return Refusal(f"the {label} has LoRA enabled; merge or disable LoRA first")
+    if not all_finite(layer.embeddings):  # reduced in slices where the table lives
+        return Refusal(
+            "the table holds inf or NaN: a one-hot MatMul would turn them into NaN everywhere"
+        )
+    return None

@@ -8,7 +8,7 @@ are bitwise equal for valid indices. A table holding inf or NaN would break this
 
 from __future__ import annotations
 
-from graphkit.rules.base import Chain, Match, Refusal, all_finite
+from graphkit.rules.base import Chain, Match, Refusal, table_refusal
 
 NAME = "embedding_to_onehot"
 
@@ -62,21 +62,7 @@ class EmbeddingToOneHot:
         return self._table_refusal(layer)
 
     def _table_refusal(self, layer) -> Refusal | None:
-
-        if not layer.built:
-            return Refusal("the Embedding is not built (it holds no table yet)")
-        if getattr(layer, "quantization_mode", None):
-            return Refusal(
-                f"the Embedding is quantized ({layer.quantization_mode}); graphkit converts float tables only"
-            )
-        if getattr(layer, "lora_enabled", False):
-            return Refusal("the Embedding has LoRA enabled; merge or disable LoRA first")
-        # reduced where the table lives: no copy of it
-        if not all_finite(layer.embeddings):
-            return Refusal(
-                "the table holds inf or NaN: a one-hot MatMul would turn them into NaN everywhere"
-            )
-        return None
+        return table_refusal(layer, "Embedding")
 
     def swap_check(self, layer) -> Refusal | None:
         """``swap``'s checks, without building anything (for ``inspect``)."""

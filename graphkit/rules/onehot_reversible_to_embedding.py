@@ -8,7 +8,7 @@ the same table and the same tie.
 from __future__ import annotations
 
 from graphkit.rules.base import Match, Refusal, Swap
-from graphkit.rules.reversible_embedding_to_onehot import twin
+from graphkit.swaps import twin
 
 NAME = "onehot_reversible_to_embedding"
 

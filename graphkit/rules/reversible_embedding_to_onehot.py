@@ -12,40 +12,10 @@ on). The lookup becomes ``one_hot(x) @ table``, exactly the table's row for
 
 from __future__ import annotations
 
-from graphkit.rules.base import Match, Refusal, Swap, all_finite
+from graphkit.rules.base import Match, Refusal, Swap, table_refusal
+from graphkit.swaps import twin
 
 NAME = "reversible_embedding_to_onehot"
-
-
-def table_refusal(layer, label: str) -> Refusal | None:
-    """Why ``layer``'s table cannot be looked up with a one-hot MatMul (None if it can)."""
-
-    if not layer.built:
-        return Refusal(f"the {label} is not built (it holds no table yet)")
-    if getattr(layer, "quantization_mode", None):
-        return Refusal(
-            f"the {label} is quantized ({layer.quantization_mode}); graphkit converts float "
-            "tables only"
-        )
-    if getattr(layer, "lora_enabled", False):
-        return Refusal(f"the {label} has LoRA enabled; merge or disable LoRA first")
-    # reduced where the table lives: no copy of it
-    if not all_finite(layer.embeddings):
-        return Refusal(
-            "the table holds inf or NaN: a one-hot MatMul would turn them into NaN everywhere"
-        )
-    return None
-
-
-def twin(layer, cls: type):
-    """A built ``cls`` layer with ``layer``'s config and its variables, bit for bit."""
-    new = cls.from_config(layer.get_config())
-    new.build()
-    old = {v.path.split("/")[-1]: v for v in layer.weights}
-    for variable in new.weights:  # by name: embeddings, and reverse_embeddings if untied
-        variable.assign(old[variable.path.split("/")[-1]])
-    new.trainable = layer.trainable
-    return new
 
 
 class ReversibleEmbeddingToOneHot:
