@@ -84,3 +84,23 @@ def all_static(model: onnx.ModelProto) -> bool:
     return all(
         d.HasField("dim_value") for v in infos.values() for d in v.type.tensor_type.shape.dim
     )
+
+
+# What tf2onnx writes for Keras' Embedding on an int64 input: the negative-index wrap
+# (compare as float, multiply by 0/1 masks) before the Gather on ``table``.
+KERAS_WRAP = """
+    g (int64[N, L] idx) => (float[N, L, 2] y)
+    <int64 vocab = {5}, float zero = {0}>
+    {
+        f = Cast <to = 1> (idx)
+        neg = Less(f, zero)
+        pos = Not(neg)
+        pos64 = Cast <to = 7> (pos)
+        neg64 = Cast <to = 7> (neg)
+        kept = Mul(idx, pos64)
+        plus = Add(idx, vocab)
+        wrapped = Mul(neg64, plus)
+        row = Add(wrapped, kept)
+        y = Gather <axis = 0> (table, row)
+    }
+"""

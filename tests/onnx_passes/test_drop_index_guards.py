@@ -13,30 +13,12 @@ import pytest
 
 from graphkit.onnx_passes import run_passes
 from graphkit.onnx_passes.drop_index_guards import index_ranges
-from tests.onnx_passes.helpers import ops, parse, run
+from tests.onnx_passes.helpers import KERAS_WRAP, ops, parse, run
 
 VOCAB = 5
 TABLE = np.arange(10, dtype=np.float32).reshape(VOCAB, 2)
 ALL_INDICES = np.arange(VOCAB, dtype=np.int64).reshape(1, VOCAB)
 
-# What tf2onnx writes for Keras' Embedding: the negative-index wrap (compare as float,
-# multiply by 0/1 masks) before the Gather.
-KERAS_WRAP = """
-    g (int64[N, L] idx) => (float[N, L, 2] y)
-    <int64 vocab = {5}, float zero = {0}>
-    {
-        f = Cast <to = 1> (idx)
-        neg = Less(f, zero)
-        pos = Not(neg)
-        pos64 = Cast <to = 7> (pos)
-        neg64 = Cast <to = 7> (neg)
-        kept = Mul(idx, pos64)
-        plus = Add(idx, vocab)
-        wrapped = Mul(neg64, plus)
-        row = Add(wrapped, kept)
-        y = Gather <axis = 0> (table, row)
-    }
-"""
 
 # graphkit's OneHot: negative indices sent out of range (where(i < 0, depth, i)), then OneHot.
 ONEHOT_GUARD = """

@@ -15,28 +15,10 @@ from onnx import TensorProto
 from graphkit import GraphkitError
 from graphkit.onnx_passes import run_passes
 from graphkit.onnx_passes.int32_indices import check_index_dtype
-from tests.onnx_passes.helpers import assert_int32_indices, elem_types, ops, parse, run
+from tests.onnx_passes.helpers import KERAS_WRAP, assert_int32_indices, elem_types, ops, parse, run
 
 TABLE = np.arange(10, dtype=np.float32).reshape(5, 2)
 
-# What tf2onnx writes for Keras' Embedding on an int64 input: the negative-index wrap
-# (compare as float, multiply by 0/1 masks) before the Gather.
-KERAS_WRAP = """
-    g (int64[N, L] idx) => (float[N, L, 2] y)
-    <int64 vocab = {5}, float zero = {0}>
-    {
-        f = Cast <to = 1> (idx)
-        neg = Less(f, zero)
-        pos = Not(neg)
-        pos64 = Cast <to = 7> (pos)
-        neg64 = Cast <to = 7> (neg)
-        kept = Mul(idx, pos64)
-        plus = Add(idx, vocab)
-        wrapped = Mul(neg64, plus)
-        row = Add(wrapped, kept)
-        y = Gather <axis = 0> (table, row)
-    }
-"""
 
 ONEHOT = """
     g (int64[N, L] idx) => (float[N, L, 2] y)
