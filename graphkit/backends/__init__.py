@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from graphkit.backends.base import PROVIDERS, Backend, InputSpec
+from graphkit.backends.base import PROVIDERS, Backend, InputSpec, TableRead
 from graphkit.backends.keras_backend import (
     KerasBackend,
     eager_call,
@@ -28,6 +28,7 @@ __all__ = [
     "PROVIDERS",
     "Backend",
     "InputSpec",
+    "TableRead",
     "KerasBackend",
     "OnnxBackend",
     "check_file_exists",

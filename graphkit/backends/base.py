@@ -9,23 +9,62 @@ import numpy as np
 PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
 
 
+@dataclass(frozen=True)
+class TableRead:
+    """A table (Embedding, OneHot, ...) whose rows an input's values select."""
+
+    table: str  # the layer's path, e.g. "tok_pos/token_emb" (an ONNX table: its initializer)
+    rows: int
+    mask_zero: bool = False
+
+
 @dataclass
 class InputSpec:
-    """One model input. ``vocab``/``mask_zero`` are set where an Embedding or OneHot reads it."""
+    """One model input and what its values mean.
+
+    ``role`` says how verify synthesizes and checks it:
+
+    * ``"index"``: the values select table rows (read directly, through casts and reshapes
+      only): valid values are ``low .. vocab - 1``; ``tables`` lists the tables read.
+    * ``"range"``: the user gave the range (``--range NAME=LOW:HIGH``).
+    * ``"lookup"``: raw values that a lookup layer (IntegerLookup, StringLookup, Hashing)
+      maps to indices: ``values`` is its vocabulary; any value is valid (unknown values go
+      to the out-of-vocabulary index).
+    * ``"mask"``: a padding mask read by no table (KerasHub's ``padding_mask``): ones,
+      then a zero tail.
+    * ``None``: none of these (floats: features; integers: graphkit cannot tell).
+    """
 
     name: str
     shape: tuple  # with None for dynamic axes; the first axis is the batch
     dtype: str  # numpy dtype name
-    vocab: int | None = None
+    vocab: int | None = None  # exclusive upper bound of valid indices (role index/range)
     mask_zero: bool = False
+    low: int = 0
+    tables: tuple[TableRead, ...] = ()
+    values: tuple | None = None
+    role: str | None = None
+    note: str | None = None  # why graphkit could not tell the range, where it could not
+
+    def __post_init__(self):
+        if self.role is None and self.vocab is not None:
+            self.role = "index"
 
     @property
     def is_index(self) -> bool:
-        return self.vocab is not None
+        return self.vocab is not None and self.role in ("index", "range")
+
+    @property
+    def is_lookup(self) -> bool:
+        return self.role == "lookup"
 
     def describe(self) -> str:
         shape = "(" + ", ".join("N" if i == 0 else str(d) for i, d in enumerate(self.shape)) + ")"
-        extra = f", indices in [0, {self.vocab})" if self.vocab else ""
+        extra = f", indices in [{self.low}, {self.vocab})" if self.is_index else ""
+        if self.is_lookup:
+            extra = ", lookup values"
+        elif self.role == "mask":
+            extra = ", padding mask"
         return f"{self.name} {shape} {self.dtype}{extra}"
 
 

@@ -296,15 +296,12 @@ class KerasBackend(Backend):
             )
         self.model = model
         self.source = source or f"<keras model {model.name!r}>"
-        consumers = _index_consumers(model)
-        fallback_vocab, fallback_mask = smallest_vocab(model)
-        self.inputs = []
-        for i, t in enumerate(model.inputs):
-            dtype = _np_dtype(t.dtype)
-            vocab, mask = consumers.get(i, (None, False))
-            if vocab is None and ("int" in dtype) and fallback_vocab is not None:
-                vocab, mask = fallback_vocab, fallback_mask  # e.g. read inside a custom layer
-            self.inputs.append(InputSpec(t.name, tuple(t.shape), dtype, vocab, mask))
+        from graphkit.backends.dataflow import input_specs, trace_dataflow
+
+        self._fn = None
+        self.dataflow = trace_dataflow(model, self._callable())
+        fallback = _index_consumers(model) if self.dataflow.error is not None else {}
+        self.inputs = input_specs(model, self.dataflow, fallback)
         from graphkit.inspect import output_names
 
         self.output_names = output_names(model)
@@ -312,7 +309,6 @@ class KerasBackend(Backend):
             str(getattr(layer, "compute_dtype", "")) in ("float16", "bfloat16")
             for layer in _keras_api.flatten_layers(model, include_self=True)
         )
-        self._fn = None
         self.mode: str | None = None  # "traced" or "eager", chosen on the first batch
         self.notes: list[str] = []
         from graphkit.subclassed import view_note

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from graphkit.backends.base import PROVIDERS, Backend, InputSpec
+from graphkit.backends.base import PROVIDERS, Backend, InputSpec, TableRead
+from graphkit.backends.dataflow import MASK_WORDS
 from graphkit.errors import GraphkitError, one_line
 
 
@@ -66,10 +67,11 @@ _INDEX_PASSTHROUGH = frozenset(
 )
 
 
-def _onnx_index_info(model) -> dict[str, tuple[int, bool]]:
+def _onnx_index_info(model) -> dict[str, tuple[int, bool, tuple]]:
     """Vocabulary of each graph input from the Gather/OneHot that reads it (through Cast & co).
 
-    Input name -> (smallest vocabulary found, whether it is also compared with 0, i.e. masked).
+    Input name -> (smallest vocabulary found, whether it is also compared with 0, i.e. masked,
+    the tables read: ``TableRead`` per Gather table or OneHot).
     A fused table's extra out-of-range row does not count (``valid_rows`` in its metadata).
     Table sizes come from their dims: external data is never read. A range recorded in the
     metadata (``drop_index_guards``: the export's input contract) counts too, and is all
@@ -82,9 +84,10 @@ def _onnx_index_info(model) -> dict[str, tuple[int, bool]]:
     index = GraphIndex(model.graph)
     rows_in_use = valid_rows(model)
     contract = index_ranges(model)
-    info: dict[str, tuple[int, bool]] = {}
+    info: dict[str, tuple[int, bool, tuple]] = {}
     for gi in index.graph_inputs:
         vocab, mask = contract.get(gi.name), False
+        tables: list = []
         frontier, seen = [gi.name], set()
         while frontier:
             name = frontier.pop()
@@ -97,11 +100,13 @@ def _onnx_index_info(model) -> dict[str, tuple[int, bool]]:
                     if dims:
                         rows = rows_in_use.get(node.input[0], dims[0])
                         vocab = min(vocab or rows, rows)
+                        tables.append(TableRead(node.input[0], int(rows)))
                 elif node.op_type == "OneHot" and node.input[0] == name:
                     depth = index.constant(node.input[1])
                     if depth is not None:
                         d = int(np.asarray(depth).reshape(-1)[0])
                         vocab = min(vocab or d, d)
+                        tables.append(TableRead(f"OneHot {node.name or node.output[0]}", d))
                 elif node.op_type in ("Equal", "NotEqual", "Greater"):
                     other = [i for i in node.input if i != name]
                     val = index.constant(other[0]) if other else None
@@ -110,7 +115,7 @@ def _onnx_index_info(model) -> dict[str, tuple[int, bool]]:
                 elif node.op_type in _INDEX_PASSTHROUGH:
                     frontier.extend(node.output)
         if vocab is not None:
-            info[gi.name] = (vocab, mask)
+            info[gi.name] = (vocab, mask, tuple(dict.fromkeys(tables)))
     return info
 
 
@@ -144,15 +149,21 @@ class OnnxBackend(Backend):
             raise GraphkitError(f"{path}: onnxruntime did not enable {wanted} for this session")
         self.provider = provider
         index = _onnx_index_info(proto)
-        all_vocab = [v for v, _ in index.values()]
         self.inputs = []
         for i in self.session.get_inputs():
             shape = tuple(d if isinstance(d, int) else None for d in i.shape)
             dtype = _ort_dtype(i.type)
-            vocab, mask = index.get(i.name, (None, False))
-            if vocab is None and "int" in dtype and all_vocab:
-                vocab, mask = min(all_vocab), any(m for _, m in index.values())
-            self.inputs.append(InputSpec(i.name, shape, dtype, vocab, mask))
+            spec = InputSpec(i.name, shape, dtype)
+            if i.name in index:
+                spec.vocab, spec.mask_zero, spec.tables = index[i.name]
+                spec.role = "index"
+            elif ("int" in dtype or dtype == "bool") and any(
+                w in i.name.lower() for w in MASK_WORDS
+            ):
+                spec.role = "mask"
+            elif "int" in dtype:
+                spec.note = "no Gather or OneHot reads its values"
+            self.inputs.append(spec)
         self.output_names = [o.name for o in self.session.get_outputs()]
         self.half_precision = _onnx_uses_half(proto)
         self.notes = []

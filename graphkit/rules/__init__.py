@@ -75,6 +75,18 @@ def index_range(layer) -> tuple[int, bool] | None:
     return None
 
 
+def lookup_values(layer) -> tuple | None:
+    """The vocabulary of raw values a lookup layer maps to indices (any other value is
+    valid too: it goes to the out-of-vocabulary index), from the first rule that declares
+    ``lookup_values``; None for layers that read no such values."""
+    for rule in RULES:
+        declared = getattr(rule, "lookup_values", None)
+        found = declared(layer) if declared is not None else None
+        if found is not None:
+            return found
+    return None
+
+
 def anchored_by_any(layer) -> bool:
     return any(rule.anchors(layer) for rule in RULES)
 
@@ -190,6 +202,7 @@ __all__ = [
     "describe_rules",
     "index_range",
     "listing",
+    "lookup_values",
     "phases",
     "repairs",
     "forms",

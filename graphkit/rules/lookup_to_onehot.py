@@ -191,18 +191,25 @@ class LookupToOneHot:
         return is_lookup(layer) and layer.output_mode != "int"
 
     def index_range(self, layer) -> tuple[int, bool] | None:
-        """IntegerLookup reads tokens, not indices: ``0 .. max token + 1`` covers the
-        vocabulary and at least one OOV value (0 is the mask when ``mask_token=0``)."""
+        return None  # lookups read raw values, not indices: see ``lookup_values``
+
+    def lookup_values(self, layer) -> tuple | None:
+        """The vocabulary of an IntegerLookup/StringLookup (any mode but ``invert``), or
+        ``()`` for Hashing: raw values, each mapped to an index; values outside it are
+        valid too (the out-of-vocabulary index, or an error where there is none)."""
         import keras
 
-        if type(layer) is not keras.layers.IntegerLookup or layer.invert:
+        if isinstance(layer, keras.layers.Hashing):
+            return ()
+        if not is_lookup(layer) or layer.invert:
             return None
-        if layer.num_oov_indices == 0 or int(layer.lookup_table.size()) == 0:
-            return None  # an OOV token would raise: no range of integers is safe
-        known = [int(t) for t in layer.get_vocabulary(include_special_tokens=False)]
-        if layer.mask_token is not None:
-            known.append(int(layer.mask_token))
-        return (max(max(known), 0) + 2, layer.mask_token == 0)
+        try:
+            known = list(layer.get_vocabulary(include_special_tokens=False))
+        except Exception:
+            return ()
+        if isinstance(layer, keras.layers.IntegerLookup):
+            return tuple(int(t) for t in known)
+        return tuple(t.decode() if isinstance(t, bytes) else str(t) for t in known)
 
     def covers(self, layer, graph) -> list[str]:
         if self.check(layer, graph) is not None or layer.mask_token is None:

@@ -28,13 +28,17 @@ import numpy as np
 from graphkit.backends import Backend, open_backend
 from graphkit.errors import GraphkitError, one_line
 from graphkit.progress import Progress, as_progress
+from graphkit.verification.coverage import CoverageCounter, TableCoverage
 from graphkit.verification.inputs import (
+    apply_ranges,
     batch_plan,
     batches_of,
     check_signatures,
+    cover_samples,
     fixed_batch,
     has_variable_axes,
     load_inputs,
+    parse_ranges,
     synthesize,
     validate_inputs,
 )
@@ -46,6 +50,7 @@ __all__ = [
     "DEFAULT_SEQ_LEN",
     "LengthChoice",
     "OutputStats",
+    "TableCoverage",
     "VerifyReport",
     "batch_plan",
     "batches_of",
@@ -55,6 +60,8 @@ __all__ = [
     "fit_seq_len",
     "has_variable_axes",
     "load_inputs",
+    "parse_ranges",
+    "apply_ranges",
     "synthesize",
     "validate_inputs",
     "verify",
@@ -90,6 +97,7 @@ def verify(
     unsafe: bool = False,
     imports=(),
     onehot_lambdas=(),
+    ranges=None,
     progress: Callable[[int, int], None] | Progress | None = None,
 ) -> VerifyReport:
     """Compare ``candidate`` with ``reference`` output by output.
@@ -101,6 +109,12 @@ def verify(
     Keras' shape rules or by trying, and noted in the report); a length given is used as
     is, or refused with the cause (see ``graphkit.verification.lengths``). ``progress``: a
     ``graphkit.progress.Progress``, or a function called with (samples done, total).
+    ``ranges``: ``{input: (low, high)}`` (or ``NAME=LOW:HIGH`` strings) for integer inputs
+    whose valid values graphkit cannot read from the model (see ``parse_ranges``).
+
+    Synthesized index inputs reach every row of every table they read before any random
+    value (more samples than ``samples`` where needed, up to ``COVER_LIMIT``); the report
+    counts the rows the inputs reached, whatever their source.
     Returns a VerifyReport (truthy when equivalent); raises GraphkitError for bad usage or
     bad input.
     """
@@ -117,7 +131,7 @@ def verify(
             )
         )
     ref, cand = backends
-    specs = check_signatures(ref, cand)
+    specs = apply_ranges(check_signatures(ref, cand), ranges)
     batch_size = fixed_batch(specs) or batch_size  # an export with --fixed-shape takes no other
 
     choice = None
@@ -134,8 +148,8 @@ def verify(
                 progress=report_to,
             )
         seq_len = choice.length
-        stream = synthesize(specs, samples, batch_size, seq_len, seed)
-        total = samples
+        total = cover_samples(specs, samples, seq_len)
+        stream = synthesize(specs, total, batch_size, seq_len, seed)
         source = f"synthesized (seed {seed})"
     else:
         if isinstance(inputs, dict):
@@ -157,6 +171,7 @@ def verify(
         )
     base_rtol, base_atol = default_tolerances(ref, cand)
     stats: dict[str, OutputStats] = {}
+    coverage = CoverageCounter(specs)
     fed: dict[str, tuple[tuple, str]] = {}
     done = 0
     for batch in stream:
@@ -174,6 +189,7 @@ def verify(
                 stats[name] = OutputStats(name, o_rtol, o_atol)
         for name, s in stats.items():  # paired by name, never by position
             s.update(np.asarray(r_out[name]), np.asarray(c_out[name]), done)
+        coverage.update(batch)
         n = len(next(iter(batch.values())))
         for name, x in batch.items():
             fed[name] = ((done + n,) + tuple(x.shape[1:]), str(x.dtype))
@@ -189,8 +205,16 @@ def verify(
                 "as graphkit's OneHot, not as their own code; `--unsafe` (without the flag) "
                 "compares with what their code computes"
             )
+    if inputs is None and total > samples:
+        notes.append(f"synthesized {total} samples, not {samples}, so that every table row is read")
+    flow = getattr(ref, "dataflow", None) or getattr(cand, "dataflow", None)
+    if getattr(flow, "unreached", None):
+        notes.append(
+            f"table(s) {', '.join(map(repr, flow.unreached))} read through positions or "
+            "constants, not through an input: no input's range comes from them"
+        )
     if inputs is None:
-        first = batch_plan(specs, samples, batch_size, seq_len)[0]
+        first = batch_plan(specs, total, batch_size, seq_len)[0]
         if first != min(batch_size, samples):
             notes.append(
                 f"first batch of {first} samples, not {batch_size}, so that batch size and "
@@ -207,6 +231,7 @@ def verify(
         fed,
         notes,
         seq_len=seq_len if inputs is None and has_variable_axes(specs) else None,
+        coverage=coverage.result(),
     )
 
 

@@ -13,7 +13,7 @@ from graphkit.errors import GraphkitError
 
 
 def check_signatures(ref: Backend, cand: Backend) -> list[InputSpec]:
-    """Both models must take the same inputs; return the merged specs (tightest vocabulary)."""
+    """Both models must take the same inputs; return the merged specs (tightest range)."""
     r = {s.name: s for s in ref.inputs}
     c = {s.name: s for s in cand.inputs}
     if set(r) != set(c):
@@ -38,14 +38,9 @@ def check_signatures(ref: Backend, cand: Backend) -> list[InputSpec]:
                     f"input {spec.name!r}: shape {spec.shape} in the reference, {other.shape} in the candidate"
                 )
             shape.append(a if a is not None else b)
-        vocabs = [v for v in (spec.vocab, other.vocab) if v is not None]
         merged.append(
-            InputSpec(
-                spec.name,
-                tuple(shape),
-                spec.dtype,
-                min(vocabs) if vocabs else None,
-                spec.mask_zero or other.mask_zero,
+            _merged_spec(
+                spec, other, tuple(shape), keras_first=ref.kind == "keras" or cand.kind != "keras"
             )
         )
     if sorted(ref.output_names) != sorted(cand.output_names) or len(set(ref.output_names)) != len(
@@ -58,6 +53,25 @@ def check_signatures(ref: Backend, cand: Backend) -> list[InputSpec]:
     return merged
 
 
+def _merged_spec(ref: InputSpec, cand: InputSpec, shape: tuple, keras_first: bool) -> InputSpec:
+    """One input as both models see it: where both read it as indices, the tighter range;
+    the tables named as the Keras side names them; a role either side knows."""
+    import dataclasses
+
+    first, second = (ref, cand) if keras_first else (cand, ref)
+    if first.role is None:
+        first, second = second, first
+    out = dataclasses.replace(first, name=ref.name, shape=shape, dtype=ref.dtype)
+    if first.is_index and second.is_index:
+        out.vocab = min(first.vocab, second.vocab)
+        out.low = max(first.low, second.low)
+        out.mask_zero = first.mask_zero or second.mask_zero
+        out.tables = first.tables or second.tables
+    if out.role is None and (first.note or second.note):
+        out.note = first.note or second.note
+    return out
+
+
 def _kind(dtype: str) -> str:
     if "int" in dtype:
         return "int"
@@ -66,39 +80,168 @@ def _kind(dtype: str) -> str:
     return dtype
 
 
+# Synthesized samples grow until every row of every table an input reads is covered, up to
+# this many samples (or ``samples`` where that is more); beyond it the report says how many
+# rows were covered.
+COVER_LIMIT = 8192
+
+
+def _index_span(spec: InputSpec) -> tuple[int, int]:
+    """The values the cover runs over: ``low .. vocab - 1``, without the padding index 0
+    where it is masked (padding reaches row 0)."""
+    low = spec.low
+    if spec.mask_zero and low == 0 and spec.vocab > 1:
+        low = 1
+    return low, spec.vocab
+
+
+def _positions(spec: InputSpec, seq_len: int, masked: bool = False) -> int:
+    """Values per sample that the cover can use (at least half the length where padded)."""
+    dims = [d if d is not None else seq_len for d in spec.shape[1:]]
+    if masked and dims and dims[0] > 1:
+        dims[0] = dims[0] - dims[0] // 2
+    return int(np.prod(dims)) if dims else 1
+
+
+def cover_samples(specs: list[InputSpec], samples: int, seq_len: int) -> int:
+    """How many samples reach every table row (every lookup value) at least once: ``samples``
+    or more, up to ``max(samples, COVER_LIMIT)``."""
+    need = samples
+    for spec in specs:
+        if spec.is_index:
+            low, high = _index_span(spec)
+            span = high - low
+        elif spec.is_lookup:
+            span = len(spec.values or ()) + len(_unseen_values(spec))
+        else:
+            continue
+        per_sample = _positions(spec, seq_len, masked=spec.mask_zero)
+        need = max(need, -(-span // max(1, per_sample)))
+    return min(need, max(samples, COVER_LIMIT))
+
+
+def _unseen_values(spec: InputSpec) -> list:
+    """Values a lookup has not seen (valid: they go to its out-of-vocabulary index)."""
+    if spec.note:  # no out-of-vocabulary index: unknown values would fail
+        return []
+    if spec.dtype == "string":
+        known = set(spec.values or ())
+        return [v for v in ("", "[graphkit-unseen]", "UNSEEN token") if v not in known]
+    known = {int(v) for v in spec.values or ()}
+    info = np.iinfo(spec.dtype)
+    top = max(known, default=0)
+    candidates = [-3, -1, 0, 5, top + 1, min(top + 1000, int(info.max)), int(info.max)]
+    return list(dict.fromkeys(v for v in candidates if v not in known and info.min <= v))
+
+
+class _Cover:
+    """A shuffled cover of an input's values, handed out batch by batch before any random
+    value: every row of the tables the input reads is used at least once (when there are
+    enough samples)."""
+
+    def __init__(self, values: np.ndarray):
+        self.values, self.used = values, 0
+
+    def place(self, x: np.ndarray, keep: np.ndarray | None) -> None:
+        left = len(self.values) - self.used
+        if left <= 0:
+            return
+        flat = x.reshape(-1)
+        slots = np.flatnonzero(keep.reshape(-1)) if keep is not None else np.arange(flat.size)
+        k = min(left, slots.size)
+        flat[slots[:k]] = self.values[self.used : self.used + k]
+        self.used += k
+
+
 def synthesize(
     specs: list[InputSpec], samples: int, batch_size: int, seq_len: int, seed: int
 ) -> Iterator[dict[str, np.ndarray]]:
-    """Reproducible batches: indices inside the vocabulary, 0-padding at the end where masked."""
+    """Reproducible batches: index inputs cover every table row before any random value (see
+    ``cover_samples``), with 0-padding at the end where masked; lookup inputs their
+    vocabulary and unseen values; padding masks ones then a zero tail; features random."""
     for spec in specs:
-        if _kind(spec.dtype) not in ("int", "float", "bool"):
+        if _kind(spec.dtype) not in ("int", "float", "bool") and not (
+            spec.is_lookup and spec.dtype == "string"
+        ):
             raise GraphkitError(
                 f"input {spec.name!r}: cannot synthesize {spec.dtype} inputs; pass --inputs FILE.npz"
             )
+        if _kind(spec.dtype) == "int" and not (
+            spec.is_index or spec.is_lookup or spec.role == "mask"
+        ):
+            why = f" ({spec.note})" if spec.note else ""
+            raise GraphkitError(
+                f"input {spec.name!r}: graphkit cannot tell which integers are valid{why}; pass "
+                f"--range {spec.name}=LOW:HIGH or --inputs FILE.npz"
+            )
     rng = np.random.default_rng(seed)
+    covers: dict[str, _Cover] = {}
+    for spec in specs:
+        if spec.is_index:
+            low, high = _index_span(spec)
+            total = samples * _positions(spec, seq_len, masked=spec.mask_zero)
+            if high - low <= total:
+                values = rng.permutation(np.arange(low, high, dtype=np.int64))
+            else:
+                values = low + rng.choice(high - low, size=total, replace=False)
+            covers[spec.name] = _Cover(values)
+        elif spec.is_lookup:
+            pool = list(spec.values or ()) + _unseen_values(spec)
+            covers[spec.name] = _Cover(
+                np.array(pool)[rng.permutation(len(pool))] if pool else np.array([])
+            )
     for n in batch_plan(specs, samples, batch_size, seq_len):
         batch = {}
         for spec in specs:
             shape = (n,) + tuple(d if d is not None else seq_len for d in spec.shape[1:])
             if spec.is_index:
-                low = 1 if spec.mask_zero and spec.vocab > 1 else 0
-                x = rng.integers(low, spec.vocab, size=shape)
+                low, high = spec.low, spec.vocab
+                if spec.mask_zero and high > 1 and low == 0:
+                    low = 1
+                x = rng.integers(low, high, size=shape)
+                keep = None
                 if spec.mask_zero and len(shape) >= 2 and shape[1] > 1:
-                    pads = rng.integers(0, shape[1], size=n)  # keep >= 1 real token per row
-                    steps = np.arange(shape[1])
-                    keep = steps[None, :] < (shape[1] - pads)[:, None]
-                    x = x * keep.reshape(keep.shape + (1,) * (len(shape) - 2))
+                    keep = _padding_keep(rng, shape)  # keep >= half of each row
+                    x = x * keep
+                covers[spec.name].place(x, keep)
                 batch[spec.name] = x.astype(spec.dtype)
-            elif _kind(spec.dtype) == "int":
-                raise GraphkitError(
-                    f"input {spec.name!r}: integer input with no Embedding or OneHot to bound it; "
-                    "pass --inputs FILE.npz"
+            elif spec.is_lookup:
+                x = _lookup_values(rng, spec, shape)
+                covers[spec.name].place(x, None)
+                batch[spec.name] = x
+            elif spec.role == "mask":
+                keep = (
+                    _padding_keep(rng, shape)
+                    if len(shape) >= 2 and shape[1] > 1
+                    else np.ones(shape, dtype=bool)
                 )
+                batch[spec.name] = keep.astype(spec.dtype)
             elif spec.dtype == "bool":
                 batch[spec.name] = rng.random(shape) < 0.5
             else:
                 batch[spec.name] = rng.standard_normal(shape).astype(spec.dtype)
         yield batch
+
+
+def _padding_keep(rng, shape: tuple) -> np.ndarray:
+    """True for the real positions of each row: all but a random tail of under half."""
+    n, length = shape[0], shape[1]
+    pads = rng.integers(0, length // 2 + 1, size=n) if length > 1 else np.zeros(n, dtype=int)
+    steps = np.arange(length)
+    keep = steps[None, :] < (length - pads)[:, None]
+    keep = keep.reshape(keep.shape + (1,) * (len(shape) - 2))
+    return np.broadcast_to(keep, shape).copy()
+
+
+def _lookup_values(rng, spec: InputSpec, shape: tuple) -> np.ndarray:
+    pool = list(spec.values or ()) + _unseen_values(spec)
+    if spec.dtype == "string":
+        if not pool:
+            pool = [f"token{i}" for i in range(50)]
+        return np.array(pool)[rng.integers(0, len(pool), size=shape)]
+    if not pool:  # Hashing: any integer
+        return rng.integers(-1000, 1000, size=shape).astype(spec.dtype)
+    return np.array(pool, dtype=np.int64)[rng.integers(0, len(pool), size=shape)].astype(spec.dtype)
 
 
 def has_variable_axes(specs: list[InputSpec]) -> bool:
@@ -137,8 +280,14 @@ def batch_size_apart(batch_size: int, seq_len: int) -> int:
 
 
 def load_inputs(path: str | os.PathLike, specs: list[InputSpec]) -> dict[str, np.ndarray]:
-    """Read ``.npz`` (keyed by input name) or ``.npy`` (single input) and check it against ``specs``."""
+    """Read ``.npz`` (keyed by input name), ``.npy`` (single input) or a test-data folder
+    (``verify --save DIR``, onnxruntime's layout) and check it against ``specs``."""
     path = Path(path)
+    if path.is_dir():
+        from graphkit.verification.testdata import read_test_data
+
+        arrays = read_test_data(path, [s.name for s in specs])
+        return validate_inputs(arrays, specs, str(path))
     if not path.is_file():
         raise GraphkitError(f"{path}: no such file")
     suffix = path.suffix.lower()
@@ -215,12 +364,15 @@ def validate_inputs(
                     pos = tuple(int(i) for i in np.argwhere(x != np.trunc(x))[0])
                     raise GraphkitError(f"{label}: fractional index {x[pos]} at {pos}")
             if x.size:
-                bad = (x < 0) | (x >= spec.vocab)
+                bad = (x < spec.low) | (x >= spec.vocab)
                 if bad.any():
                     pos = tuple(int(i) for i in np.argwhere(bad)[0])
-                    kind = "negative" if x[pos] < 0 else "out-of-vocabulary"
+                    kind = "negative" if x[pos] < 0 else "out-of-range"
+                    if spec.role == "index":
+                        kind = "negative" if x[pos] < 0 else "out-of-vocabulary"
                     raise GraphkitError(
-                        f"{label}: {kind} index {x[pos]} at {pos}; valid indices are 0..{spec.vocab - 1}"
+                        f"{label}: {kind} index {x[pos]} at {pos}; valid indices are "
+                        f"{spec.low}..{spec.vocab - 1}{_range_source(spec)}"
                     )
         if _kind(spec.dtype) == "int" and x.size:
             info = np.iinfo(spec.dtype)
@@ -232,7 +384,76 @@ def validate_inputs(
     return out
 
 
+def _range_source(spec: InputSpec) -> str:
+    if spec.role == "range":
+        return " (--range)"
+    if spec.tables:
+        names = ", ".join(repr(t.table) for t in spec.tables[:3])
+        return f" (the rows of {names})"
+    return ""
+
+
 def batches_of(arrays: dict[str, np.ndarray], batch_size: int) -> Iterator[dict[str, np.ndarray]]:
     n = len(next(iter(arrays.values())))
     for start in range(0, n, batch_size):
         yield {k: v[start : start + batch_size] for k, v in arrays.items()}
+
+
+def parse_ranges(ranges) -> dict[str, tuple[int, int]]:
+    """``ranges`` as ``{name: (low, high)}``: from such a dict, or from ``NAME=LOW:HIGH``
+    strings (``--range``; ``NAME=HIGH`` means ``0:HIGH``). Values run from LOW to HIGH - 1."""
+    if not ranges:
+        return {}
+    if isinstance(ranges, dict):
+        items = list(ranges.items())
+    else:
+        items = []
+        for text in ranges:
+            name, sep, span = str(text).partition("=")
+            low, colon, high = span.partition(":")
+            if not colon:
+                low, high = "0", low
+            if not sep or not name:
+                raise GraphkitError(f"range {text!r}: expected NAME=LOW:HIGH, e.g. tokens=0:1500")
+            items.append((name, (low, high)))
+    out: dict[str, tuple[int, int]] = {}
+    for name, span in items:
+        try:
+            low, high = (int(v) for v in span)
+        except (TypeError, ValueError):
+            raise GraphkitError(
+                f"range for {name!r}: expected two integers LOW:HIGH, got {span!r}"
+            ) from None
+        if high <= low:
+            raise GraphkitError(
+                f"range for {name!r}: HIGH must be above LOW (values run LOW..HIGH-1), got {low}:{high}"
+            )
+        if name in out:
+            raise GraphkitError(f"range for {name!r} given twice")
+        out[name] = (low, high)
+    return out
+
+
+def apply_ranges(specs: list[InputSpec], ranges) -> list[InputSpec]:
+    """``specs`` with the user's ranges (``parse_ranges``) applied: role ``"range"``."""
+    import dataclasses
+
+    ranges = parse_ranges(ranges)
+    names = {s.name for s in specs}
+    unknown = sorted(set(ranges) - names)
+    if unknown:
+        raise GraphkitError(
+            f"range for {', '.join(map(repr, unknown))}: the model has no such input "
+            f"(inputs: {', '.join(sorted(names))})"
+        )
+    out = []
+    for spec in specs:
+        if spec.name in ranges:
+            if _kind(spec.dtype) not in ("int", "float"):
+                raise GraphkitError(
+                    f"range for {spec.name!r}: the input is {spec.dtype}, not a number"
+                )
+            low, high = ranges[spec.name]
+            spec = dataclasses.replace(spec, low=low, vocab=high, role="range", note=None)
+        out.append(spec)
+    return out
