@@ -3,11 +3,13 @@
 Each side gives the intermediate tensors it can expose, under a layer name:
 
 - Keras: every node output of the model's Functional graph (a Sequential's inner one), from
-  one eager call of an intermediate model (the reference is the eager call). A nested model is
-  one layer (its output), not descended into.
-- ONNX: tf2onnx names a node ``<layer>_<n>/<op>`` (``embedding_1/GatherV2``): a layer's output
-  is the last tensor of its scope that something outside the scope reads (or a graph output),
-  of the Keras output's shape. Those tensors become extra outputs of an in-memory copy.
+  one eager call of an intermediate model (the reference is the eager call). A nested
+  Functional/Sequential model called once is descended into (``encoder/lstm``): its layers are
+  recomputed from the values its call got, and kept only where that gives its output exactly.
+- ONNX: tf2onnx names a node after the layers' name scopes (``encoder_1/enc_embedding_1/
+  GatherV2``): a layer's output is the last tensor of its scope, of the Keras output's shape,
+  that something outside the scope reads (or a graph output). Those tensors become extra
+  outputs of an in-memory copy of the model, run in onnxruntime.
 - ONNX <-> ONNX: the node outputs that both files name alike.
 
 Names are matched as they are, then through graphkit's rewrites: Embedding ``e`` became
@@ -186,76 +188,177 @@ def _match_name(name: str, available) -> str | None:
 
 # ---------------------------------------------------------------------------- Keras side
 
+MAX_DEPTH = 4  # nested models deeper than this are compared as one layer
+
 
 @dataclass
 class _Entry:
-    """One exposed tensor: the layer name it is reported under, its key for matching."""
+    """One exposed Keras tensor: the layer path it is reported under, its key for matching."""
 
-    label: str  # name, name[i], name@k
-    layer: str  # the layer's own name
-    call: int  # which call of the layer (0 for most)
+    path: tuple[str, ...]  # layer names from the top model down (``("encoder", "lstm")``)
+    call: int  # which call of the layer within its graph (0 for most)
     index: int  # which output of that call
     value: np.ndarray | None = None
 
+    @property
+    def layer(self) -> str:
+        return self.path[-1]
 
-def _keras_entries(backend, batch: dict[str, np.ndarray]) -> tuple[list[_Entry], str | None]:
-    """Every layer output of a Keras backend's graph, in graph order, from one eager call."""
+    @property
+    def label(self) -> str:
+        return (
+            "/".join(self.path)
+            + (f"[{self.index}]" if self.index else "")
+            + (f"@{self.call}" if self.call else "")
+        )
+
+
+def _graph_nodes(graph) -> tuple[list, dict[int, list]]:
+    """The graph's own layer nodes, inputs first, and each layer's calls in call order."""
     import keras
 
     from graphkit import _keras_api
+
+    nodes = [
+        node
+        for node in _keras_api.nodes_inputs_first(graph)
+        if not node.is_input
+        and node.operation is not None
+        and not isinstance(node.operation, keras.layers.InputLayer)
+    ]
+    # which call of a shared layer: its order among this graph's calls of it (the layer may
+    # have been called elsewhere too, e.g. while a rewrite rebuilt the graph)
+    calls: dict[int, list] = {}
+    for node in nodes:
+        calls.setdefault(id(node.operation), []).append(node)
+    for group in calls.values():
+        inbound = {id(n): i for i, n in enumerate(_keras_api.inbound_nodes(group[0].operation))}
+        group.sort(key=lambda n: inbound.get(id(n), len(inbound)))
+    return nodes, calls
+
+
+def _run_graph(graph, args: list, prefix: tuple[str, ...], depth: int) -> tuple[list[_Entry], dict]:
+    """Every layer output of ``graph`` on ``args`` (in ``graph.inputs`` order), graph order;
+    a nested model's own layers come just before its output, where they can be recomputed.
+    Also: id(symbolic tensor) -> value, for the graph's inputs and layer outputs."""
+    import keras
+
     from graphkit.backends.keras_backend import eager_call
+    from graphkit.engine import is_graph_model
+
+    nodes, calls = _graph_nodes(graph)
+    tensors, entries, nested = [], [], []
+    for node in nodes:
+        op = node.operation
+        call = next(i for i, n in enumerate(calls[id(op)]) if n is node)
+        if depth < MAX_DEPTH and len(calls[id(op)]) == 1 and is_graph_model(op):
+            nested.append((len(entries), node))
+        for i, t in enumerate(node.outputs):
+            tensors.append(t)
+            entries.append(_Entry(prefix + (op.name,), call, i))
+    known = {id(t): v for t, v in zip(graph.inputs, args)}
+    if not entries:
+        return [], known
+    values = eager_call(keras.Model(list(graph.inputs), tensors), args)
+    for t, entry, value in zip(tensors, entries, values):
+        entry.value = value
+        known[id(t)] = value
+    for at, node in reversed(nested):  # from the back: insertion keeps earlier positions
+        entries[at:at] = _nested_entries(node, known, prefix, depth)
+    return entries, known
+
+
+def _nested_entries(node, known: dict, prefix: tuple[str, ...], depth: int) -> list[_Entry]:
+    """The layers of a nested model called at ``node``, recomputed from the values its call
+    got; kept only if the recomputation gives the nested model's output exactly (a mask
+    passed in by the outer graph, for one, is not reproduced)."""
+    from graphkit import _keras_api
+
+    op = node.operation
+    try:
+        inner_graph = _keras_api.functional_graph(op)
+        args = [known[id(t)] for t in node.input_tensors]
+        if len(args) != len(inner_graph.inputs):
+            return []
+        inner, inner_known = _run_graph(inner_graph, args, prefix + (op.name,), depth + 1)
+        outs = list(node.outputs)
+        if len(outs) != len(inner_graph.outputs):
+            return []
+        for outer, t in zip(outs, inner_graph.outputs):
+            mine, theirs = known.get(id(outer)), inner_known.get(id(t))
+            if mine is None or theirs is None or not _same(mine, theirs):
+                return []
+    except Exception:
+        return []
+    return inner
+
+
+def _same(a: np.ndarray, b: np.ndarray) -> bool:
+    return a.shape == b.shape and bool(np.array_equal(a, b, equal_nan=True))
+
+
+def _keras_entries(backend, batch: dict[str, np.ndarray]) -> tuple[list[_Entry], str | None]:
+    """Every layer output of a Keras backend's graph, in graph order, from eager calls."""
+    from graphkit import _keras_api
 
     model = backend.model
     try:
         graph = _keras_api.functional_graph(model)
         inputs = list(graph.inputs)
-        tensors, entries = [], []
-        for node in _keras_api.nodes_inputs_first(graph):
-            op = node.operation
-            if node.is_input or op is None or isinstance(op, keras.layers.InputLayer):
-                continue
-            try:
-                call = _keras_api.inbound_nodes(op).index(node)
-            except ValueError:
-                call = 0
-            outs = list(node.outputs)
-            for i, t in enumerate(outs):
-                label = op.name + (f"[{i}]" if len(outs) > 1 else "") + (f"@{call}" if call else "")
-                tensors.append(t)
-                entries.append(_Entry(label, op.name, call, i))
     except Exception as exc:
         return [], f"cannot read the graph of {model.name!r} ({one_line(exc)})"
-    if not entries:
-        return [], f"{model.name!r} has no layers to compare"
     names = [s.name for s in backend.inputs]
+    if [t.name for t in inputs] == names or len(inputs) != len(names):
+        args = [batch[t.name] for t in inputs]
+    else:
+        args = [batch[n] for n in names]  # graph.inputs are model.inputs, in that order
     try:
-        if [t.name for t in inputs] == names or len(inputs) != len(names):
-            args = [batch[t.name] for t in inputs]
-        else:
-            args = [batch[n] for n in names]  # same order as model.inputs
-    except KeyError as exc:
-        return [], f"the batch has no input {exc.args[0]!r}"
-    try:
-        probe = keras.Model(inputs, tensors)
-        values = eager_call(probe, args)
+        entries, _ = _run_graph(graph, args, (), 0)
     except Exception as exc:
         return [], f"cannot run {model.name!r}'s intermediate layers ({one_line(exc)})"
-    for entry, value in zip(entries, values):
-        entry.value = value
+    if not entries:
+        return [], f"{model.name!r} has no layers to compare"
     return entries, None
 
 
+def _map_path(path: tuple[str, ...], available: set[tuple[str, ...]]) -> tuple[str, ...] | None:
+    """The candidate's path for a reference layer path: each level by name or a rewrite's."""
+    out: tuple[str, ...] = ()
+    for name in path:
+        level = {p[len(out)] for p in available if len(p) > len(out) and p[: len(out)] == out}
+        found = _match_name(name, level)
+        if found is None:
+            return None
+        out += (found,)
+    return out if out in available else None
+
+
 def _pairs_keras_keras(ref: list[_Entry], cand: list[_Entry]) -> list[tuple[_Entry, _Entry]]:
-    by_key = {(e.layer, e.call, e.index): e for e in cand}
-    layers = {e.layer for e in cand}
+    """Each reference output with the candidate's output of the matching layer. A layer called
+    several times: the candidate's call of the same shape closest to it (a rewrite may change
+    the order in which a shared layer's calls were made), else the call of the same rank."""
+    groups: dict[tuple, list[_Entry]] = {}
+    for e in cand:
+        groups.setdefault((e.path, e.index), []).append(e)
+    ref_calls: dict[tuple, int] = {}
+    for e in ref:
+        ref_calls[(e.path, e.index)] = ref_calls.get((e.path, e.index), 0) + 1
+    paths = {e.path for e in cand}
     pairs = []
     for e in ref:
-        name = _match_name(e.layer, layers)
-        if name is None:
+        path = _map_path(e.path, paths)
+        group = groups.get((path, e.index), []) if path is not None else []
+        if not group:
             continue
-        other = by_key.get((name, e.call, e.index))
-        if other is not None:
-            pairs.append((e, other))
+        if len(group) == 1 and ref_calls[(e.path, e.index)] == 1:
+            pairs.append((e, group[0]))
+            continue
+        fits = [c for c in group if c.value is not None and c.value.shape == e.value.shape]
+        if fits:
+            fits.sort(key=lambda c: _compare(e.label, c.label, e.value, c.value, 0, 0).max_abs)
+            pairs.append((e, fits[0]))
+        else:
+            pairs.append((e, next((c for c in group if c.call == e.call), group[0])))
     return pairs
 
 
@@ -269,45 +372,50 @@ def _onnx_proto(backend):
     return onnx.load(str(backend.source), load_external_data=False)
 
 
-def _scope_layers(proto, layer_names) -> dict[str, list[str]]:
-    """Layer name -> the tensors tf2onnx made for its calls' outputs (candidates, in node order).
+def _onnx_scopes(proto, keras_names: set[str]) -> dict[tuple[str, ...], dict[str, list[str]]]:
+    """Layer path -> {scope as named in the graph: the tensors leaving it, in node order}.
 
-    A node ``scope/...`` belongs to the layer whose name is ``scope`` less a ``_<n>`` suffix
-    (TensorFlow's name-scope numbering), else ``scope``. A scope's outputs are the tensors of
-    its nodes read by a node of another scope, or graph outputs.
+    tf2onnx names a node after the TensorFlow name scopes it was made in, which are the Keras
+    layers' names with a ``_<n>`` numbering (``encoder_1/enc_embedding_1/GatherV2``). A tensor
+    leaves a scope when a node outside that scope reads it, or it is a graph output.
     """
-    graph_outputs = {o.name for o in proto.graph.output}
 
-    def layer_of(node_name: str) -> str | None:
-        if "/" not in node_name:
-            return None
-        scope = node_name.split("/", 1)[0]
-        m = _SUFFIX.match(scope)
-        if m and m.group(1) in layer_names:
-            return m.group(1)
-        return scope if scope in layer_names else None
+    def resolve(component: str) -> str:
+        m = _SUFFIX.match(component)
+        if m is None:
+            return component
+        if component in keras_names and m.group(1) not in keras_names:
+            return component  # a layer whose own name ends in _<n>, unnumbered
+        return m.group(1)
 
-    def scope_of(node_name: str) -> str:
-        return node_name.split("/", 1)[0] if "/" in node_name else ""
+    def scopes(node) -> list[str]:
+        return node.name.split("/")[:-1]  # the last part names the op
 
-    producer_scope: dict[str, str] = {}
+    producer: dict[str, list[str]] = {}
     for node in proto.graph.node:
         for out in node.output:
-            producer_scope[out] = scope_of(node.name)
-    external: set[str] = set()
+            producer[out] = scopes(node)
+    shared: dict[str, int] = {}  # tensor -> scope depth it shares with its furthest reader
     for node in proto.graph.node:
-        here = scope_of(node.name)
+        here = scopes(node)
         for name in node.input:
-            if name in producer_scope and producer_scope[name] != here:
-                external.add(name)
-    result: dict[str, list[str]] = {}
+            if name in producer:
+                there = producer[name]
+                n = 0
+                while n < min(len(here), len(there)) and here[n] == there[n]:
+                    n += 1
+                shared[name] = min(shared.get(name, n), n)
+    for out in proto.graph.output:
+        shared[out.name] = 0
+    result: dict[tuple[str, ...], dict[str, list[str]]] = {}
     for node in proto.graph.node:
-        layer = layer_of(node.name)
-        if layer is None:
-            continue
-        for out in node.output:
-            if out and (out in external or out in graph_outputs):
-                result.setdefault(layer, []).append(out)
+        parts = scopes(node)
+        for k in range(len(parts)):
+            path = tuple(resolve(c) for c in parts[: k + 1])
+            raw = "/".join(parts[: k + 1])
+            for out in node.output:
+                if out and out in shared and shared[out] <= k:
+                    result.setdefault(path, {}).setdefault(raw, []).append(out)
     return result
 
 
@@ -365,47 +473,55 @@ def _run_with_outputs(backend, proto, names: list[str], batch) -> tuple[dict, st
 def _pairs_keras_onnx(entries: list[_Entry], onnx_backend, batch):
     """(keras entry, onnx tensor name, onnx value) for each Keras layer found in the ONNX graph."""
     proto = _onnx_proto(onnx_backend)
-    # ONNX layer names, as a rewrite's name map sees them: every scope that names a layer
-    scopes = set()
-    for node in proto.graph.node:
-        if "/" in node.name:
-            scope = node.name.split("/", 1)[0]
-            scopes.add(scope)
-            m = _SUFFIX.match(scope)
-            if m:
-                scopes.add(m.group(1))
-    wanted_layers = {}
-    for e in entries:
-        name = _match_name(e.layer, scopes)
-        if name is not None:
-            wanted_layers[e.label] = name
-    by_layer = _scope_layers(proto, set(wanted_layers.values()))
-    names = sorted({t for ts in by_layer.values() for t in ts})
-    if not names:
+    names = {n for e in entries for n in e.path}
+    names |= {r for n in list(names) for r in rewrite_names(n)}
+    scopes = _onnx_scopes(proto, names)
+    available = set(scopes)
+    mapped = {e.label: _map_path(e.path, available) for e in entries}
+    wanted = sorted(
+        {t for path in mapped.values() if path for ts in scopes[path].values() for t in ts}
+    )
+    if not wanted:
         return [], "no ONNX node is named after a Keras layer (not a tf2onnx export?)"
-    values, problem = _run_with_outputs(onnx_backend, proto, names, batch)
+    values, problem = _run_with_outputs(onnx_backend, proto, wanted, batch)
     if problem:
         return [], problem
     pairs = []
     for e in entries:
-        layer = wanted_layers.get(e.label)
-        if layer is None or e.value is None:
+        path = mapped.get(e.label)
+        if path is None or e.value is None:
             continue
-        fits = [
-            t for t in by_layer.get(layer, []) if t in values and values[t].shape == e.value.shape
-        ]
-        if not fits:
+        # per scope (one per call), the last tensor leaving it with the layer's shape is the
+        # layer's output; a shared layer has several scopes: the closest stands for this call
+        options: dict[str, np.ndarray] = {}
+        for tensors in scopes[path].values():
+            fit = [t for t in tensors if t in values and values[t].shape == e.value.shape]
+            if fit:
+                options[fit[-1]] = values[fit[-1]]
+                continue
+            # tf2onnx may leave leading axes merged (a MatMul on 2-D) for the next layer
+            merged = [
+                t
+                for t in tensors
+                if t in values and _merged_leading(values[t].shape, e.value.shape)
+            ]
+            if merged:
+                options[merged[-1]] = values[merged[-1]].reshape(e.value.shape)
+        if not options:
             continue
-        # one scope per call: the last fitting tensor of a scope is its output; a shared layer
-        # has several scopes, so the closest of the last ones stands for this call
-        last_per_scope: dict[str, str] = {}
-        for t in fits:
-            last_per_scope[t.split("/", 1)[0] if "/" in t else t] = t
-        options = list(last_per_scope.values())
-        if len(options) > 1:
-            options.sort(key=lambda t: compare(e.label, t, e.value, values[t], 0, 0).max_abs)
-        pairs.append((e, options[0], values[options[0]]))
+        best = min(options, key=lambda t: _compare(e.label, t, e.value, options[t], 0, 0).max_abs)
+        pairs.append((e, best, options[best]))
     return pairs, None
+
+
+def _merged_leading(shape: tuple, want: tuple) -> bool:
+    """``shape`` is ``want`` with leading axes merged (a C-order reshape gives ``want``)."""
+    return (
+        len(shape) >= 1
+        and len(want) > len(shape)
+        and tuple(shape[1:]) == tuple(want[len(want) - len(shape) + 1 :])
+        and int(np.prod(shape)) == int(np.prod(want))
+    )
 
 
 def _onnx_onnx(reference, candidate, batch, rtol, atol) -> Divergence:
@@ -466,6 +582,11 @@ def locate(
     if not isinstance(batch, dict):
         raise GraphkitError(
             f"locate(): batch must be a dict of input name -> array, got {type(batch).__name__}"
+        )
+    missing = sorted({s.name for b in (reference, candidate) for s in b.inputs} - set(batch))
+    if missing:
+        raise GraphkitError(
+            f"locate(): the batch has no input {missing[0]!r} (it has: {', '.join(map(str, batch))})"
         )
     if not (rtol >= 0 and atol >= 0):
         raise GraphkitError(f"locate(): rtol and atol must be >= 0, got {rtol}, {atol}")
