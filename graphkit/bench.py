@@ -139,6 +139,7 @@ def bench(
     warmup: int = 5,
     provider: str = "cpu",
     both_variants: bool = True,
+    ranges=None,
     unsafe: bool = False,
     imports=(),
     onehot_lambdas=(),
@@ -147,12 +148,16 @@ def bench(
     """Time Keras (the checked trace, or eager) and onnxruntime for ``model`` (and its other variant where it has one).
 
     Variable axes are ``seq_len`` long; None: 64, or the length the model needs (noted).
+    ``ranges``: ``{name: (low, high)}`` or ``["NAME=LOW:HIGH", ...]``, the values synthesized
+    for integer inputs whose range graphkit cannot read from the model.
     ``progress``: a ``graphkit.progress.Progress``, or a function called with each step.
     """
     from graphkit.backends import KerasBackend, OnnxBackend, open_backend
     from graphkit.verification import fit_seq_len, has_variable_axes, synthesize
+    from graphkit.verification.inputs import apply_ranges, parse_ranges
 
     check_bench_options(batch=batch, seq_len=seq_len, runs=runs, warmup=warmup)
+    parse_ranges(ranges)
     say = as_progress(progress)
     source = (
         str(model) if isinstance(model, (str, os.PathLike)) else f"<keras model {model.name!r}>"
@@ -161,12 +166,13 @@ def bench(
         say.step(f"loading {model}")
     if isinstance(model, (str, os.PathLike)) and Path(model).suffix.lower() == ".onnx":
         backend = OnnxBackend(model, provider=provider)
+        specs = apply_ranges(backend.inputs, ranges) if ranges else backend.inputs
         choice = fit_seq_len(
-            [("model", backend)], backend.inputs, seq_len, default=DEFAULT_SEQ_LEN, progress=say
+            [("model", backend)], specs, seq_len, default=DEFAULT_SEQ_LEN, progress=say
         )
         report = BenchReport(source, batch, choice.length, runs, provider)
         report.notes += [choice.note] if choice.note else []
-        data = next(synthesize(backend.inputs, batch, batch, choice.length, 0))
+        data = next(synthesize(specs, batch, batch, choice.length, 0))
         report.fed = {k: (v.shape, str(v.dtype)) for k, v in data.items()}
         report.variable_axes = has_variable_axes(backend.inputs)
         say.step(f"timing onnxruntime ({runs} runs)")
@@ -178,9 +184,10 @@ def bench(
         model, unsafe=unsafe, imports=imports, onehot_lambdas=onehot_lambdas
     )
     assert isinstance(keras_backend, KerasBackend)
+    specs = apply_ranges(keras_backend.inputs, ranges) if ranges else keras_backend.inputs
     choice = fit_seq_len(
         [("model", keras_backend)],
-        keras_backend.inputs,
+        specs,
         seq_len,
         default=DEFAULT_SEQ_LEN,
         progress=say,
@@ -188,7 +195,7 @@ def bench(
     seq_len = choice.length
     report = BenchReport(source, batch, seq_len, runs, provider)
     report.notes += [choice.note] if choice.note else []
-    data = next(synthesize(keras_backend.inputs, batch, batch, seq_len, 0))
+    data = next(synthesize(specs, batch, batch, seq_len, 0))
     report.fed = {k: (v.shape, str(v.dtype)) for k, v in data.items()}
     report.variable_axes = has_variable_axes(keras_backend.inputs)
     # Time what convert and export produce, so that the variants compare like for like.
@@ -239,7 +246,13 @@ def bench(
                 say.step(f"exporting {label} to ONNX and checking it")
                 path = Path(tmp) / f"{label.replace(' ', '_')}.onnx"
                 exported = export_onnx(
-                    variants[name], path, verify=True, samples=16, seq_len=seq_len, **kwargs
+                    variants[name],
+                    path,
+                    verify=True,
+                    samples=16,
+                    seq_len=seq_len,
+                    ranges=ranges,
+                    **kwargs,
                 )
                 backend = OnnxBackend(path, provider=provider)
                 say.step(f"timing onnxruntime ({label}, {runs} runs)")

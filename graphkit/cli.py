@@ -55,6 +55,17 @@ OneHotLambdas = Annotated[
 ]
 
 
+Ranges = Annotated[
+    Optional[list[str]],  # noqa: UP045
+    typer.Option(
+        "--range",
+        metavar="NAME=LOW:HIGH",
+        help="Input NAME holds integers LOW..HIGH-1 (tokens=0:1500; NAME=HIGH means 0:HIGH), "
+        "for inputs whose range graphkit cannot read from the model. Repeatable.",
+    ),
+]
+
+
 def _err(message: str) -> None:
     typer.echo(f"error: {message}", err=True)
 
@@ -275,7 +286,11 @@ def verify(
     candidate: Annotated[Path, typer.Argument(help="Candidate model (.keras, .h5 or .onnx).")],
     inputs: Annotated[
         Optional[Path],  # noqa: UP045
-        typer.Option("--inputs", help="Inputs: .npz keyed by input name, or .npy for one input."),
+        typer.Option(
+            "--inputs",
+            help="Inputs: .npz keyed by input name, .npy for one input, or a folder that "
+            "--save wrote (onnxruntime's test-data layout).",
+        ),
     ] = None,
     samples: Annotated[int, typer.Option("--samples", help="Synthesized samples.")] = 256,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Samples per batch.")] = 32,
@@ -304,34 +319,49 @@ def verify(
     ] = "cpu",
     junit: Annotated[
         Optional[Path],  # noqa: UP045
-        typer.Option("--junit", help="Also write a JUnit XML report to this file."),
+        typer.Option(
+            "--junit",
+            help="Also write a JUnit XML report to this file (an errored test case on exit 2).",
+        ),
     ] = None,
+    save: Annotated[
+        Optional[Path],  # noqa: UP045
+        typer.Option(
+            "--save",
+            metavar="DIR",
+            help="Write the inputs that ran, both sides' outputs and the report to DIR in "
+            "onnxruntime's test-data layout (test_data_set_0/input_0.pb, output_0.pb...); "
+            "replay with --inputs DIR.",
+        ),
+    ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace a folder that --save wrote before.")
+    ] = False,
+    ranges: Ranges = None,
     unsafe: Unsafe = False,
     imports: Imports = None,
     onehot_lambdas: OneHotLambdas = None,
     json_out: JsonOut = False,
 ) -> None:
-    """Check that two models compute the same thing. Exit 0 equivalent, 1 not, 2 bad input."""
-    from graphkit.verification import check_options
+    """Check that two models compute the same thing. Exit 0 equivalent, 1 not, 2 bad input.
 
-    _check_provider(provider)
-    check_options(samples=samples, batch_size=batch_size, seq_len=seq_len, rtol=rtol, atol=atol)
-    for path in (reference, candidate):
-        _check_any_model_file(path)
-    if inputs is not None:
-        _check_inputs_file(inputs)
-    if junit is not None:
-        from graphkit.io import check_output_path
+    With --json or --junit, exit 2 still gives a report: {"status": "error", "error": ...}
+    and one errored test case."""
+    junit_ok = False
+    try:
+        if junit is not None:
+            from graphkit.io import check_output_path
 
-        check_output_path(junit, force=True)
-    with _live("starting TensorFlow") as shown:
-        _tensorflow(shown)
-        from graphkit.verification import verify as run_verify
-
-        report = run_verify(
+            check_output_path(junit, force=True)
+            _refuse_overwriting(junit, "--junit", [reference, candidate, inputs])
+            junit_ok = True
+        report = _verify_checked(
             reference,
             candidate,
             inputs,
+            save=save,
+            force=force,
+            ranges=ranges,
             samples=samples,
             batch_size=batch_size,
             seq_len=seq_len,
@@ -342,8 +372,16 @@ def verify(
             unsafe=unsafe,
             imports=imports or (),
             onehot_lambdas=onehot_lambdas or (),
-            progress=shown,
         )
+    except GraphkitError as exc:  # cli_command prints the `error:` line and exits 2
+        _error_reports(
+            str(exc).replace("\n", " "),
+            reference,
+            candidate,
+            json_out=json_out,
+            junit=junit if junit_ok else None,
+        )
+        raise
     if junit is not None:
         _write_text(junit, report.to_junit())
     if json_out:
@@ -351,6 +389,100 @@ def verify(
     else:
         typer.echo(report.format())
     raise typer.Exit(0 if report.equivalent else 1)
+
+
+def _verify_checked(reference: Path, candidate: Path, inputs: Path | None, **options):
+    """verify's checks (before TensorFlow where they can be), then the library's verify."""
+    from graphkit.verification import check_options
+    from graphkit.verification.inputs import parse_ranges
+
+    save, force, ranges = options.pop("save"), options.pop("force"), options.pop("ranges")
+    _check_provider(options["provider"])
+    check_options(
+        samples=options["samples"],
+        batch_size=options["batch_size"],
+        seq_len=options["seq_len"],
+        rtol=options["rtol"],
+        atol=options["atol"],
+    )
+    parse_ranges(ranges)
+    for path in (reference, candidate):
+        _check_any_model_file(path)
+    if inputs is not None:
+        _check_inputs_file(inputs)
+    extra = {}
+    if ranges:
+        extra["ranges"] = ranges
+    if save is not None:
+        from graphkit.verification.testdata import check_save_dir
+
+        check_save_dir(save, force=force)
+        _refuse_replacing(save, [reference, candidate, inputs])
+        extra.update(save=save, force=force)
+    with _live("starting TensorFlow") as shown:
+        _tensorflow(shown)
+        from graphkit.verification import verify as run_verify
+
+        return run_verify(reference, candidate, inputs, progress=shown, **options, **extra)
+
+
+def _error_reports(
+    message: str, reference: Path, candidate: Path, *, json_out: bool, junit: Path | None
+) -> None:
+    """verify could not run (exit 2): the JSON and JUnit reports still say so, in one line."""
+    if json_out:
+        typer.echo(
+            json.dumps(
+                {
+                    "status": "error",
+                    "error": message,
+                    "reference": str(reference),
+                    "candidate": str(candidate),
+                    "equivalent": None,
+                },
+                indent=2,
+            )
+        )
+    if junit is not None:
+        from xml.sax.saxutils import escape, quoteattr
+
+        name = f"{reference.name} vs {candidate.name}"
+        text = "\n".join(
+            [
+                '<?xml version="1.0" encoding="UTF-8"?>',
+                '<testsuites name="graphkit verify" tests="1" failures="0" errors="1">',
+                f'  <testsuite name={quoteattr(name)} tests="1" failures="0" errors="1">',
+                '    <testcase classname="graphkit.verification" name="verify">',
+                f"      <error message={quoteattr(message)}>{escape(message)}</error>",
+                "    </testcase>",
+                "  </testsuite>",
+                "</testsuites>",
+                "",
+            ]
+        )
+        try:
+            _write_text(junit, text)
+        except GraphkitError as exc:  # the first error is the one to report
+            _warn(f"no JUnit report: {exc}")
+
+
+def _refuse_overwriting(output: Path, flag: str, sources) -> None:
+    from graphkit.run import check_not_an_input
+
+    check_not_an_input(output, flag, sources)
+
+
+def _refuse_replacing(folder: Path, sources) -> None:
+    """``--save DIR`` replaces DIR as a whole: no input may live there."""
+    from graphkit.run import same_file
+
+    target = Path(folder).resolve()
+    for source in sources:
+        if source is None:
+            continue
+        here = Path(source).resolve()
+        if here == target or target in here.parents or same_file(Path(folder), Path(source)):
+            raise GraphkitError(f"--save {folder}: holds the input {source}; save somewhere else")
 
 
 def _check_provider(provider: str) -> None:
@@ -375,8 +507,15 @@ def _check_inputs_file(path: Path) -> None:
     """An --inputs file that cannot be one answers before TensorFlow's import."""
     from graphkit.backends import check_file_exists
 
+    if path.is_dir():
+        from graphkit.verification.testdata import check_test_data_dir
+
+        check_test_data_dir(path)
+        return
     if path.suffix.lower() not in (".npz", ".npy"):
-        raise GraphkitError(f"{path}: inputs must be a .npz or .npy file")
+        raise GraphkitError(
+            f"{path}: inputs must be a .npz or .npy file, or a folder that verify --save wrote"
+        )
     check_file_exists(path, "a .npz/.npy file")
 
 
@@ -466,7 +605,9 @@ def export(
     inputs: Annotated[
         Optional[Path],  # noqa: UP045
         typer.Option(
-            "--inputs", help="Check on these inputs: .npz keyed by input name, or .npy for one."
+            "--inputs",
+            help="Check on these inputs: .npz keyed by input name, .npy for one, or a folder "
+            "that verify --save wrote.",
         ),
     ] = None,
     samples: Annotated[
@@ -483,6 +624,7 @@ def export(
     force: Annotated[
         bool, typer.Option("--force", help="Overwrite an existing output file.")
     ] = False,
+    ranges: Ranges = None,
     unsafe: Unsafe = False,
     imports: Imports = None,
     onehot_lambdas: OneHotLambdas = None,
@@ -494,6 +636,9 @@ def export(
     from graphkit.io import check_model_file
     from graphkit.onnx_passes import fix_shapes
     from graphkit.onnx_targets import plan_passes
+    from graphkit.verification.inputs import parse_ranges
+
+    parse_ranges(ranges)
 
     # a mistyped or conflicting --pass, a bad deployment option, or --target without
     # --fixed-shape fails now, not after TensorFlow's import (input names are checked once
@@ -540,6 +685,7 @@ def export(
                 samples=samples,
                 seq_len=seq_len,
                 inputs=inputs,
+                ranges=ranges or None,
                 unsafe=unsafe,
                 imports=imports or (),
                 onehot_lambdas=onehot_lambdas or (),
@@ -560,7 +706,12 @@ def export(
 def run_onnx(
     model: Annotated[Path, typer.Argument(help="ONNX model.")],
     inputs: Annotated[
-        Path, typer.Option("--inputs", help=".npz keyed by input name, or .npy for one input.")
+        Path,
+        typer.Option(
+            "--inputs",
+            help=".npz keyed by input name, .npy for one input, or a folder that verify --save "
+            "wrote.",
+        ),
     ],
     output: Annotated[
         Optional[Path],  # noqa: UP045
@@ -574,13 +725,18 @@ def run_onnx(
     force: Annotated[
         bool, typer.Option("--force", help="Overwrite an existing output file.")
     ] = False,
+    ranges: Ranges = None,
     json_out: JsonOut = False,
 ) -> None:
     """Run an ONNX model in onnxruntime on inputs from a file."""
     from graphkit.run import run_model
+    from graphkit.verification.inputs import parse_ranges
 
+    parse_ranges(ranges)
     with progress(f"running {model} in onnxruntime..."):
-        report = run_model(model, inputs, output, provider=provider, force=force)
+        report = run_model(
+            model, inputs, output, provider=provider, force=force, ranges=ranges or None
+        )
     typer.echo(json.dumps(report.to_dict(), indent=2) if json_out else report.format())
 
 
@@ -600,6 +756,7 @@ def bench(
     provider: Annotated[
         str, typer.Option("--provider", help="onnxruntime provider: cpu or cuda.")
     ] = "cpu",
+    ranges: Ranges = None,
     unsafe: Unsafe = False,
     imports: Imports = None,
     onehot_lambdas: OneHotLambdas = None,
@@ -607,9 +764,11 @@ def bench(
 ) -> None:
     """Median and p90 latency: Keras (checked trace), onnxruntime, both variants, fused and not."""
     from graphkit.bench import check_bench_options
+    from graphkit.verification.inputs import parse_ranges
 
     _check_provider(provider)
     check_bench_options(batch=batch, seq_len=seq_len, runs=runs)
+    parse_ranges(ranges)
     _check_any_model_file(model)
     with _live("starting TensorFlow") as shown:
         _tensorflow(shown)
@@ -621,6 +780,7 @@ def bench(
             seq_len=seq_len,
             runs=runs,
             provider=provider,
+            ranges=ranges or None,
             unsafe=unsafe,
             imports=imports or (),
             onehot_lambdas=onehot_lambdas or (),

@@ -326,6 +326,7 @@ def export_onnx(
     index_dtype: str | None = None,
     fixed_shapes=None,
     target: str | None = None,
+    ranges=None,
 ) -> ExportReport:
     """Export ``model`` (Keras model or .keras/.h5 path) to ONNX at ``output``.
 
@@ -356,6 +357,10 @@ def export_onnx(
     becomes indices in [0, vocab), recorded in ``report.index_ranges``) and rewrite what the
     provider lacks. Once written and verified, onnxruntime's mobile usability checker gives
     ``report.coverage`` (nodes handled, partitions, the ops the provider lacks).
+
+    ``ranges`` (``{name: (low, high)}`` or ``["NAME=LOW:HIGH", ...]``, see
+    ``verification.inputs.parse_ranges``): the values the check synthesizes (and accepts in
+    ``inputs``) for integer inputs whose range graphkit cannot read from the model.
     """
 
     from graphkit.io import atomic_output, check_output_path, load_model
@@ -377,6 +382,9 @@ def export_onnx(
         index_dtype = "int32"  # implied: the target's passes include int32_indices
     if not 13 <= int(opset) <= 21:
         raise GraphkitError(f"--opset {opset}: graphkit exports opsets 13 to 21")
+    from graphkit.verification.inputs import parse_ranges
+
+    parse_ranges(ranges)  # a mistyped --range fails before the slow export
     say = as_progress(progress)
     check_export_options(  # before a load that may take a minute
         model if isinstance(model, (str, os.PathLike)) else None,
@@ -445,7 +453,7 @@ def export_onnx(
 
     report.target, report.index_ranges = target, index_ranges(proto)
     say.step("writing and checking the ONNX model")
-    check = _Check(samples, seq_len, inputs, say)
+    check = _Check(samples, seq_len, inputs, say, ranges)
     if output is None:
         from graphkit.interrupts import temporary_directory
 
@@ -597,6 +605,7 @@ class _Check:
     seq_len: int | None
     inputs: Any
     progress: Any
+    ranges: Any = None  # --range: the user's ranges of integer inputs
 
 
 def _verified(report, model, proto, path, verify, check: _Check):
@@ -605,15 +614,16 @@ def _verified(report, model, proto, path, verify, check: _Check):
     from graphkit.backends import KerasBackend, OnnxBackend
     from graphkit.verification import check_signatures, fit_seq_len
     from graphkit.verification import verify as run_verify
-    from graphkit.verification.inputs import batch_size_apart
+    from graphkit.verification.inputs import apply_ranges, batch_size_apart
 
     keras_side, onnx_side = KerasBackend(model, report.source), OnnxBackend(path)
     length = check.seq_len
     if check.inputs is None:  # both runtimes must take the length (onnxruntime may refuse it)
         check.progress.step("checking the input length in Keras and onnxruntime")
+        specs = check_signatures(keras_side, onnx_side)
         length = fit_seq_len(
             [("Keras model", keras_side), ("ONNX export", onnx_side)],
-            check_signatures(keras_side, onnx_side),
+            apply_ranges(specs, check.ranges) if check.ranges else specs,
             check.seq_len,
             progress=check.progress,
         )
@@ -625,6 +635,7 @@ def _verified(report, model, proto, path, verify, check: _Check):
         seq_len=length,
         batch_size=batch_size_apart(16, int(length or 16)),
         progress=check.progress,
+        **({"ranges": check.ranges} if check.ranges else {}),
     )
     report.verify = result
     if not result.equivalent:

@@ -33,6 +33,25 @@ class RunReport(dict):
         return "\n".join(lines)
 
 
+def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    """Do ``a`` and ``b`` name the same file, however spelled (links, ``..``, ``./``)?"""
+    a, b = Path(a), Path(b)
+    try:
+        if a.exists() and b.exists():
+            return os.path.samefile(a, b)
+        return a.resolve() == b.resolve()
+    except (OSError, RuntimeError):  # a symlink loop: compare as written
+        return os.path.abspath(a) == os.path.abspath(b)
+
+
+def check_not_an_input(output: str | os.PathLike, flag: str, sources) -> None:
+    """An output file must never replace one of the command's inputs, even with ``--force``
+    (``sources``: the paths the command reads; None entries are skipped)."""
+    for source in sources:
+        if source is not None and same_file(output, source):
+            raise GraphkitError(f"{flag} {output}: is the input {source}; write to another file")
+
+
 def run_model(
     model: str | os.PathLike,
     inputs: str | os.PathLike,
@@ -40,22 +59,32 @@ def run_model(
     *,
     provider: str = "cpu",
     force: bool = False,
+    ranges=None,
 ) -> RunReport:
-    """Run an ONNX model on ``inputs`` (.npz/.npy); optionally save the outputs to ``output`` (.npz)."""
+    """Run an ONNX model on ``inputs`` (.npz/.npy, or a folder that ``verify --save`` wrote);
+    optionally save the outputs to ``output`` (.npz, never one of the inputs).
+
+    ``ranges``: ``{name: (low, high)}`` or ``["NAME=LOW:HIGH", ...]``, the values an integer
+    input may hold where graphkit cannot read its range from the model (checked on the inputs).
+    """
     from graphkit.backends import OnnxBackend
     from graphkit.io import atomic_output, check_output_path
     from graphkit.verification import load_inputs
+    from graphkit.verification.inputs import apply_ranges, parse_ranges
 
     if Path(model).suffix.lower() != ".onnx":
         raise GraphkitError(
             f"{model}: graphkit run takes an .onnx model (export one with graphkit export --onnx)"
         )
+    parse_ranges(ranges)
     if output is not None:
         if Path(output).suffix.lower() != ".npz":
             raise GraphkitError(f"{output}: the output must end in .npz")
+        check_not_an_input(output, "-o", [model, inputs])
         check_output_path(output, force=force)
     backend = OnnxBackend(model, provider=provider)
-    arrays = load_inputs(inputs, backend.inputs)
+    specs = apply_ranges(backend.inputs, ranges) if ranges else backend.inputs
+    arrays = load_inputs(inputs, specs)
     try:
         outs = backend.run(arrays)
     except Exception as exc:
