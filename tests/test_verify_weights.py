@@ -243,3 +243,30 @@ def test_sample_positions_are_shared_by_equal_shapes():
     b = weights_module._sample_positions(200_000, 8)
     assert np.array_equal(a, b) and a.min() >= 0 and a.max() < 200_000
     assert 0 in a and 199_999 in a
+
+
+def test_external_data_outside_the_model_folder_is_refused(tmp_path):
+    from onnx import TensorProto
+
+    tensor = TensorProto()
+    tensor.name, tensor.data_type = "t", TensorProto.FLOAT
+    tensor.dims.extend([2, 2])
+    tensor.data_location = TensorProto.EXTERNAL
+    entry = tensor.external_data.add()
+    entry.key, entry.value = "location", "../outside.bin"
+    (tmp_path.parent / "outside.bin").write_bytes(b"\0" * 16)
+    with pytest.raises(ValueError, match="outside"):
+        weights_module._onnx_array(tensor, np.dtype("float32"), (2, 2), str(tmp_path))
+
+
+def test_float16_fused_table_is_compared_in_float16(tmp_path):
+    """mixed_float16: the export's fused table holds the float32 table cast to float16."""
+    model = examples.mixed_precision()
+    converted = graphkit.convert(model, "onehot-dense").model
+    path = _export(converted, tmp_path / "mp.onnx", fuse_onehot=True)
+    table_path = model.get_layer("embedding").embeddings.path
+    pair = _pair(compare_weights(KerasBackend(model), OnnxBackend(path)), table_path)
+    assert pair.status == "equal" and "compared in float16" in pair.note
+    bad = _perturb_initializer(path, tmp_path / "bad.onnx", pair.candidate, (42, 0), 0.01)
+    pair = _pair(compare_weights(KerasBackend(model), OnnxBackend(bad)), table_path)
+    assert pair.status == "differs" and pair.rows == "42"

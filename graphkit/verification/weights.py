@@ -17,6 +17,9 @@ exactly. Pairing, cheapest first (each weight is paired once):
    its extra out-of-range row (``fuse_onehot``: only its ``valid_rows`` rows are compared)
    holding kernel + bias: listed as "transformed", not compared.
 
+Two float dtypes (a float16 fused table of a mixed-precision model) are compared bitwise in
+the narrower one: an exact cast is a copy.
+
 A pair that differs fails the report (``ok`` is False); transformed and unpaired weights do
 not. Tables can be gigabytes: values are read in row slices (``SLICE_BYTES`` per side), ONNX
 external data through a memory map, Keras variables slice by slice; nothing holds a whole
@@ -397,7 +400,16 @@ def _side(backend, notes: list[str], floats_only: bool) -> tuple[str, list[_Weig
 
 
 def _compare(ref: _Weight, cand: _Weight, paired_by: str, note: str | None = None) -> WeightPair:
-    """Bitwise comparison of ``ref`` and ``cand`` (over ``ref.key``) in row slices."""
+    """Bitwise comparison of ``ref`` and ``cand`` (over ``ref.key``) in row slices; a weight
+    that cannot be read leaves the pair unpaired, with the reason as its note."""
+    try:
+        return _compare_values(ref, cand, paired_by, note)
+    except Exception as exc:
+        why = f"not compared with {cand.name}: {one_line(exc, with_type=False)}"
+        return WeightPair(ref.name, None, ref.shape, "unpaired", None, note=why)
+
+
+def _compare_values(ref: _Weight, cand: _Weight, paired_by: str, note: str | None) -> WeightPair:
     pair = WeightPair(ref.name, cand.name, ref.shape, "equal", paired_by, note=note)
     if ref.identity is not None and ref.identity == cand.identity:
         return pair  # the same variable on both sides (a model converted with copy=False)
@@ -409,6 +421,7 @@ def _compare(ref: _Weight, cand: _Weight, paired_by: str, note: str | None = Non
     rows = ref.rows
     per_row = max(1, int(np.prod(ref.shape[1:])) * max(ref.dtype.itemsize, cand.dtype.itemsize))
     step = max(1, SLICE_BYTES // per_row)
+    common = _common_dtype(ref.dtype, cand.dtype)
     same_dtype = ref.dtype == cand.dtype
     ranges: list[list[int]] = []
     differing, max_abs = 0, None
@@ -417,7 +430,8 @@ def _compare(ref: _Weight, cand: _Weight, paired_by: str, note: str | None = Non
         a, b = ref.read(begin, end), cand.read(begin, end)
         a = a.reshape(len(a), -1) if ref.shape else a.reshape(1, -1)
         b = b.reshape(len(b), -1) if ref.shape else b.reshape(1, -1)
-        if same_dtype:
+        if common is not None:  # bitwise, in the narrower float dtype where they differ
+            a, b = a.astype(common, copy=False), b.astype(common, copy=False)
             diff = _bits(a) != _bits(b)
         else:
             with np.errstate(invalid="ignore"):
@@ -435,11 +449,21 @@ def _compare(ref: _Weight, cand: _Weight, paired_by: str, note: str | None = Non
     if differing:
         pair.status, pair.differing, pair.max_abs = "differs", differing, max_abs
         pair.rows = _ranges_text(ranges) if ref.shape else None
-        if not same_dtype:
-            pair.note = _join(pair.note, f"dtype {ref.dtype} vs {cand.dtype}")
-    elif not same_dtype:
-        pair.note = _join(pair.note, f"equal values, dtype {ref.dtype} vs {cand.dtype}")
+    if not same_dtype:
+        how = f"compared in {common}" if common is not None else "values compared"
+        pair.note = _join(pair.note, f"dtype {ref.dtype} vs {cand.dtype}: {how}")
     return pair
+
+
+def _common_dtype(a: np.dtype, b: np.dtype) -> np.dtype | None:
+    """The dtype to compare bit patterns in: the shared one, or the narrower of two float
+    dtypes (a float16 table cast from a float32 kernel is a copy if the cast is exact);
+    None where only values can be compared."""
+    if a == b:
+        return a
+    if a.kind == "f" and b.kind == "f":
+        return a if a.itemsize < b.itemsize else b
+    return None
 
 
 def _join(a: str | None, b: str) -> str:
@@ -472,8 +496,9 @@ def _sample_agreement(a: _Weight, b: _Weight) -> float:
     x, y = a.sample(), b.sample()
     if x.shape != y.shape or not x.size:
         return 0.0
-    if x.dtype == y.dtype:
-        return float(np.mean(_bits(x) == _bits(y)))
+    common = _common_dtype(x.dtype, y.dtype)
+    if common is not None:
+        return float(np.mean(_bits(x.astype(common)) == _bits(y.astype(common))))
     with np.errstate(invalid="ignore"):
         return float(np.mean(x.astype(np.float64) == y.astype(np.float64)))
 
