@@ -264,7 +264,7 @@ def test_named_function_needs_the_flag_and_then_converts(tmp_path):
     )
     assert "on your word" in report.format()
     back = keras.saving.load_model(out)
-    np.testing.assert_array_equal(back(data["x"]), data["expected"])
+    assert_within_ulps(back(data["x"]), data["expected"])  # recorded on another CPU
 
 
 def test_depth_from_the_flag_and_bad_names(tmp_path):
@@ -337,7 +337,7 @@ def test_keras3_lambda_expression_auto_adopted_in_safe_mode(tmp_path):
     data = np.load(FIXTURES / "lambda_k3_expr.npz")
     model = load_model(FIXTURES / "lambda_k3_expr.keras")
     assert isinstance(model.get_layer("onehot_lambda"), OneHot)
-    np.testing.assert_array_equal(model(data["x"]), data["expected"])
+    assert_within_ulps(np.asarray(model(data["x"])), data["expected"])  # recorded on another CPU
 
 
 def test_inspect_marks_lambdas(tmp_path):

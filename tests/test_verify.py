@@ -49,7 +49,8 @@ def test_cli_exit_0_and_table(converted):
         "verify", FIXTURES / "masked_lstm.keras", converted["masked_lstm"], "--samples", 20
     )
     assert result.exit_code == 0, result.output
-    assert "EQUIVALENT (bit for bit)" in result.stdout
+    assert "EQUIVALENT (bit for bit on " in result.stdout
+    assert "covering every row of 1 table)" in result.stdout
     assert "head" in result.stdout
 
 
@@ -422,5 +423,9 @@ def test_progress_hears_each_step_and_the_samples():
     assert heard.steps[:2] == [f"loading {path}", f"loading {path}"]
     assert heard.steps[-1] == "comparing 40 samples" and heard.counts[-1] == (40, 40)
     counted = []  # a plain function still hears (done, total)
-    graphkit.verify(path, path, samples=20, progress=lambda done, total: counted.append(done))
-    assert counted == [20]
+    report = graphkit.verify(
+        path, path, samples=20, progress=lambda done, total: counted.append((done, total))
+    )
+    # 20 samples of 16 steps cannot reach 299 rows: verify synthesized more, and said so
+    assert report.samples > 20 and counted[-1] == (report.samples, report.samples)
+    assert any(f"synthesized {report.samples} samples, not 20" in n for n in report.notes)

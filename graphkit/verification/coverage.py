@@ -67,7 +67,7 @@ class CoverageCounter:
                         )
                     self._reads.append((spec.name, t.table, int(t.rows)))
             elif spec.is_lookup and spec.values:
-                key = f"{spec.name} (lookup vocabulary)"
+                key = f"lookup vocabulary of {spec.name!r}"
                 self._tables[key] = TableCoverage(key, len(spec.values), [spec.name], kind="lookup")
                 self._lookups[spec.name] = {"key": key, "values": set(spec.values), "seen": set()}
 

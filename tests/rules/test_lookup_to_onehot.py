@@ -256,9 +256,12 @@ def test_invert_cannot_be_one_hot_and_int_lookups_are_not_anchors():
     rule = LookupToOneHot()
     assert not rule.anchors(keras.layers.IntegerLookup(vocabulary=VOCAB, invert=True))
     assert not rule.anchors(keras.layers.StringLookup(vocabulary=WORDS))
-    # tokens 0 .. 12 cover the vocabulary and OOV values; 0 is the mask
+    # lookups read raw values, not indices: their vocabulary, any other value is valid too
     masked = keras.layers.IntegerLookup(vocabulary=VOCAB, mask_token=0)
-    assert rule.index_range(masked) == (13, True)
+    assert rule.index_range(masked) is None
+    assert rule.lookup_values(masked) == tuple(VOCAB)
+    assert rule.lookup_values(keras.layers.StringLookup(vocabulary=WORDS)) == tuple(WORDS)
+    assert rule.lookup_values(keras.layers.Hashing(num_bins=4)) == ()
 
 
 # --- the CLI, both ways -----------------------------------------------------------------------
