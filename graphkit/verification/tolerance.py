@@ -13,6 +13,7 @@ one-line reason and the caller keeps its fixed tolerances.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,9 +53,12 @@ def float64_twin(model) -> Any:
     """A float64 copy of Keras ``model`` (same graph, weights cast), or a one-line reason.
 
     Rebuilt from the model's config with every float32 dtype policy (and float Input) made
-    float64, then weights copied by order. Refused (a reason) for float16/bfloat16/mixed or
-    quantized layers, configs that do not rebuild, weights that do not line up, and twins in
-    which some tensor is still float32 (a layer that casts to float32 itself).
+    float64, under float64 Keras defaults (so that sublayers a custom layer creates itself
+    are float64 too); where the whole config does not rebuild (a Lambda, refused by safe
+    mode), layer by layer with ``clone_model`` (a Lambda keeps its Python function). Then
+    weights are copied by order. Refused (a reason) for float16/bfloat16/mixed or quantized
+    layers, models that do not rebuild, weights that do not line up, and twins in which some
+    tensor is still float32 (a layer that casts to float32 itself).
     """
     from graphkit import _keras_api
 
@@ -66,16 +70,33 @@ def float64_twin(model) -> Any:
         problem = _precision_problem(layer)
         if problem:
             return problem
-    twin, why = _from_edited_config(model)
-    if twin is None:
-        return why
-    problem = _copy_weights(model, twin)
-    if problem:
-        return problem
-    problem = _float32_left(twin)
-    if problem:
-        return problem
-    return twin
+    problem = ""
+    for build in (_from_edited_config, _cloned):
+        with float64_defaults():
+            twin, why = build(model)
+        if twin is None:
+            problem = why or problem  # the layer-by-layer route's reason names the layer
+            continue
+        why = _copy_weights(model, twin) or _float32_left(twin)
+        if not why:
+            return twin
+        problem = why
+    return problem
+
+
+@contextmanager
+def float64_defaults():
+    """While active, Keras' global dtype policy and floatx are float64 (restored after)."""
+    import keras
+
+    policy, floatx = keras.config.dtype_policy(), keras.config.floatx()
+    keras.config.set_dtype_policy("float64")
+    keras.config.set_floatx("float64")
+    try:
+        yield
+    finally:
+        keras.config.set_floatx(floatx)
+        keras.config.set_dtype_policy(policy)
 
 
 def earn_tolerances(
@@ -118,7 +139,8 @@ def _earn(reference_backend, batch, reference_outputs) -> dict[str, EarnedTolera
     for spec in reference_backend.inputs:
         x = np.asarray(batch[spec.name])
         args.append(x.astype("float64") if x.dtype.kind == "f" else x)
-    outs = eager_call(twin, args)
+    with float64_defaults():  # what a layer makes at call time (floatx constants) too
+        outs = eager_call(twin, args)
     if len(outs) != len(names):
         return f"the float64 twin gives {len(outs)} outputs instead of {len(names)}"
     rows = len(args[0]) if args and np.ndim(args[0]) else 0
@@ -223,6 +245,54 @@ def _from_edited_config(model) -> tuple[Any, str]:
     return twin, ""
 
 
+def _cloned(model) -> tuple[Any, str]:
+    """The twin rebuilt layer by layer (``clone_model``), or (None, reason)."""
+    import keras
+
+    from graphkit.engine import is_graph_model
+
+    def clone_layer(layer):
+        if is_graph_model(layer):
+            inner, why = _cloned(layer)
+            if inner is None:
+                raise ValueError(why)
+            return inner
+        if type(layer) is keras.layers.Lambda:  # its function as is: nothing is unmarshalled
+            return keras.layers.Lambda(
+                layer.function,
+                output_shape=layer._output_shape,
+                mask=layer.mask,
+                arguments=layer.arguments,
+                name=layer.name,
+                dtype="float64",
+            )
+        try:
+            return layer.__class__.from_config(_edit_dtypes(layer.get_config()))
+        except Exception as exc:  # name the layer: Keras' message often does not
+            raise ValueError(
+                f"layer {layer.name!r} ({type(layer).__name__}): {one_line(exc)}"
+            ) from exc
+
+    if not is_graph_model(model):
+        return None, ""  # a Functional subclass: only its own config can rebuild it
+
+    def as_float64(t):
+        dtype = "float64" if "float" in str(t.dtype) else t.dtype
+        return keras.Input(batch_shape=tuple(t.shape), dtype=dtype, name=t.name)
+
+    try:
+        inputs = None
+        if isinstance(model, keras.Sequential):
+            if model.inputs:
+                inputs = as_float64(model.inputs[0])
+        else:
+            inputs = keras.tree.map_structure(as_float64, model.input)
+        twin = keras.models.clone_model(model, input_tensors=inputs, clone_function=clone_layer)
+    except Exception as exc:
+        return None, f"it does not rebuild in float64 ({one_line(exc, with_type=False)})"
+    return twin, ""
+
+
 def _copy_weights(model, twin) -> str | None:
     """Copy ``model``'s weights into ``twin`` by order, float ones cast to float64."""
     try:
@@ -289,4 +359,3 @@ def _float32_left(twin) -> str | None:
         return None
 
     return outputs_of(twin, set())
-
