@@ -302,6 +302,13 @@ def _keras_entries(backend, batch: dict[str, np.ndarray]) -> tuple[list[_Entry],
     from graphkit import _keras_api
 
     model = backend.model
+    stateful = [
+        layer.name
+        for layer in _keras_api.flatten_layers(model)
+        if getattr(layer, "stateful", False)
+    ]
+    if stateful:  # another call would advance their states
+        return [], f"stateful layer {stateful[0]!r}: not run again"
     try:
         graph = _keras_api.functional_graph(model)
         inputs = list(graph.inputs)
