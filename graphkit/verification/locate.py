@@ -322,7 +322,7 @@ def _keras_entries(backend, batch: dict[str, np.ndarray]) -> tuple[list[_Entry],
     try:
         entries, _ = _run_graph(graph, args, (), 0)
     except Exception as exc:
-        return [], f"cannot run {model.name!r}'s intermediate layers ({one_line(exc)})"
+        return [], f"cannot run the layers of {model.name!r} one by one ({one_line(exc)})"
     if not entries:
         return [], f"{model.name!r} has no layers to compare"
     return entries, None
