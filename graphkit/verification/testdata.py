@@ -13,6 +13,7 @@ unit: a temporary folder beside ``DIR``, renamed into place.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -77,18 +78,23 @@ class SavedTestData:
     samples: int  # samples saved
     total: int  # samples that ran
     notes: list[str] = field(default_factory=list)  # why fewer were saved, what was left out
+    cap: int = MAX_SAMPLES  # the most samples kept
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "path": self.path,
             "samples": self.samples,
             "of": self.total,
+            "cap": self.cap,
             "notes": self.notes,
         }
 
     def note(self) -> str:
         """One line for the report's notes."""
-        part = "" if self.samples == self.total else f" (the first {self.samples} of {self.total})"
+        part = ""
+        if self.samples < self.total:
+            part = f" (the first {self.samples} of {self.total}"
+            part += f"; at most {self.cap} are kept)" if self.samples == self.cap else ")"
         return (
             f"saved {self.samples} sample{'s' if self.samples != 1 else ''}{part} with both "
             f"sides' outputs to {self.path} (replay: --inputs {self.path})"
@@ -125,6 +131,7 @@ class TestDataWriter:
         self.notes: list[str] = []
         self._bytes = 0
         self._full = False
+        self._bytes_capped = False
         self._parts: dict[str, list[np.ndarray]] = {}
 
     def add(
@@ -149,8 +156,9 @@ class TestDataWriter:
         per_batch = [a for _, a in items if not (a.ndim and a.shape[0] == n)]
         take = min(n, self.max_samples - self.samples)
         per_sample = sum(a.nbytes for _, a in items if a.ndim and a.shape[0] == n) / max(n, 1)
-        if per_sample:
-            take = min(take, int((self.max_bytes - self._bytes) // per_sample))
+        if per_sample and (self.max_bytes - self._bytes) // per_sample < take:
+            take = int((self.max_bytes - self._bytes) // per_sample)
+            self._bytes_capped = True
         if per_batch:
             # an output without the batch axis first cannot be cut or joined: one batch only
             if self.samples:
@@ -185,11 +193,13 @@ class TestDataWriter:
         from graphkit import interrupts
         from graphkit.io import _sync_dir
 
-        saved = SavedTestData(str(self.path), self.samples, self.total, list(self.notes))
-        if self.samples < self.total and not self.notes:
+        saved = SavedTestData(
+            str(self.path), self.samples, self.total, list(self.notes), self.max_samples
+        )
+        if self._bytes_capped:
             saved.notes.append(
-                f"saved the first {self.samples} of {self.total} samples "
-                f"(at most {self.max_samples} samples, {self.max_bytes // 2**20} MiB)"
+                f"saved {self.samples} samples only: at most {self.max_bytes // 2**20} MiB "
+                "of inputs and outputs are kept"
             )
         check_save_dir(self.path, force=self.force)
         parent = self.path.parent if str(self.path.parent) else Path(".")
@@ -202,6 +212,10 @@ class TestDataWriter:
                 ) from exc
             interrupts.register(str(folder))
         old = None
+        with contextlib.suppress(OSError):  # mkdtemp's 0700: the umask's mode, as mkdir gives
+            mask = os.umask(0)
+            os.umask(mask)
+            os.chmod(folder, 0o777 & ~mask)
         try:
             data = folder / SET_NAME
             data.mkdir()
