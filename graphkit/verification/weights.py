@@ -321,6 +321,7 @@ def _onnx_weights(path: str, notes: list[str], floats_only: bool) -> list[_Weigh
     fused = valid_rows(proto)
     folder = os.path.realpath(os.path.dirname(os.path.abspath(path)))
     out, skipped = [], 0
+    cache: dict[str, Any] = {}  # the one inline tensor held as an array (see _onnx_reader)
     for i, tensor in enumerate(proto.graph.initializer):
         try:
             dtype = np.dtype(helper.tensor_dtype_to_np_dtype(tensor.data_type))
@@ -334,7 +335,7 @@ def _onnx_weights(path: str, notes: list[str], floats_only: bool) -> list[_Weigh
             continue  # shape constants and indices: no Keras weight to pair with
         shape = tuple(int(d) for d in tensor.dims)
         try:
-            array = _onnx_array(tensor, dtype, shape, folder)
+            reader = _onnx_reader(tensor, dtype, shape, folder, cache)
         except Exception as exc:
             notes.append(f"initializer {tensor.name!r} not read: {one_line(exc, with_type=False)}")
             continue
@@ -344,7 +345,7 @@ def _onnx_weights(path: str, notes: list[str], floats_only: bool) -> list[_Weigh
                 tensor.name,
                 shape,
                 dtype,
-                _array_reader(array),
+                reader,
                 i,
                 role="table" if rows is not None else None,
                 valid_rows=rows if rows is not None and shape and 0 < rows <= shape[0] else None,
@@ -355,9 +356,32 @@ def _onnx_weights(path: str, notes: list[str], floats_only: bool) -> list[_Weigh
     return out
 
 
+def _onnx_reader(tensor, dtype: np.dtype, shape: tuple, folder: str, cache: dict):
+    """Row-slice reader of an initializer. External data: a memory map (nothing copied).
+    Inline: protobuf hands out a copy of the bytes on each access, so one side holds one
+    inline tensor's array at a time (``cache``), made when first read."""
+    from onnx import TensorProto
+
+    if tensor.data_location == TensorProto.EXTERNAL:
+        return _array_reader(_onnx_array(tensor, dtype, shape, folder))
+
+    def array() -> np.ndarray:
+        if cache.get("name") is not tensor:
+            cache.clear()  # the previous tensor's copy goes first
+            cache["array"] = _onnx_array(tensor, dtype, shape, folder)
+            cache["name"] = tensor
+        return cache["array"]
+
+    def read(begin: int, end: int) -> np.ndarray:
+        values = array()
+        return np.asarray(values if values.ndim == 0 else values[begin:end])
+
+    return read
+
+
 def _onnx_array(tensor, dtype: np.dtype, shape: tuple, folder: str) -> np.ndarray:
-    """The initializer's values without copying them: its raw bytes, or a memory map of its
-    external data (a location outside the model's folder is refused)."""
+    """The initializer's values: a memory map of its external data (a location outside the
+    model's folder is refused), or an array over its inline bytes."""
     from onnx import TensorProto, numpy_helper
 
     if tensor.data_location == TensorProto.EXTERNAL:
