@@ -3,7 +3,6 @@ outputs that must never replace an input."""
 
 from __future__ import annotations
 
-import inspect
 import json
 import os
 import xml.etree.ElementTree as ET
@@ -30,20 +29,6 @@ def error_line(result) -> str:
     assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
     assert "Traceback" not in result.output
     return lines[0][len("error: ") :]
-
-
-def _library_takes(name: str) -> bool:
-    from graphkit.verification import verify
-
-    return name in inspect.signature(verify).parameters
-
-
-needs_save = pytest.mark.skipif(
-    not _library_takes("save"), reason="graphkit.verification.verify() has no save= yet"
-)
-needs_ranges = pytest.mark.skipif(
-    not _library_takes("ranges"), reason="graphkit.verification.verify() has no ranges= yet"
-)
 
 
 @pytest.fixture(scope="module")
@@ -337,7 +322,6 @@ def test_save_never_replaces_a_folder_holding_an_input(models, tmp_path):
     assert read_test_data(folder)["tokens"].shape == (2, 4)
 
 
-@needs_save
 def test_verify_save_then_replay_gives_the_same_report(models, tmp_path):
     a, b = models
     folder = tmp_path / "case"
@@ -433,7 +417,6 @@ def _int_features_model(path):
     keras.Model(x, y).save(path)
 
 
-@needs_ranges
 def test_verify_and_export_take_a_range_for_an_input_without_a_table(tmp_path):
     model = tmp_path / "counts.keras"
     _int_features_model(model)

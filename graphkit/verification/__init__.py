@@ -98,6 +98,9 @@ def verify(
     imports=(),
     onehot_lambdas=(),
     ranges=None,
+    save: str | os.PathLike | None = None,
+    force: bool = False,
+    locate: bool = True,
     progress: Callable[[int, int], None] | Progress | None = None,
 ) -> VerifyReport:
     """Compare ``candidate`` with ``reference`` output by output.
@@ -111,6 +114,11 @@ def verify(
     ``graphkit.progress.Progress``, or a function called with (samples done, total).
     ``ranges``: ``{input: (low, high)}`` (or ``NAME=LOW:HIGH`` strings) for integer inputs
     whose valid values graphkit cannot read from the model (see ``parse_ranges``).
+    ``save``: a folder to write the inputs, both sides' outputs and the report to, in
+    onnxruntime's test-data layout (``force`` replaces an earlier one; see
+    ``graphkit.verification.testdata``); ``verify(inputs=that folder)`` replays it.
+    ``locate``: when outputs differ, name the first layer where the models part
+    (``graphkit.verification.locate``; a few rows of the first differing batch).
 
     Synthesized index inputs reach every row of every table they read before any random
     value (more samples than ``samples`` where needed, up to ``COVER_LIMIT``); the report
@@ -133,6 +141,11 @@ def verify(
     ref, cand = backends
     specs = apply_ranges(check_signatures(ref, cand), ranges)
     batch_size = fixed_batch(specs) or batch_size  # an export with --fixed-shape takes no other
+    writer = None
+    if save is not None:  # here, so that a bad folder fails before any comparing
+        from graphkit.verification.testdata import TestDataWriter
+
+        writer = TestDataWriter(save, [s.name for s in specs], ref.output_names, force=force)
 
     choice = None
     if inputs is None:
@@ -173,6 +186,7 @@ def verify(
     stats: dict[str, OutputStats] = {}
     coverage = CoverageCounter(specs)
     fed: dict[str, tuple[tuple, str]] = {}
+    divergence = None
     done = 0
     for batch in stream:
         r_out = _named_outputs(ref, batch, "reference", hint)
@@ -189,7 +203,12 @@ def verify(
                 stats[name] = OutputStats(name, o_rtol, o_atol)
         for name, s in stats.items():  # paired by name, never by position
             s.update(np.asarray(r_out[name]), np.asarray(c_out[name]), done)
+        if locate and divergence is None and not all(s.ok for s in stats.values()):
+            report_to.step("locating the first layer that differs")
+            divergence = _locate(ref, cand, batch, stats, done)
         coverage.update(batch)
+        if writer is not None:
+            writer.add(batch, r_out, c_out)  # in memory, up to its caps
         n = len(next(iter(batch.values())))
         for name, x in batch.items():
             fed[name] = ((done + n,) + tuple(x.shape[1:]), str(x.dtype))
@@ -220,7 +239,7 @@ def verify(
                 f"first batch of {first} samples, not {batch_size}, so that batch size and "
                 "sequence length differ (equal, they hide models that mix the two axes up)"
             )
-    return VerifyReport(
+    report = VerifyReport(
         str(ref.source),
         str(cand.source),
         done,
@@ -232,7 +251,29 @@ def verify(
         notes,
         seq_len=seq_len if inputs is None and has_variable_axes(specs) else None,
         coverage=coverage.result(),
+        divergence=divergence,
     )
+    if writer is not None:
+        saved = writer.close(report.to_dict())  # one rename: all or nothing
+        report.notes += [saved.note(), *saved.notes]
+    return report
+
+
+def _locate(ref: Backend, cand: Backend, batch, stats: dict[str, OutputStats], done: int):
+    """Where the models part, on a few rows of ``batch`` (those with the worst errors)."""
+    from graphkit.verification.locate import locate
+
+    n = len(next(iter(batch.values())))
+    worst = {
+        s.worst_index[0] - done
+        for s in stats.values()
+        if not s.ok and s.worst_index and 0 <= s.worst_index[0] - done < n
+    }
+    rows = sorted(worst | set(range(min(8, n))))
+    loosest = [s for s in stats.values() if not s.ok] or list(stats.values())
+    rtol = max(s.rtol for s in loosest)
+    atol = max(s.atol for s in loosest)
+    return locate(ref, cand, {k: v[rows] for k, v in batch.items()}, rtol, atol)
 
 
 def check_options(

@@ -26,6 +26,7 @@ class VerifyReport:
     notes: list[str] = field(default_factory=list)
     seq_len: int | None = None  # length of the synthesized variable axes (None: none, or a file)
     coverage: list[TableCoverage] = field(default_factory=list)  # rows the inputs reached
+    divergence: Any = None  # graphkit.verification.locate.Divergence, where outputs differed
 
     @property
     def equivalent(self) -> bool:
@@ -69,6 +70,7 @@ class VerifyReport:
             },
             "outputs": [o.to_dict() for o in self.outputs],
             "coverage": [c.to_dict() for c in self.coverage],
+            "divergence": self.divergence.to_dict() if self.divergence is not None else None,
             "notes": self.notes,
         }
 
@@ -136,6 +138,8 @@ class VerifyReport:
                     f"  {o.name}: worst element {tuple(o.worst_index)}: reference {o.worst_reference!r}, "
                     f"candidate {o.worst_candidate!r}"
                 )
+        if self.divergence is not None:
+            lines.append(f"where:     {self.divergence.line()}")
         lines += [f"coverage: {c.line()}" for c in self.coverage]
         lines += [f"note: {note}" for note in self.notes]
         lines.append("")
