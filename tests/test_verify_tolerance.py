@@ -159,6 +159,18 @@ def test_no_twin_gives_a_one_line_reason(build, expected):
     assert expected in reason, reason
 
 
+def test_no_twin_above_the_memory_limit(monkeypatch):
+    from graphkit.verification import tolerance
+
+    model = examples.masked_lstm()
+    size = 8 * sum(int(np.prod(w.shape)) for w in model.weights)
+    monkeypatch.setattr(tolerance, "MAX_TWIN_BYTES", size - 1)
+    reason = float64_twin(model)
+    assert isinstance(reason, str) and "GiB" in reason
+    monkeypatch.setattr(tolerance, "MAX_TWIN_BYTES", size)
+    assert not isinstance(float64_twin(model), str)
+
+
 def test_keras_defaults_are_restored_after_a_twin():
     float64_twin(examples.masked_lstm())
     float64_twin(_tiny(NotRebuildable(_Scale(), name="custom")))

@@ -29,6 +29,9 @@ K = 16
 FLOOR_ATOL = 2.0**-23
 FLOOR_RTOL = 2.0**-23
 
+# A float64 twin doubles the float weights in memory: above this it is not built.
+MAX_TWIN_BYTES = 2**30
+
 _HALF = ("float16", "bfloat16")
 
 
@@ -57,7 +60,7 @@ def float64_twin(model) -> Any:
     are float64 too); where the whole config does not rebuild (a Lambda, refused by safe
     mode), layer by layer with ``clone_model`` (a Lambda keeps its Python function). Then
     weights are copied by order. Refused (a reason) for float16/bfloat16/mixed or quantized
-    layers, models that do not rebuild, weights that do not line up, and twins in which some
+    layers, weights whose float64 copy exceeds ``MAX_TWIN_BYTES``, models that do not rebuild, weights that do not line up, and twins in which some
     tensor is still float32 (a layer that casts to float32 itself).
     """
     from graphkit import _keras_api
@@ -70,6 +73,14 @@ def float64_twin(model) -> Any:
         problem = _precision_problem(layer)
         if problem:
             return problem
+    try:
+        size = sum(8 * int(np.prod(w.shape)) for w in model.weights)
+    except Exception as exc:
+        return f"its weights cannot be listed ({one_line(exc)})"
+    if size > MAX_TWIN_BYTES:
+        return (
+            f"its float64 copy would take {size / 2**30:.1f} GiB (limit {MAX_TWIN_BYTES / 2**30:g})"
+        )
     problem = ""
     for build in (_from_edited_config, _cloned):
         with float64_defaults():
