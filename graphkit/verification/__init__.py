@@ -91,8 +91,8 @@ def verify(
     batch_size: int = DEFAULT_BATCH,
     seq_len: int | LengthChoice | None = None,
     seed: int = 0,
-    rtol: float | None = None,
-    atol: float | None = None,
+    rtol: float | dict[str, float] | None = None,
+    atol: float | dict[str, float] | None = None,
     provider: str = "cpu",
     unsafe: bool = False,
     imports=(),
@@ -120,6 +120,12 @@ def verify(
     ``locate``: when outputs differ, name the first layer where the models part
     (``graphkit.verification.locate``; a few rows of the first differing batch).
 
+    ``rtol``/``atol``: a number for every output or ``{output: number}``; unset, Keras
+    against Keras is held to 1e-6, and a comparison with ONNX to a tolerance earned from
+    the Keras model's own float32 error (``graphkit.verification.tolerance``).
+    The weights the two models share are compared bit for bit too (``weights``): a copied
+    weight that differs fails the verdict even where the sampled outputs agree.
+
     Synthesized index inputs reach every row of every table they read before any random
     value (more samples than ``samples`` where needed, up to ``COVER_LIMIT``); the report
     counts the rows the inputs reached, whatever their source.
@@ -140,6 +146,19 @@ def verify(
         )
     ref, cand = backends
     specs = apply_ranges(check_signatures(ref, cand), ranges)
+    for label, value in (("rtol", rtol), ("atol", atol)):
+        unknown = (
+            sorted(set(value or {}) - {"*", *ref.output_names}) if isinstance(value, dict) else []
+        )
+        if unknown:
+            raise GraphkitError(
+                f"--{label} for {', '.join(map(repr, unknown))}: the models have no such output "
+                f"(outputs: {', '.join(ref.output_names)})"
+            )
+    from graphkit.verification.weights import compare_weights
+
+    report_to.step("comparing the weights")
+    weights = compare_weights(ref, cand)
     batch_size = fixed_batch(specs) or batch_size  # an export with --fixed-shape takes no other
     writer = None
     if save is not None:  # here, so that a bad folder fails before any comparing
@@ -182,7 +201,7 @@ def verify(
             f" (variable axes were synthesized with length {seq_len}; "
             "a model that needs longer inputs needs a larger --seq-len)"
         )
-    base_rtol, base_atol = default_tolerances(ref, cand)
+    notes_early: list[str] = []
     stats: dict[str, OutputStats] = {}
     coverage = CoverageCounter(specs)
     fed: dict[str, tuple[tuple, str]] = {}
@@ -192,15 +211,7 @@ def verify(
         r_out = _named_outputs(ref, batch, "reference", hint)
         c_out = _named_outputs(cand, batch, "candidate", hint)
         if not stats:
-            for name in ref.output_names:
-                half = str(r_out[name].dtype) in ("float16", "bfloat16")
-                o_rtol = (
-                    rtol if rtol is not None else max(base_rtol, HALF_TOLERANCE[0] if half else 0.0)
-                )
-                o_atol = (
-                    atol if atol is not None else max(base_atol, HALF_TOLERANCE[1] if half else 0.0)
-                )
-                stats[name] = OutputStats(name, o_rtol, o_atol)
+            stats = _output_stats(ref, cand, batch, r_out, c_out, rtol, atol, notes_early)
         for name, s in stats.items():  # paired by name, never by position
             s.update(np.asarray(r_out[name]), np.asarray(c_out[name]), done)
         if locate and divergence is None and not all(s.ok for s in stats.values()):
@@ -214,7 +225,7 @@ def verify(
             fed[name] = ((done + n,) + tuple(x.shape[1:]), str(x.dtype))
         done += n
         report_to.advance(done, total)
-    notes = list(dict.fromkeys([*ref.notes, *cand.notes]))  # verify(m, m): once
+    notes = list(dict.fromkeys([*ref.notes, *cand.notes, *notes_early]))  # verify(m, m): once
     if choice is not None and choice.note and has_variable_axes(specs):
         notes.append(choice.note)
     for label, adopted in (("reference", lambdas[0]), ("candidate", lambdas[1])):
@@ -252,11 +263,71 @@ def verify(
         seq_len=seq_len if inputs is None and has_variable_axes(specs) else None,
         coverage=coverage.result(),
         divergence=divergence,
+        weights=weights,
     )
     if writer is not None:
         saved = writer.close(report.to_dict())  # one rename: all or nothing
         report.notes += [saved.note(), *saved.notes]
     return report
+
+
+def _per_output(value, name: str, label: str):
+    """``value`` for output ``name``: a number for every output, or ``{output: number}``."""
+    if isinstance(value, dict):
+        return value.get(name, value.get("*"))
+    return value
+
+
+def _output_stats(ref, cand, batch, r_out, c_out, rtol, atol, notes) -> dict[str, OutputStats]:
+    """Each output's statistics with its tolerance: given (``rtol``/``atol``, per output or
+    for all), else earned from the model where ONNX is involved (the float32 reference's own
+    error, measured by a float64 run: ``graphkit.verification.tolerance``), else fixed."""
+    base_rtol, base_atol = default_tolerances(ref, cand)
+    earned: dict = {}
+    if "onnx" in (ref.kind, cand.kind):
+        keras_side = next(
+            ((b, out) for b, out in ((ref, r_out), (cand, c_out)) if b.kind == "keras"), None
+        )
+        wanted = [
+            n
+            for n in ref.output_names
+            if _per_output(rtol, n, "rtol") is None or _per_output(atol, n, "atol") is None
+        ]
+        if wanted and keras_side is None:
+            notes.append(
+                f"ONNX against ONNX: fixed tolerances rtol={base_rtol:g} atol={base_atol:g} "
+                "(a tolerance is earned from a float64 run of a Keras model)"
+            )
+        elif wanted and not (ref.half_precision or cand.half_precision):
+            from graphkit.verification.tolerance import earn_tolerances
+
+            got = earn_tolerances(keras_side[0], batch, keras_side[1])
+            if isinstance(got, str):
+                notes.append(
+                    f"no float64 run of the Keras model ({got}): fixed tolerances "
+                    f"rtol={base_rtol:g} atol={base_atol:g}"
+                )
+            else:
+                earned = got
+    stats = {}
+    for name in ref.output_names:
+        half = str(r_out[name].dtype) in ("float16", "bfloat16")
+        o_rtol, o_atol = _per_output(rtol, name, "rtol"), _per_output(atol, name, "atol")
+        given = [x for x, v in (("rtol", o_rtol), ("atol", o_atol)) if v is not None]
+        if name in earned and not half:
+            source = earned[name].source
+            o_rtol = o_rtol if o_rtol is not None else earned[name].rtol
+            o_atol = o_atol if o_atol is not None else earned[name].atol
+        else:
+            source = "fixed default" + (" (float16 output)" if half else "")
+            if o_rtol is None:
+                o_rtol = max(base_rtol, HALF_TOLERANCE[0] if half else 0.0)
+            if o_atol is None:
+                o_atol = max(base_atol, HALF_TOLERANCE[1] if half else 0.0)
+        if given:
+            source = f"{' and '.join(given)} given" + (f"; {source}" if len(given) < 2 else "")
+        stats[name] = OutputStats(name, o_rtol, o_atol, tolerance_from=source)
+    return stats
 
 
 def _locate(ref: Backend, cand: Backend, batch, stats: dict[str, OutputStats], done: int):
@@ -290,8 +361,17 @@ def check_options(
         if value is not None and int(value) < 1:
             raise GraphkitError(f"--{label.replace('_', '-')} must be at least 1, got {value}")
     for label, value in (("rtol", rtol), ("atol", atol)):
-        if value is not None and (not math.isfinite(value) or value < 0):
-            raise GraphkitError(f"--{label} must be a finite number >= 0, got {value}")
+        values = value.items() if isinstance(value, dict) else [(None, value)]
+        for output, v in values:
+            if v is None:
+                continue
+            where = f" (output {output!r})" if output not in (None, "*") else ""
+            try:
+                ok = math.isfinite(float(v)) and float(v) >= 0
+            except (TypeError, ValueError):
+                ok = False
+            if not ok:
+                raise GraphkitError(f"--{label} must be a finite number >= 0, got {v!r}{where}")
 
 
 def _named_outputs(backend: Backend, batch, role: str, hint: str) -> dict[str, np.ndarray]:

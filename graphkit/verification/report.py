@@ -27,10 +27,11 @@ class VerifyReport:
     seq_len: int | None = None  # length of the synthesized variable axes (None: none, or a file)
     coverage: list[TableCoverage] = field(default_factory=list)  # rows the inputs reached
     divergence: Any = None  # graphkit.verification.locate.Divergence, where outputs differed
+    weights: Any = None  # graphkit.verification.weights.WeightsReport
 
     @property
     def equivalent(self) -> bool:
-        return all(o.ok for o in self.outputs)
+        return all(o.ok for o in self.outputs) and (self.weights is None or self.weights.ok)
 
     @property
     def exact(self) -> bool:
@@ -71,6 +72,7 @@ class VerifyReport:
             "outputs": [o.to_dict() for o in self.outputs],
             "coverage": [c.to_dict() for c in self.coverage],
             "divergence": self.divergence.to_dict() if self.divergence is not None else None,
+            "weights": self.weights.to_dict() if self.weights is not None else None,
             "notes": self.notes,
         }
 
@@ -141,13 +143,19 @@ class VerifyReport:
         if self.divergence is not None:
             lines.append(f"where:     {self.divergence.line()}")
         lines += [f"coverage: {c.line()}" for c in self.coverage]
+        if self.weights is not None:
+            lines += self.weights.format_lines()
         lines += [f"note: {note}" for note in self.notes]
         lines.append("")
         if self.equivalent:
             lines.append(f"EQUIVALENT ({self.basis()})")
         else:
             bad = sum(1 for o in self.outputs if not o.ok)
-            lines.append(f"NOT EQUIVALENT: {bad} of {len(self.outputs)} output(s) differ")
+            why = [f"{bad} of {len(self.outputs)} output(s) differ"] if bad else []
+            if self.weights is not None and not self.weights.ok:
+                n = len(self.weights.differing)
+                why.append(f"{n} copied weight{'s' if n != 1 else ''} differ")
+            lines.append(f"NOT EQUIVALENT: {'; '.join(why)}")
         return "\n".join(lines)
 
     def basis(self) -> str:
@@ -160,26 +168,34 @@ class VerifyReport:
         return f"{text} {covered}" if covered else text
 
     def to_junit(self) -> str:
-        failures = sum(1 for o in self.outputs if not o.ok)
-        name = f"{Path(self.reference).name} vs {Path(self.candidate).name}"
-        parts = [
-            '<?xml version="1.0" encoding="UTF-8"?>',
-            f'<testsuites name="graphkit verify" tests="{len(self.outputs)}" failures="{failures}">',
-            f'  <testsuite name={quoteattr(name)} tests="{len(self.outputs)}" failures="{failures}">',
-        ]
+        """One test case per output, and one for the weights where they were compared."""
+        cases = []
         for o in self.outputs:
-            parts.append(
-                f'    <testcase classname="graphkit.verification" name={quoteattr(o.name)}>'
-            )
+            msg = None
             if not o.ok:
                 msg = o.shape_mismatch or (
                     f"{o.exceeding} of {o.elements} elements exceed rtol={o.rtol:g} atol={o.atol:g}; "
                     f"max abs error {o.max_abs:.6g} at {tuple(o.worst_index or ())}"
                 )
+                if self.divergence is not None:
+                    msg += f"; {self.divergence.line()}"
+            out = f"max_abs_error={o.max_abs:.6g} max_rel_error={o.max_rel:.6g} exact={o.exact}"
+            cases.append((o.name, msg, out))
+        if self.weights is not None and self.weights.compared:
+            failures = self.weights.failures()
+            cases.append(("weights", "; ".join(failures) or None, self.weights.summary()))
+        failed = sum(1 for _, msg, _ in cases if msg)
+        name = f"{Path(self.reference).name} vs {Path(self.candidate).name}"
+        parts = [
+            '<?xml version="1.0" encoding="UTF-8"?>',
+            f'<testsuites name="graphkit verify" tests="{len(cases)}" failures="{failed}">',
+            f'  <testsuite name={quoteattr(name)} tests="{len(cases)}" failures="{failed}">',
+        ]
+        for case, msg, out in cases:
+            parts.append(f'    <testcase classname="graphkit.verification" name={quoteattr(case)}>')
+            if msg:
                 parts.append(f"      <failure message={quoteattr(msg)}>{escape(msg)}</failure>")
-            parts.append(
-                f"      <system-out>{escape(f'max_abs={o.max_abs:.6g} max_rel={o.max_rel:.6g} exact={o.exact}')}</system-out>"
-            )
+            parts.append(f"      <system-out>{escape(out)}</system-out>")
             parts.append("    </testcase>")
         parts += ["  </testsuite>", "</testsuites>", ""]
         return "\n".join(parts)

@@ -29,6 +29,7 @@ class OutputStats:
     exact: bool = True
     shape_mismatch: str | None = None
     dtype: str = ""
+    tolerance_from: str = ""  # where rtol/atol came from (given, earned, fixed default)
 
     def update(self, ref: np.ndarray, cand: np.ndarray, offset: int) -> None:
         if ref.shape != cand.shape:
@@ -90,6 +91,7 @@ class OutputStats:
             "exact": self.exact,
             "rtol": self.rtol,
             "atol": self.atol,
+            "tolerance_from": self.tolerance_from,
             "shape_mismatch": self.shape_mismatch,
             "ok": self.ok,
         }
