@@ -303,17 +303,30 @@ def verify(
     ] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed for synthesized inputs.")] = 0,
     rtol: Annotated[
-        Optional[float],  # noqa: UP045
+        Optional[list[str]],  # noqa: UP045
         typer.Option(
-            "--rtol", help="Relative tolerance [default: 1e-6 Keras/Keras, 1e-4 with ONNX]."
+            "--rtol",
+            metavar="[OUTPUT:]RTOL",
+            help="Relative tolerance, for every output or one (repeatable) [default: 1e-6 "
+            "Keras/Keras; with ONNX earned from the Keras model's own float32 error].",
         ),
     ] = None,
     atol: Annotated[
-        Optional[float],  # noqa: UP045
+        Optional[list[str]],  # noqa: UP045
         typer.Option(
-            "--atol", help="Absolute tolerance [default: 1e-6 Keras/Keras, 1e-5 with ONNX]."
+            "--atol",
+            metavar="[OUTPUT:]ATOL",
+            help="Absolute tolerance, for every output or one (repeatable) [default: 1e-6 "
+            "Keras/Keras; with ONNX earned from the Keras model's own float32 error].",
         ),
     ] = None,
+    locate: Annotated[
+        bool,
+        typer.Option(
+            "--locate/--no-locate",
+            help="When outputs differ, name the first layer where the models part.",
+        ),
+    ] = True,
     provider: Annotated[
         str, typer.Option("--provider", help="onnxruntime execution provider: cpu or cuda.")
     ] = "cpu",
@@ -368,6 +381,7 @@ def verify(
             seed=seed,
             rtol=rtol,
             atol=atol,
+            locate=locate,
             provider=provider,
             unsafe=unsafe,
             imports=imports or (),
@@ -393,10 +407,12 @@ def verify(
 
 def _verify_checked(reference: Path, candidate: Path, inputs: Path | None, **options):
     """verify's checks (before TensorFlow where they can be), then the library's verify."""
-    from graphkit.verification import check_options
+    from graphkit.verification import check_options, parse_tolerance
     from graphkit.verification.inputs import parse_ranges
 
     save, force, ranges = options.pop("save"), options.pop("force"), options.pop("ranges")
+    options["rtol"] = parse_tolerance(options["rtol"], "rtol")
+    options["atol"] = parse_tolerance(options["atol"], "atol")
     _check_provider(options["provider"])
     check_options(
         samples=options["samples"],

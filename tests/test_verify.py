@@ -90,8 +90,11 @@ def test_tolerances_decide(converted, tmp_path):
     model = load_model(converted["sequential"])
     bias = model.get_layer("head").bias
     bias.assign(bias.numpy() + 1e-4)
-    assert not graphkit.verify(FIXTURES / "sequential.keras", model, samples=8)
-    assert graphkit.verify(FIXTURES / "sequential.keras", model, samples=8, atol=1e-3)
+    strict = graphkit.verify(FIXTURES / "sequential.keras", model, samples=8)
+    assert not strict and [p.candidate for p in strict.weights.differing] == ["head/bias"]
+    loose = graphkit.verify(FIXTURES / "sequential.keras", model, samples=8, atol=1e-3)
+    assert loose and loose.weights.count("within") == 1  # the bias moved by 1e-4 <= atol
+    assert not graphkit.verify(FIXTURES / "sequential.keras", model, samples=8, atol=1e-5)
 
 
 def test_junit_report(converted, tmp_path):
@@ -107,8 +110,10 @@ def test_junit_report(converted, tmp_path):
     )
     assert result.exit_code == 0, result.output
     root = ET.parse(junit).getroot()
-    assert root.get("failures") == "0" and root.get("tests") == "2"
-    assert len(root.findall(".//testcase")) == 2
+    # one case per output, and one for the weights
+    assert root.get("failures") == "0" and root.get("tests") == "3"
+    names = [case.get("name") for case in root.findall(".//testcase")]
+    assert names[-1] == "weights" and len(names) == 3
 
 
 def test_junit_failure(tmp_path):
@@ -128,7 +133,8 @@ def test_junit_failure(tmp_path):
     )
     assert result.exit_code == 1
     failures = ET.parse(junit).getroot().findall(".//failure")
-    assert len(failures) == 1 and "exceed" in failures[0].get("message")
+    assert len(failures) == 2 and "exceed" in failures[0].get("message")
+    assert "embedding/embeddings" in failures[1].get("message")  # the changed table, named
 
 
 def test_outputs_with_other_names_are_refused_with_both_lists():

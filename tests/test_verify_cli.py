@@ -110,7 +110,7 @@ def test_json_status_says_equivalent_or_not(models, tmp_path):
     other = invoke("verify", a, b, "--samples", "8", "--json", "--junit", junit)
     assert other.exit_code == 1, other.output
     assert json.loads(other.stdout)["status"] == "not-equivalent"
-    assert ET.parse(junit).getroot().get("failures") == "1"
+    assert ET.parse(junit).getroot().get("failures") == "2"  # the output and the weights
 
 
 # --- outputs never replace an input -------------------------------------------------------

@@ -61,6 +61,7 @@ __all__ = [
     "has_variable_axes",
     "load_inputs",
     "parse_ranges",
+    "parse_tolerance",
     "apply_ranges",
     "synthesize",
     "validate_inputs",
@@ -159,6 +160,9 @@ def verify(
 
     report_to.step("comparing the weights")
     weights = compare_weights(ref, cand)
+    given_atol = atol.get("*") if isinstance(atol, dict) else atol
+    if given_atol:
+        weights.allow(float(given_atol))
     batch_size = fixed_batch(specs) or batch_size  # an export with --fixed-shape takes no other
     writer = None
     if save is not None:  # here, so that a bad folder fails before any comparing
@@ -345,6 +349,33 @@ def _locate(ref: Backend, cand: Backend, batch, stats: dict[str, OutputStats], d
     rtol = max(s.rtol for s in loosest)
     atol = max(s.atol for s in loosest)
     return locate(ref, cand, {k: v[rows] for k, v in batch.items()}, rtol, atol)
+
+
+def parse_tolerance(values, label: str = "atol") -> float | dict[str, float] | None:
+    """``--atol 1e-4`` (every output) and ``--atol out:1e-4`` (one output), repeatable, as
+    verify's ``atol=``: a number, or ``{output: number}`` (``"*"`` for the rest)."""
+    if values is None or isinstance(values, (int, float, dict)):
+        return values
+    out: dict[str, float] = {}
+    for text in values:
+        name, sep, number = str(text).rpartition(":")
+        key = name if sep else "*"
+        if sep and not name:
+            raise GraphkitError(f"--{label} {text!r}: expected NUMBER or OUTPUT:NUMBER")
+        try:
+            value = float(number)
+        except ValueError:
+            raise GraphkitError(
+                f"--{label} {text!r}: expected NUMBER or OUTPUT:NUMBER, e.g. 1e-5 or out:1e-5"
+            ) from None
+        if key in out:
+            raise GraphkitError(
+                f"--{label} given twice for {'every output' if key == '*' else key!r}"
+            )
+        out[key] = value
+    if not out:
+        return None
+    return out["*"] if set(out) == {"*"} else out
 
 
 def check_options(

@@ -130,6 +130,13 @@ class WeightsReport:
     def differing(self) -> list[WeightPair]:
         return [p for p in self.pairs if p.status == "differs"]
 
+    def allow(self, atol: float) -> None:
+        """The user's own ``atol`` admits differing weights whose largest change is at most
+        ``atol`` (status ``"within"``): who accepts outputs off by 1e-3 accepts such weights."""
+        for pair in self.pairs:
+            if pair.status == "differs" and pair.max_abs is not None and pair.max_abs <= atol:
+                pair.status = "within"
+
     def summary(self) -> str:
         if not self.compared:
             return "weights: not compared" + (f" ({self.notes[0]})" if self.notes else "")
@@ -138,6 +145,8 @@ class WeightsReport:
             f"{self.count('transformed')} transformed by the rewrite, "
             f"{self.count('differs')} differ"
         )
+        if self.count("within"):
+            text += f", {self.count('within')} within the given --atol"
         ref, cand = self.count("unpaired"), len(self.candidate_only)
         if ref or cand:
             text += f"; unpaired: {ref} reference, {cand} candidate"
@@ -148,6 +157,11 @@ class WeightsReport:
         lines = [self.summary()]
         lines += [f"  {p.describe()}" for p in self.pairs if p.status == "differs"]
         lines += [f"  {p.describe()}" for p in self.pairs if p.status == "transformed"]
+        lines += [
+            f"  {p.describe()} (within the given --atol)"
+            for p in self.pairs
+            if p.status == "within"
+        ]
         lines += [f"  note: {n}" for n in self.notes[(0 if self.compared else 1) :]]
         return lines
 

@@ -6,6 +6,7 @@ import numpy as np
 import onnx.parser
 from onnx import TensorProto
 
+from graphkit.backends import TableRead
 from graphkit.backends.onnx_backend import _onnx_index_info
 from graphkit.onnx_passes import run_passes
 from graphkit.onnx_passes.graph import GraphIndex, outer_reads
@@ -68,6 +69,11 @@ def test_a_subgraph_read_makes_its_node_a_consumer():
     assert outer_reads(loop.attribute[0].g) == {"t"}  # local names and inputs do not count
 
 
+def _ranges(model) -> dict:
+    """Input -> (vocabulary, masked) as ``_onnx_index_info`` reads them (tables left out)."""
+    return {name: info[:2] for name, info in _onnx_index_info(model).items()}
+
+
 def test_constant_shape_never_reads_external_data():
     model = onnx.parser.parse_model(
         HEADER + "g (int64[N] idx) => (float[N, 4] y) { y = Gather(T, idx) }"
@@ -76,7 +82,8 @@ def test_constant_shape_never_reads_external_data():
     index = GraphIndex(model.graph)
     assert index.constant("T") is None  # external, and no export holds its array: not read
     assert index.constant_shape("T") == (1000, 4)
-    assert _onnx_index_info(model) == {"idx": (1000, False)}
+    assert _ranges(model) == {"idx": (1000, False)}
+    assert _onnx_index_info(model)["idx"][2] == (TableRead("T", 1000),)  # the table it reads
 
 
 # --- _onnx_index_info ----------------------------------------------------------------------
@@ -100,7 +107,7 @@ def test_vocab_through_casts_and_keras_index_wrapping_with_a_mask():
         """,
         T=np.zeros((7, 2), np.float32),
     )
-    assert _onnx_index_info(model) == {"tokens": (7, True)}
+    assert _ranges(model) == {"tokens": (7, True)}
 
 
 def test_onehot_depth_from_a_constant_node_and_the_smallest_of_two_lookups():
@@ -122,8 +129,7 @@ def test_onehot_depth_from_a_constant_node_and_the_smallest_of_two_lookups():
         axes=np.array([1], np.int64),
     )
     # b reaches its OneHot through shape changes; x reaches no lookup: no entry
-    info = _onnx_index_info(model)
-    assert info == {"a": (3, False), "b": (5, False)}
+    assert _ranges(model) == {"a": (3, False), "b": (5, False)}
 
 
 def test_a_fused_table_counts_its_real_vocabulary_not_the_out_of_range_row():
@@ -138,8 +144,8 @@ def test_a_fused_table_counts_its_real_vocabulary_not_the_out_of_range_row():
         """,
         W=np.ones((9, 2), np.float32),
     )
-    assert _onnx_index_info(model) == {"idx": (9, False)}
+    assert _ranges(model) == {"idx": (9, False)}
     run_passes(model, ["fuse_onehot"])
     [table] = [t for t in model.graph.initializer if t.name.endswith("fused_table")]
     assert list(table.dims) == [10, 2]  # the extra row
-    assert _onnx_index_info(model) == {"idx": (9, False)}
+    assert _ranges(model) == {"idx": (9, False)}
