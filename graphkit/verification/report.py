@@ -127,7 +127,7 @@ class VerifyReport:
                     if o.worst_index is not None and o.max_abs > 0
                     else "-",
                     f"{o.exceeding}/{o.elements}",
-                    f"rtol={o.rtol:g} atol={o.atol:g}",
+                    f"rtol={o.rtol:.3g} atol={o.atol:.3g}",
                     result,
                 ]
             )
@@ -140,6 +140,9 @@ class VerifyReport:
                     f"  {o.name}: worst element {tuple(o.worst_index)}: reference {o.worst_reference!r}, "
                     f"candidate {o.worst_candidate!r}"
                 )
+        for o in self.outputs:
+            if o.tolerance_from and not o.tolerance_from.startswith("fixed"):
+                lines.append(f"tolerance: {o.name}: {o.tolerance_from}")
         if self.divergence is not None:
             lines.append(f"where:     {self.divergence.line()}")
         lines += [f"coverage: {c.line()}" for c in self.coverage]
