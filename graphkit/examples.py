@@ -165,6 +165,22 @@ def hidden_embedding(seed: int = 0):
     return keras.Model(tokens, out, name="hidden_embedding")
 
 
+def transformer_classifier(seed: int = 0, vocab: int = 1500, maxlen: int = 32, dim: int = 8):
+    """keras.io's text classification with a Transformer, small: a float32 token input (as
+    keras.io declares it), token and position tables in a custom layer, pooling, Dense."""
+    import keras
+
+    from graphkit.examples_custom import TokenAndPosition
+
+    keras.utils.set_random_seed(seed)
+    tokens = keras.Input((maxlen,), name="tokens")  # float32, cast by the Embedding
+    x = TokenAndPosition(vocab, maxlen, dim, name="tok_pos")(tokens)
+    x = keras.layers.GlobalAveragePooling1D(name="pool")(x)
+    x = keras.layers.Dense(dim, activation="relu", name="hidden")(x)
+    out = keras.layers.Dense(2, activation="softmax", name="classes")(x)
+    return keras.Model(tokens, out, name="transformer_classifier")
+
+
 def with_lambda(seed: int = 0):
     """A Lambda layer: safe mode refuses to load it."""
     import keras

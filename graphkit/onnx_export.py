@@ -126,6 +126,12 @@ class ExportReport:
                 f"  verified in onnxruntime on {self.verify.samples} samples ({fed}): "
                 f"equivalent, max abs error {worst:.3g}"
             )
+            from graphkit.verification.coverage import describe_coverage
+
+            rows = describe_coverage(self.verify.coverage)
+            if rows or self.verify.weights is not None:
+                weights = self.verify.weights.summary() if self.verify.weights else ""
+                lines.append(f"  {'; '.join(x for x in (rows, weights) if x)}")
             lines += [f"  note: {note}" for note in self.verify.notes]
         if self.coverage is not None:  # --target: the provider's own checker, one line
             lines.append(f"  coverage: {self.coverage.format()}")
