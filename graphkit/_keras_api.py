@@ -259,3 +259,62 @@ def shape_outputs(model, inputs: list, failed: list):
         return call
 
     return graph._run_through_graph(inputs, operation_fn=rules_of)
+
+
+def operation_names(model) -> set[str]:
+    """Names of every operation in ``model``'s Functional graphs, nested ones included: layers
+    and the operations Keras adds between them (mask ops such as ``NotEqual``, ``Cast``...),
+    which ``flatten_layers`` does not list."""
+    from keras.src.ops.function import Function
+
+    names: set[str] = set()
+    for layer in flatten_layers(model, include_self=True):
+        inner = getattr(layer, "_functional", None)  # a Sequential's inner graph
+        graph = layer if inner is None else inner
+        if isinstance(graph, Function):
+            names.update(op.name for op in graph.operations)
+    return names
+
+
+def reserve_auto_names(names) -> None:
+    """Advance Keras' auto-naming counters (``keras.src.utils.naming.uniquify``) past ``names``,
+    so that no operation or layer Keras names from now on (``not_equal_1`` for the second
+    NotEqual of the session) takes one of them. Counters only ever grow, as Keras' own do."""
+    import collections
+    import re
+
+    from keras.src.backend.common import global_state
+
+    uids = global_state.get_global_attribute(
+        "object_name_uids", default=collections.defaultdict(int), set_to_default=True
+    )
+    for name in names:
+        # uniquify(base) gives ``base`` while the counter is 0, then ``base_<counter>``
+        uids[name] = max(uids.get(name, 0), 1)
+        found = re.fullmatch(r"(.+)_(\d+)", name)
+        if found:
+            base, number = found.group(1), int(found.group(2))
+            uids[base] = max(uids.get(base, 0), number + 1)
+
+
+def replace_in_graphs(root, old, new) -> int:
+    """Make every Functional graph inside ``root`` (``root`` too) call ``new`` where it
+    called ``old``: each node's operation and the graph's operation lists. A Functional
+    subclass (KerasHub's Backbones and Tasks) runs its graph, not its attributes, so a swap
+    that only replaced the attribute would change nothing. Returns the nodes changed."""
+    functional = functional_class()
+    changed = 0
+    for model in flatten_layers(root, include_self=True):
+        if not isinstance(model, functional):
+            continue
+        for nodes in model._nodes_by_depth.values():
+            for node in nodes:
+                if node.operation is old:
+                    node.operation = new
+                    changed += 1
+        model._operations = [new if op is old else op for op in model._operations]
+        for depth, ops in model._operations_by_depth.items():
+            model._operations_by_depth[depth] = [new if op is old else op for op in ops]
+    if changed:
+        new._inbound_nodes = list(old._inbound_nodes)
+    return changed

@@ -58,9 +58,13 @@ def is_graph_model(layer) -> bool:
 
 
 def all_layer_names(model) -> set[str]:
+    """Every name in ``model``: the model's, its layers' (nested too) and the operations'
+    Keras put in its Functional graphs (``not_equal_1``, ``cast_2``...). New names must
+    avoid all of them: a Functional graph refuses two operations of one name."""
     names = {model.name}
     for layer in _keras_api.flatten_layers(model):
         names.add(layer.name)
+    names.update(_keras_api.operation_names(model))
     return names
 
 
@@ -301,15 +305,36 @@ def _relative_path(container, inner) -> str:
 
 
 class Rebuilder:
-    """Rebuilds the models a Plan changed; untouched layers and models are reused."""
+    """Rebuilds the models a Plan changed; untouched layers and models are reused.
+
+    Rebuilding calls layers again, and Keras names the operations it adds on the way (the
+    mask ops: ``NotEqual``, ``Cast``, ``ExpandDims``, ``Any``...) from its session-wide
+    counters. A model saved in a session where those counters had advanced holds such names
+    (``not_equal_1``), which a fresh counter would give again: before rebuilding, every name
+    of the model and every name the rules took is reserved in Keras' counters, and the
+    rebuilt model's names join the context, so later phases and rules avoid them too.
+    """
 
     def __init__(self, plan: Plan):
         self.plan = plan
         self.cache: dict[int, Any] = {}
+        self._depth = 0
 
     def rebuild(self, model):
         if id(model) not in self.plan.changed_models:
             return model
+        if self._depth == 0:
+            _keras_api.reserve_auto_names(all_layer_names(model) | self.plan.ctx.taken)
+        self._depth += 1
+        try:
+            new_model = self._rebuild(model)
+        finally:
+            self._depth -= 1
+        if self._depth == 0:
+            self.plan.ctx.reserve(all_layer_names(new_model))
+        return new_model
+
+    def _rebuild(self, model):
         if id(model) not in self.cache:
             import keras
 
@@ -368,6 +393,9 @@ def rewrite(model, rules: list, ctx: RewriteContext | None = None) -> tuple[Any,
     ``ctx`` carries the layer names taken across calls (one per conversion, all phases).
     """
     plan = Plan(rules, ctx if ctx is not None else RewriteContext(all_layer_names(model)))
+    # Rules name their layers through ``ctx``; whatever Keras names while they build them
+    # must not take a name of the model either.
+    _keras_api.reserve_auto_names(all_layer_names(model) | plan.ctx.taken)
     plan.analyze(model)
     if id(model) not in plan.changed_models:
         return model, plan

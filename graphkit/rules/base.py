@@ -89,7 +89,8 @@ class Refusal:
 class RewriteContext:
     """What a rule's ``rewrite`` may use besides the graph: layer names, and notes for the user.
 
-    ``taken`` holds every layer name in the model being rewritten. The engine gives each
+    ``taken`` holds every name in the model being rewritten: its layers' and the operations'
+    Keras put in its graph (mask ops such as ``not_equal_1``). The engine gives each
     ``rewrite`` a fork; names reserved or released in it reach the model's context only when
     the rewrite returns a Match, so a rule that refuses late leaves no trace.
     """
@@ -106,6 +107,10 @@ class RewriteContext:
             i += 1
         self.taken.add(name)
         return name
+
+    def reserve(self, names) -> None:
+        """``names`` are taken: Keras gave them to operations of the rebuilt model."""
+        self.taken.update(names)
 
     def release(self, name: str) -> None:
         """``name`` is free again: the layer that held it is being replaced."""
