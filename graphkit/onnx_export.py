@@ -57,6 +57,9 @@ class ExportReport:
     target: str | None = None  # --target: the execution provider the export is fitted to
     coverage: Any = None  # onnx_targets.Coverage: what onnxruntime's checker says of it
     index_ranges: dict[str, int] = field(default_factory=dict)  # input -> vocab (the contract)
+    # weights no node reads (seed states, untied tables the outputs skip): never written
+    left_out_initializers: int = 0
+    left_out_bytes: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -82,6 +85,10 @@ class ExportReport:
             "target": self.target,
             "coverage": self.coverage.to_dict() if self.coverage is not None else None,
             "index_ranges": self.index_ranges or None,
+            "left_out": {
+                "initializers": self.left_out_initializers,
+                "bytes": self.left_out_bytes,
+            },
         }
 
     def format(self) -> str:
@@ -99,6 +106,11 @@ class ExportReport:
                     f"{name} {i['dtype']} {_dims_text(i['shape'])}"
                     for name, i in self.deploy["inputs"].items()
                 )
+            )
+        if self.left_out_initializers:
+            lines.append(
+                f"  left out {self.left_out_initializers} initializer(s) that no node reads "
+                f"({self.left_out_bytes:,} bytes)"
             )
         if self.removed:
             lines.append(f"  removed {self.removed} (external data beside the model it replaced)")
@@ -157,11 +169,12 @@ def trace(model, opset: int = DEFAULT_OPSET, weights=None):
     """
     import tf2onnx
 
-    from graphkit import onnx_weights
+    from graphkit import onnx_weights, tf_graph_fixes
     from graphkit._tf import _stderr_fd_silenced
     from graphkit.backends.keras_backend import stateless_serving_function
     from graphkit.inspect import output_names
 
+    tf_graph_fixes.check_preprocessing(model)
     serve, specs, variables = stateless_serving_function(model)
     total = sum(int(np.prod(v.shape)) * np.dtype(v.dtype).itemsize for v in variables)
     if weights is None:
@@ -173,35 +186,91 @@ def trace(model, opset: int = DEFAULT_OPSET, weights=None):
         )
     try:
         with _stderr_fd_silenced():
-            proto, _ = tf2onnx.convert.from_function(serve, input_signature=specs, opset=opset)
+            captured = _captured_constants(serve, specs)
+            proto, _ = tf2onnx.convert.from_function(
+                serve,
+                input_signature=specs,
+                opset=opset,
+                custom_op_handlers=tf_graph_fixes.custom_op_handlers(opset),
+            )
     except Exception as exc:
         raise GraphkitError(
             f"tf2onnx cannot convert model {model.name!r}: {one_line(exc, with_type=False)}"
         ) from exc
-    _variables_to_initializers(proto, specs[len(specs) - len(variables) :], variables, weights)
+    left = tf_graph_fixes.unexportable(proto, model)
+    if left:
+        raise GraphkitError(left)
+    weights.note_left_out(
+        *_variables_to_initializers(proto, specs[len(specs) - len(variables) :], variables, weights)
+    )
+    _constants_to_initializers(proto, captured)
+    weights.drop_unused(proto)
     _rename_outputs(proto, output_names(model))
     proto.producer_name = "graphkit"
     return proto, weights
 
 
-def _variables_to_initializers(proto, specs, variables, weights) -> None:
-    """The graph inputs that carried the variables become initializers holding their values."""
+def _captured_constants(serve, specs) -> dict[str, np.ndarray]:
+    """Tensors the traced function captured (``sqrt(hidden_dim)`` computed eagerly), by the
+    name of the placeholder that stands for each: tf2onnx makes them graph inputs.
+    Resources (variables read by handle) are not among them: tf2onnx freezes those."""
+    import tensorflow as tf
+
+    concrete = serve.get_concrete_function(*specs)  # cached: the trace from_function reuses
+    placeholders = concrete.inputs[len(concrete.inputs) - len(concrete.captured_inputs) :]
+    return {
+        p.name: np.asarray(value)
+        for p, value in zip(placeholders, concrete.captured_inputs)
+        if p.dtype != tf.resource
+    }
+
+
+def _constants_to_initializers(proto, captured: dict[str, np.ndarray]) -> None:
+    """The graph inputs that carried captured constants become initializers (like variables)."""
+    from onnx import numpy_helper
+
+    graph = proto.graph
+    found = [i.name for i in graph.input if i.name in captured]
+    if not found:
+        return
+    keep = [i for i in graph.input if i.name not in captured]
+    del graph.input[:]
+    graph.input.extend(keep)
+    for name in found:
+        graph.initializer.append(numpy_helper.from_array(captured[name], name))
+
+
+def _variables_to_initializers(proto, specs, variables, weights) -> tuple[int, int]:
+    """The graph inputs that carried the variables become initializers holding their values.
+
+    A variable that no node reads (a Dropout seed state, a table the outputs do not use) is
+    dropped with its input, without reading its values. Returns ``(count, bytes)`` dropped.
+    """
     import keras
+
+    from graphkit import onnx_weights
+    from graphkit.onnx_passes.graph import node_reads
 
     graph = proto.graph
     by_name = {spec.name: variable for spec, variable in zip(specs, variables)}
     keep = [i for i in graph.input if i.name not in by_name]
     found = {i.name for i in graph.input} & set(by_name)
+    read = {o.name for o in graph.output}.union(*(node_reads(n) for n in graph.node))
     del graph.input[:]
     graph.input.extend(keep)
+    count = size = 0
     for name in sorted(found, key=list(by_name).index):
         variable = by_name[name]
+        if name not in read:
+            count, size = count + 1, size + onnx_weights.nbytes(variable)
+            continue
         if weights.wants_external(variable):  # read in slices when written: no host copy now
             graph.initializer.append(weights.initializer(variable, name))
         else:
             graph.initializer.append(
                 weights.initializer(keras.ops.convert_to_numpy(variable), name)
             )
+    return count, size
 
 
 def _rename_outputs(proto, names: list[str]) -> None:
@@ -434,6 +503,7 @@ def export_onnx(
     proto, weights = trace(exported, opset, weights)
     with onnx_weights.active(weights):  # the passes read and add tables of any size
         pass_results = run_passes(proto, pass_names, params=params)
+    weights.drop_unused(proto)  # what no node reads is never written (counted, reported)
     weights.prune(proto)  # tables a pass replaced (the unfused one) are not written
     if not weights.arrays:  # else checked once written, with its data file
         check_proto(proto)
@@ -453,6 +523,7 @@ def export_onnx(
         repairs=repairs,
     )
     report.external_bytes = weights.external_bytes
+    report.left_out_initializers, report.left_out_bytes = weights.left_out
     if index_dtype or fixed_shapes:
         report.deploy = _deploy_summary(proto, index_dtype, fixed_shapes)
     from graphkit.onnx_passes.drop_index_guards import index_ranges

@@ -39,6 +39,7 @@ class Weights:
     def __init__(self, external: bool):
         self.external = external
         self.arrays: dict[str, np.ndarray] = {}
+        self.left_out = (0, 0)  # (initializers, bytes) that no node read: never written
 
     def wants_external(self, value) -> bool:
         return self.external and _nbytes(value) >= MIN_EXTERNAL
@@ -66,6 +67,30 @@ class Weights:
 
             value = self.arrays[tensor.name] = keras.ops.convert_to_numpy(value)
         return value
+
+    def note_left_out(self, count: int, size: int) -> None:
+        self.left_out = (self.left_out[0] + count, self.left_out[1] + size)
+
+    def drop_unused(self, proto) -> None:
+        """Remove the main graph's initializers that no node reads (a read inside a Loop/If/Scan
+        body counts; so does a graph output), counting them in ``left_out``."""
+        from graphkit.onnx_passes.graph import node_reads
+
+        graph = proto.graph
+        read = {o.name for o in graph.output}.union(*(node_reads(n) for n in graph.node))
+        keep = [t for t in graph.initializer if t.name in read]
+        if len(keep) == len(graph.initializer):
+            return
+        dropped = [t for t in graph.initializer if t.name not in read]
+        self.note_left_out(len(dropped), sum(tensor_nbytes(t) for t in dropped))
+        del graph.initializer[:]
+        graph.initializer.extend(keep)
+        names = {t.name for t in dropped}
+        inputs = [i for i in graph.input if i.name not in names]  # IR < 4 listed them too
+        if len(inputs) != len(graph.input):
+            del graph.input[:]
+            graph.input.extend(inputs)
+        self.prune(proto)
 
     def prune(self, proto) -> None:
         """Forget the arrays of tensors no longer in ``proto`` (replaced by a pass)."""
@@ -151,6 +176,19 @@ def has_external(proto) -> bool:
 
 
 SLICE_BYTES = 64 << 20
+
+
+def nbytes(value) -> int:
+    """Bytes of an array or Keras variable's values (nothing read)."""
+    return _nbytes(value)
+
+
+def tensor_nbytes(tensor) -> int:
+    """Bytes of a TensorProto's values, from its dims and type (external data not read)."""
+    from onnx import helper
+
+    dtype = helper.tensor_dtype_to_np_dtype(tensor.data_type)
+    return int(np.prod(tuple(tensor.dims), dtype=np.int64)) * dtype.itemsize
 
 
 def _nbytes(value) -> int:
