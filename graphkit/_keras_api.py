@@ -155,7 +155,14 @@ def sublayer_refs(root) -> list:
     out = []
     for owner in flatten_layers(root, include_self=True):
         for name, value in list(vars(owner).items()):
-            if name in ("_layers", "_tracker", "_inbound_nodes", "_outbound_nodes") or (
+            if name in (
+                "_layers",
+                "_tracker",
+                "_inbound_nodes",
+                "_outbound_nodes",
+                "_operations",  # a Functional graph's own list: replace_in_graphs keeps it
+                "_operations_by_depth",
+            ) or (
                 name.startswith("_self_")  # TensorFlow's own dependency tracking
                 or (name.startswith("_") and name.endswith("_cache"))
             ):

@@ -144,11 +144,14 @@ def convert(
     findings = list(findings or [])
     new_model, plan = model, None
     unwrapped: list[str] = []
+    swapped: list[tuple] = []
     for rules in phases(to):
         if unwrap_indices and rules and rules[0].phase == "convert":
             unwrapped = _unwrap(new_model)
         new_model, plan = rewrite(new_model, rules, ctx)
         findings += plan.findings
+        swapped += plan.swapped
+    _prove_used(new_model, [f for f in findings if f.status in REWRITTEN], swapped)
     target_rules = phases(to)[-1]
     report = ConversionReport(to, new_model, findings, source=source)
     if unwrap_indices:
@@ -200,15 +203,6 @@ def convert(
         )
     for f in report.kept:
         report.notes.append(f"kept {f.path}: {f.reason}")
-    swapped = [f for f in report.converted if any("swapped in place" in n for n in f.notes)]
-    if swapped:
-        unused = _uncalled_twins(new_model, {name for f in swapped for name in f.new_layers})
-        for f in swapped:
-            if set(f.new_layers) & unused:
-                f.notes.append(
-                    "but the custom layer's call never calls it (it reads the table "
-                    "directly?): that lookup stays as the layer's code wrote it"
-                )
     import keras
 
     from graphkit import _keras_api
@@ -234,46 +228,99 @@ def convert(
     return report
 
 
-def _uncalled_twins(model, names: set[str]) -> set[str]:
-    """Names among ``names`` of swapped-in twins that one eager call of ``model`` on a small
-    synthesized batch never calls. Empty when the model cannot be probed (nothing claimed)."""
+def _prove_used(model, findings: list[Finding], swapped: list[tuple]) -> None:
+    """ "converted" means the graph calls the new layers: one probe (the trace of the model's
+    function, which needs no data; else one eager call on a synthesized batch) records which
+    layers run. A rewrite whose new layers do not run, or whose replaced layer still runs
+    (a swap the model's graph does not see), becomes a refusal, and a swap is undone."""
     from graphkit import _keras_api
-    from graphkit.layers import OneHotEmbedding, OneHotReversibleEmbedding
+    from graphkit.engine import unswap
 
-    twins = [
-        layer
-        for layer in _keras_api.flatten_layers(model)
-        if isinstance(layer, (OneHotEmbedding, OneHotReversibleEmbedding)) and layer.name in names
-    ]
-    if not twins:
-        return set()
+    if not findings:
+        return
+    by_name = {layer.name: layer for layer in _keras_api.flatten_layers(model)}
+    swaps = {id(entry[0]): entry for entry in swapped}
+    watched: dict[int, object] = {}
+    checks = []
+    for f in findings:
+        if id(f) in swaps:
+            _, _, _, _, old, new = swaps[id(f)]
+            news, olds = [new], [old]
+        else:
+            news, olds = [by_name[n] for n in f.new_layers if n in by_name], []
+        if not news:
+            continue
+        for layer in news + olds:
+            watched[id(layer)] = layer
+        checks.append((f, news, olds))
+    called, problem = _called_layers(model, list(watched.values()))
+    for f, news, olds in checks:
+        if called is None:
+            f.notes.append(f"not proven that the model's graph calls it ({problem})")
+            continue
+        uncalled = [n.name for n in news if id(n) not in called]
+        still = [o.name for o in olds if id(o) in called]
+        if not uncalled and not still:
+            continue
+        if still:
+            why = (
+                f"the model's graph does not call the new layer: it still calls {still[0]!r} "
+                "(its graph keeps its own reference)"
+            )
+        else:
+            why = f"the model's graph never calls the new layer {uncalled[0]!r}" + (
+                " (its code reads the table directly?)" if id(f) in swaps else ""
+            )
+        f.status, f.reason = "refused", why
+        if id(f) in swaps:
+            _, container, places, refs, old, new = swaps[id(f)]
+            unswap(container, places, refs, old, new)
+
+
+def _called_layers(model, layers: list) -> tuple[set[int] | None, str]:
+    """ids of ``layers`` that one call of ``model`` runs: hooks on their ``call``, then the
+    trace that a KerasBackend makes anyway (no data needed), or one eager call."""
+    if not layers:
+        return set(), ""
     called: set[int] = set()
-
-    def counting(layer):
+    saved = []
+    for layer in layers:
+        own = layer.__dict__.get("call")
         original = layer.call
 
-        def call(*args, **kwargs):
-            called.add(id(layer))
-            return original(*args, **kwargs)
+        def call(*args, _layer=layer, _original=original, **kwargs):
+            called.add(id(_layer))
+            return _original(*args, **kwargs)
 
-        return call
-
-    for layer in twins:
-        object.__setattr__(layer, "call", counting(layer))
+        saved.append((layer, own))
+        object.__setattr__(layer, "call", call)
     try:
-        from graphkit.backends import KerasBackend
-        from graphkit.backends.keras_backend import eager_call
-        from graphkit.verification import synthesize
+        from graphkit.backends.keras_backend import eager_call, serving_function
+        from graphkit.subclassed import functional_view
 
-        backend = KerasBackend(model)
-        batch = next(synthesize(backend.inputs, 2, 2, 16, 0))
-        eager_call(backend.model, [batch[s.name] for s in backend.inputs])
-    except Exception:
-        return set()
+        view = functional_view(model, None)
+        try:
+            serving_function(view)[0].get_concrete_function()
+        except Exception:  # not traceable: one eager call on a synthesized batch
+            from graphkit.backends import KerasBackend
+            from graphkit.verification import synthesize
+
+            called.clear()
+            backend = KerasBackend(view)
+            batch = next(synthesize(backend.inputs, 2, 2, 16, 0))
+            called.clear()
+            eager_call(backend.model, [batch[s.name] for s in backend.inputs])
+    except Exception as exc:
+        from graphkit.errors import one_line
+
+        return None, one_line(exc)
     finally:
-        for layer in twins:
-            vars(layer).pop("call", None)
-    return {layer.name for layer in twins if id(layer) not in called}
+        for layer, own in saved:
+            if own is not None:
+                object.__setattr__(layer, "call", own)
+            else:
+                vars(layer).pop("call", None)
+    return called, ""
 
 
 def _unwrap(model) -> list[str]:

@@ -85,6 +85,8 @@ class Plan:
         self.planned_by: dict[int, str] = {}  # id(original layer) -> the finding's path
         self.findings: list[Finding] = []
         self.changed_models: set[int] = set()
+        # the swaps made in place: (finding, container, places, old layer, new layer)
+        self.swapped: list[tuple] = []
         self._seen: set[int] = set()
 
     def analyze(self, model, path: str = "") -> bool:
@@ -203,18 +205,19 @@ class Plan:
                 )
                 continue
             owner = type(places[0][0]).__name__
-            self.findings.append(
-                Finding(
-                    inner_path,
-                    type(inner).__name__,
-                    rule.name,
-                    _status(rule),
-                    None,
-                    [result.name if result is not None else inner.name],
-                    [_swap_note(owner, inner, result)],
-                    [inner.name],
-                )
+            finding = Finding(
+                inner_path,
+                type(inner).__name__,
+                rule.name,
+                _status(rule),
+                None,
+                [result.name if result is not None else inner.name],
+                [_swap_note(owner, inner, result)],
+                [inner.name],
             )
+            self.findings.append(finding)
+            if result is not None:
+                self.swapped.append((finding, container, places, refs, inner, result))
 
     def _swap(self, rule, inner, places, container, refs):
         """The twin now in ``places`` (None in a dry run), or a Refusal."""
@@ -245,6 +248,16 @@ class Plan:
                 _hidden_reason(container, layer_path, type(inner).__name__),
             )
         )
+
+
+def unswap(container, places, refs, old, new) -> None:
+    """Undo a swap: ``old`` back where ``new`` was put (a twin the model never calls)."""
+    from graphkit import swaps
+
+    for place in places:
+        owner, attribute, key = place
+        path = _attribute_path(refs, container, place, "")
+        swaps.swap(container, path, owner, attribute, key, new, old)
 
 
 def _swap_note(owner: str, inner, result) -> str:

@@ -100,6 +100,7 @@ def swap(container, path: str, owner, attribute: str, key, old, new) -> None:
     from graphkit.layers import onehot_embedding
 
     _keras_api.replace_sublayer(owner, attribute, key, old, new)
+    _keras_api.replace_in_graphs(container, old, new)
     original = swaps_of(container).get(path)
     back_to_user = original is not None and onehot_embedding.embedding_class(type(old)) is type(new)
     record(container, path, None if back_to_user else registered_name(type(new)))
@@ -108,8 +109,9 @@ def swap(container, path: str, owner, attribute: str, key, old, new) -> None:
 def resolve(obj, path: str, own: set[int] | None = None):
     """(owner, attribute, key, layer) at ``path`` (``inner/token``, ``fields[0]``) below ``obj``.
 
-    A path comes from a file: it may only name public attributes, every step must be one of
-    ``obj``'s own sublayers (never a module, a function or anything else it reaches), and
+    A path comes from a file: every step must be one of ``obj``'s own sublayers (never a
+    module, a function or anything else it reaches; private holders such as KerasHub's
+    ``_token_embedding`` are fine when they hold such a layer, dunder names never), and
     lists, tuples and dicts are the only containers it indexes."""
     import keras
 
@@ -121,7 +123,7 @@ def resolve(obj, path: str, own: set[int] | None = None):
     parts = path.split("/")
     for i, part in enumerate(parts):
         attribute, key = parse_path(part)
-        if attribute.startswith("_"):
+        if attribute.startswith("__"):
             raise ValueError(f"graphkit>Swapped: refused attribute path {path!r}")
         holder = vars(owner).get(attribute)
         if key is None:
@@ -198,6 +200,7 @@ def _register_loader():
                 if id(old) not in twins:
                     twins[id(old)] = (old, twin(old, target))
                 _keras_api.replace_sublayer(owner, attribute, key, old, twins[id(old)][1])
+                _keras_api.replace_in_graphs(obj, old, twins[id(old)][1])
                 record(obj, path, registered)
             return obj
 

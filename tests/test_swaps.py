@@ -244,9 +244,15 @@ def test_a_twin_the_custom_call_never_calls_is_reported():
 
     tokens = keras.Input((4,), dtype="int32", name="tokens")
     model = keras.Model(tokens, DirectTable(name="direct")(tokens))
-    report = convert(model, "onehot-dense")
-    notes = {f.path: " ".join(f.notes) for f in report.converted}
-    assert "never calls it" in notes["direct/emb"]
-    assert "never calls it" not in notes["direct/used"]
+    # "converted" means the graph calls the new layer: this one it never does
+    with pytest.raises(GraphkitError, match=r"direct/emb \(the model's graph never calls"):
+        convert(model, "onehot-dense")
+    report = convert(model, "onehot-dense", partial=True)
+    assert [f.path for f in report.converted] == ["direct/used"]
+    [refused] = report.refused
+    assert refused.path == "direct/emb" and "reads the table directly" in refused.reason
+    direct = report.model.get_layer("direct")
+    assert type(direct.emb) is keras.layers.Embedding  # the useless swap was undone
+    assert type(direct.used).__name__ == "OneHotEmbedding"
     x = np.array([[1, 2, 3, 4]], "int32")
     np.testing.assert_array_equal(report.model(x), model(x))

@@ -249,7 +249,7 @@ def verify(
         )
     if inputs is None:
         first = batch_plan(specs, total, batch_size, seq_len)[0]
-        if first != min(batch_size, samples):
+        if first != min(batch_size, total):
             notes.append(
                 f"first batch of {first} samples, not {batch_size}, so that batch size and "
                 "sequence length differ (equal, they hide models that mix the two axes up)"
