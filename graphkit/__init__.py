@@ -21,8 +21,11 @@ __version__ = "0.1.0"
 __all__ = [
     "GraphkitError",
     "__version__",
+    "bench",
     "convert",
+    "convert_file",
     "export_onnx",
+    "run_model",
     "inspect_model",
     "load_model",
     "save_model",
@@ -31,6 +34,9 @@ __all__ = [
 
 _LAZY = {
     "convert": ("graphkit.conversion", "convert"),
+    "convert_file": ("graphkit.conversion", "convert_file"),
+    "run_model": ("graphkit.run", "run_model"),
+    "bench": ("graphkit.bench", "bench"),
     "ConversionReport": ("graphkit.conversion", "ConversionReport"),
     "inspect_model": ("graphkit.inspect", "inspect_model"),
     "load_model": ("graphkit.io", "load_model"),

@@ -312,6 +312,9 @@ def replace_in_graphs(root, old, new) -> int:
     functional = functional_class()
     changed = 0
     for model in flatten_layers(root, include_self=True):
+        tracker = getattr(model, "_tracker", None)
+        if model is not new and tracker is not None and tracker.is_in_store("layers", old):
+            tracker.replace_tracked_value("layers", old, new)  # saved weights follow it
         if not isinstance(model, functional):
             continue
         for nodes in model._nodes_by_depth.values():

@@ -101,7 +101,6 @@ class Divergence:
             "compared": [c.to_dict() for c in self.compared],
             "note": self.note,
             "line": self.line(),
-            "seconds": round(self.seconds, 3),
         }
 
 

@@ -181,7 +181,6 @@ class WeightsReport:
             "pairs": [p.to_dict() for p in self.pairs],
             "candidate_only": list(self.candidate_only),
             "notes": list(self.notes),
-            "seconds": round(self.seconds, 3),
         }
 
 
