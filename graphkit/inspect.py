@@ -234,6 +234,41 @@ def _unwrapped_rows(rows: list[LayerRow], unwrapped: list[str]) -> dict[str, int
     return flipped
 
 
+def _confirm_swaps(model, rows: list[LayerRow], notes: list[str]) -> None:
+    """ "convertible" means what ``convert`` will do. A swap's checks alone cannot tell
+    whether the model's graph calls the twin, or whether the saved record resolves, so
+    where inspect would promise one, ``convert`` runs on a copy (``partial``): a swap it
+    refuses, or whose record does not resolve, is marked as it refused."""
+    from graphkit import swaps
+    from graphkit.conversion import convert
+    from graphkit.rules import RULES
+
+    marked = [r for r in rows if r.convertible and "swapped in place" in r.mark]
+    if not marked:
+        return
+    by_path = {r.path: r for r in marked}
+    targets = dict.fromkeys(
+        t for rule in RULES if rule.name in {r.rule for r in marked} for t in rule.targets[:1]
+    )
+    for target in targets:
+        try:
+            report = convert(model, target, partial=True, copy=True)
+        except GraphkitError as exc:
+            notes.append(f"convert --to {target} on a copy: {exc}")
+            continue
+        for f in report.refused:
+            row = by_path.get(f.path)
+            if row is not None:
+                row.convertible, row.detail = False, f.reason or ""
+                row.mark = f"{row.mark.split(',', 1)[0]}, not convertible: {f.reason}"
+        for layer in _keras_api.flatten_layers(report.model, include_self=True):
+            for path in swaps.swaps_of(layer):
+                try:
+                    swaps.resolve(layer, path)
+                except ValueError as exc:
+                    notes.append(f"{layer.name}: the saved record would not load back ({exc})")
+
+
 def inspect_model(model, *, unsafe: bool = False, imports=(), onehot_lambdas=()) -> InspectReport:
     """Describe ``model`` (a Keras model or a path) and mark what graphkit can convert.
 
@@ -336,6 +371,7 @@ def inspect_model(model, *, unsafe: bool = False, imports=(), onehot_lambdas=())
             ok_count = sum(1 for f in plan.findings if f.status in REWRITTEN)
             counts.append((rule.name, group, how["yes"], found, ok_count))
 
+    _confirm_swaps(model, rows, notes)
     view = model
     from graphkit.subclassed import functional_view, needs_view
 

@@ -19,6 +19,7 @@ import onnx
 import pytest
 from typer.testing import CliRunner
 
+import graphkit
 from graphkit.cli import app
 from graphkit.conversion import convert
 from graphkit.errors import GraphkitError
@@ -256,3 +257,7 @@ def test_a_twin_the_custom_call_never_calls_is_reported():
     assert type(direct.used).__name__ == "OneHotEmbedding"
     x = np.array([[1, 2, 3, 4]], "int32")
     np.testing.assert_array_equal(report.model(x), model(x))
+    # inspect promises what convert does: the uncalled twin is not "convertible"
+    rows = {r.path: r for r in graphkit.inspect_model(model).rows}
+    assert not rows["direct/emb"].convertible and "never calls" in rows["direct/emb"].mark
+    assert rows["direct/used"].convertible
