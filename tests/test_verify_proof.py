@@ -245,3 +245,34 @@ def test_onnx_inputs_take_the_range_of_the_gather_that_reads_them(tmp_path, tpe)
         assert not report.equivalent and report.outputs[0].exceeding > 0
         assert [p.rows for p in report.weights.differing] == ["1000..1499"]
         assert report.divergence is not None and report.divergence.first is not None
+
+
+def test_a_table_the_model_gathers_from_directly_sets_the_range():
+    class DirectTable(layers.Layer):
+        def build(self, shape):
+            self.table = self.add_weight(shape=(50, 3), name="table")
+
+        def call(self, x):
+            return ops.take(self.table, x, axis=0)
+
+    ids = keras.Input((4,), dtype="int32", name="ids")
+    model = keras.Model(ids, DirectTable(name="direct")(ids))
+    (spec,) = KerasBackend(model).inputs
+    assert (spec.role, spec.vocab) == ("index", 50)
+    report = verify(model, model)
+    assert report.exact and report.coverage[0].covered == 50
+
+
+def test_positions_into_the_sequence_are_synthesized_within_its_length():
+    """KerasHub's ``mask_positions``: indices of a Gather along the sequence axis."""
+    tokens = keras.Input((None,), dtype="int32", name="token_ids")
+    where = keras.Input((3,), dtype="int32", name="mask_positions")
+    hidden = layers.Embedding(40, 4, name="emb")(tokens)
+    picked = ops.take_along_axis(hidden, ops.expand_dims(where, -1), axis=1)
+    model = keras.Model([tokens, where], layers.Dense(2, name="head")(picked))
+    specs = {s.name: s for s in KerasBackend(model).inputs}
+    assert specs["mask_positions"].role == "positions"  # not a mask, though named like one
+    report = verify(model, model, seq_len=7)
+    assert report.exact
+    batch = next(graphkit.verification.synthesize(list(specs.values()), 64, 64, 7, 0))
+    assert batch["mask_positions"].min() >= 0 and batch["mask_positions"].max() == 6

@@ -32,6 +32,8 @@ class InputSpec:
       to the out-of-vocabulary index).
     * ``"mask"``: a padding mask read by no table (KerasHub's ``padding_mask``): ones,
       then a zero tail.
+    * ``"positions"``: indices into the sequence axis of an activation (KerasHub's
+      ``mask_positions``): ``0 .. length - 1``.
     * ``None``: none of these (floats: features; integers: graphkit cannot tell).
     """
 
@@ -65,6 +67,8 @@ class InputSpec:
             extra = ", lookup values"
         elif self.role == "mask":
             extra = ", padding mask"
+        elif self.role == "positions":
+            extra = ", positions along the sequence"
         return f"{self.name} {shape} {self.dtype}{extra}"
 
 

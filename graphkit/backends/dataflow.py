@@ -92,6 +92,10 @@ class DataFlow:
 
     reads: dict[int, list[Read]] = field(default_factory=dict)
     unreached: list[str] = field(default_factory=list)
+    # inputs that no known layer reads but whose values index a Gather: input -> the rows
+    # of the variable it reads (a table read directly), or None (positions along an axis)
+    gathered: dict[int, int | None] = field(default_factory=dict)
+    gathered_by: dict[int, str] = field(default_factory=dict)  # input -> the Gather's scope
     error: str | None = None  # why the probe could not run (then nothing above is known)
 
 
@@ -160,8 +164,9 @@ def trace_dataflow(model, function) -> DataFlow:
     """
     readers = _readers(model)
     flow = DataFlow()
-    if not readers:
-        return flow
+    integers = [t for t in getattr(model, "inputs", None) or [] if "int" in str(t.dtype)]
+    if not readers and not integers:
+        return flow  # nothing to learn: no table, and no integer input a Gather could read
     records: list = []
     patched = []
     try:
@@ -202,7 +207,46 @@ def trace_dataflow(model, function) -> DataFlow:
             if origins:
                 reached.add(read.layer)
     flow.unreached = sorted({r.layer for r, _ in records} - reached)
+    _gathers(concrete.graph, placeholders, flow)
     return flow
+
+
+def _gathers(graph, placeholders: dict, flow: DataFlow) -> None:
+    """Inputs no known layer reads whose values are the indices of a Gather: a table read
+    directly (``ops.take(self.table, x)``: the variable's rows) or positions along an axis
+    of an activation (KerasHub's ``mask_positions``: the sequence length)."""
+    for op in graph.get_operations():
+        if op.type not in ("GatherV2", "ResourceGather", "GatherNd") or len(op.inputs) < 2:
+            continue
+        origins = [p for p in _origins(op.inputs[1], placeholders) if p not in flow.reads]
+        if not origins:
+            continue
+        rows = _variable_rows(op) if op.type != "GatherNd" else None
+        for pos in origins:
+            if rows is not None:
+                old = flow.gathered.get(pos)
+                flow.gathered[pos] = rows if old is None else min(old, rows)
+                flow.gathered_by.setdefault(pos, op.name.rsplit("/", 1)[0])
+            else:
+                flow.gathered.setdefault(pos, None)
+
+
+def _variable_rows(op) -> int | None:
+    """Rows of the variable a Gather on axis 0 reads (through transparent ops), or None."""
+    if op.type == "GatherV2":
+        import tensorflow as tf
+
+        axis = tf.get_static_value(op.inputs[2])
+        if axis is None or int(axis) != 0 or op.get_attr("batch_dims") != 0:
+            return None
+    params = op.inputs[0]
+    seen = 0
+    while params.op.type in ("Identity", "Cast") and seen < 16:
+        params, seen = params.op.inputs[0], seen + 1
+    if params.op.type not in ("ReadVariableOp", "VarHandleOp") and params.dtype.name != "resource":
+        return None
+    dim = params.shape[0] if params.shape.rank else None
+    return int(dim) if dim is not None else None
 
 
 def _flat_tensors(x) -> list:
@@ -248,6 +292,14 @@ def input_specs(model, flow: DataFlow, fallback: dict[int, tuple[int, bool]]) ->
         elif flow.error is not None and i in fallback:
             spec.vocab, spec.mask_zero = fallback[i]
             spec.role = "index"
+        elif "int" in dtype and i in flow.gathered:
+            rows = flow.gathered[i]
+            if rows is not None:  # a variable read as a table by the model's own code
+                spec.vocab, spec.role = rows, "index"
+                where = flow.gathered_by.get(i, "a Gather")
+                spec.tables = (TableRead(f"{where} (a variable it gathers from)", rows),)
+            else:
+                spec.role = "positions"
         elif integral and any(w in t.name.lower() for w in MASK_WORDS):
             spec.role = "mask"
         elif integral:

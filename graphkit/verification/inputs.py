@@ -167,7 +167,7 @@ def synthesize(
                 f"input {spec.name!r}: cannot synthesize {spec.dtype} inputs; pass --inputs FILE.npz"
             )
         if _kind(spec.dtype) == "int" and not (
-            spec.is_index or spec.is_lookup or spec.role == "mask"
+            spec.is_index or spec.is_lookup or spec.role in ("mask", "positions")
         ):
             why = f" ({spec.note})" if spec.note else ""
             raise GraphkitError(
@@ -209,6 +209,9 @@ def synthesize(
                 x = _lookup_values(rng, spec, shape)
                 covers[spec.name].place(x, None)
                 batch[spec.name] = x
+            elif spec.role == "positions":
+                length = _sequence_length(specs, seq_len)
+                batch[spec.name] = rng.integers(0, length, size=shape).astype(spec.dtype)
             elif spec.role == "mask":
                 keep = (
                     _padding_keep(rng, shape)
@@ -221,6 +224,17 @@ def synthesize(
             else:
                 batch[spec.name] = rng.standard_normal(shape).astype(spec.dtype)
         yield batch
+
+
+def _sequence_length(specs: list[InputSpec], seq_len: int) -> int:
+    """The length of the sequences that ``positions`` inputs point into: the second axis of
+    the index inputs (``seq_len`` where it is variable)."""
+    lengths = [
+        s.shape[1] if s.shape[1] is not None else seq_len
+        for s in specs
+        if (s.is_index or s.role == "mask") and len(s.shape) >= 2
+    ]
+    return max(1, min(lengths)) if lengths else max(1, seq_len)
 
 
 def _padding_keep(rng, shape: tuple) -> np.ndarray:

@@ -88,6 +88,8 @@ class VerifyReport:
                 text += " (lookup values)"
             elif spec.role == "mask":
                 text += " (padding mask)"
+            elif spec.role == "positions":
+                text += " (positions along the sequence)"
             parts.append(text)
         return ", ".join(parts)
 
