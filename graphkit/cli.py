@@ -348,7 +348,10 @@ def verify(
         ),
     ] = None,
     force: Annotated[
-        bool, typer.Option("--force", help="Replace a folder that --save wrote before.")
+        bool,
+        typer.Option(
+            "--force", help="Replace an existing --junit file, or a folder that --save wrote."
+        ),
     ] = False,
     ranges: Ranges = None,
     unsafe: Unsafe = False,
@@ -365,8 +368,8 @@ def verify(
         if junit is not None:
             from graphkit.io import check_output_path
 
-            check_output_path(junit, force=True)
             _refuse_overwriting(junit, "--junit", [reference, candidate, inputs])
+            check_output_path(junit, force=force)  # a report obeys the no-clobber rule too
             junit_ok = True
         report = _verify_checked(
             reference,

@@ -114,12 +114,30 @@ def one_line(exc: BaseException) -> str:
 
 
 def table_gathers(path: Path) -> list[str]:
-    """Gather nodes whose data input is an initializer (a table lookup)."""
+    """Gather nodes that look a model input's values up in an initializer (a token table).
+    A Gather whose indices come from shapes only (T5's relative-position buckets, computed
+    from ``arange``) reads no input's values and is not counted."""
     import onnx
 
     proto = onnx.load(str(path), load_external_data=False)
     inits = {t.name for t in proto.graph.initializer}
-    return [n.name for n in proto.graph.node if n.op_type == "Gather" and n.input[0] in inits]
+    inputs = {i.name for i in proto.graph.input} - inits
+    producer = {out: n for n in proto.graph.node for out in n.output}
+
+    def from_input(name: str, seen: set) -> bool:
+        if name in inputs:
+            return True
+        node = producer.get(name)
+        if node is None or name in seen or node.op_type in ("Shape", "Size"):
+            return False
+        seen.add(name)
+        return any(from_input(x, seen) for x in node.input if x)
+
+    return [
+        n.name
+        for n in proto.graph.node
+        if n.op_type == "Gather" and n.input[0] in inits and from_input(n.input[1], set())
+    ]
 
 
 def run_one(name: str, build, folder: Path) -> dict:

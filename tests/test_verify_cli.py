@@ -136,9 +136,10 @@ def test_junit_never_replaces_a_model_or_the_inputs_file(which, models, tmp_path
     for target in (model, inputs):
         before = target.read_bytes()
         junit = _spellings(target)[which]
-        result = invoke("verify", model, a, "--inputs", inputs, "--junit", junit)
-        assert "--junit" in error_line(result) and "is the input" in error_line(result)
-        assert target.read_bytes() == before
+        for force in ([], ["--force"]):
+            result = invoke("verify", model, a, "--inputs", inputs, "--junit", junit, *force)
+            assert "--junit" in error_line(result) and "is the input" in error_line(result)
+            assert target.read_bytes() == before
 
 
 def test_run_output_never_replaces_its_inputs(gather_onnx, tmp_path):
@@ -427,3 +428,15 @@ def test_verify_and_export_take_a_range_for_an_input_without_a_table(tmp_path):
     )
     assert exported.exit_code == 0, exported.output
     assert json.loads(exported.stdout)["verify"]["equivalent"] is True
+
+
+def test_an_existing_junit_report_is_replaced_only_with_force(models, tmp_path):
+    a, _ = models
+    junit = tmp_path / "report.xml"
+    junit.write_text("earlier report")
+    refused = invoke("verify", a, a, "--samples", "4", "--junit", junit)
+    assert refused.exit_code == 2 and "already exists" in error_line(refused)
+    assert junit.read_text() == "earlier report"  # untouched
+    forced = invoke("verify", a, a, "--samples", "4", "--junit", junit, "--force")
+    assert forced.exit_code == 0, forced.output
+    assert ET.parse(junit).getroot().get("failures") == "0"
