@@ -14,7 +14,12 @@ if [ -z "$1" ] && [ -f ".venv/.graphkit-installed[test]" ] \
     stamp=".venv/.graphkit-installed[test]"
 fi
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
-    echo "installing graphkit$1 into .venv (first run downloads TensorFlow, ~1-2 min)" >&2
+    echo "installing keras-graphkit$1 into .venv (first run downloads TensorFlow, ~1-2 min)" >&2
+    # The distribution was called "graphkit" before: drop that install, or two distributions
+    # would claim the same package and the same command.
+    if .venv/bin/python -m pip show -qq graphkit >/dev/null 2>&1; then
+        .venv/bin/python -m pip uninstall -qq -y graphkit >&2
+    fi
     # (grep drops pip's notes about find-links folders missing on some machines)
     .venv/bin/python -m pip install -qq --disable-pip-version-check --upgrade pip 2>&1 \
         | { grep -v "^WARNING: Location 'file:" || true; } >&2
