@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections import Counter
 
 from graphkit.onnx_passes.base import PassResult
-from graphkit.onnx_passes.graph import GraphIndex, attribute, subgraphs
+from graphkit.onnx_passes.graph import GraphIndex, attribute, metadata_int, onehot_depth, subgraphs
 
 NAME = "drop_index_guards"
 SUMMARY = "index arithmetic that gives every index in [0, vocab) back (the guards) is dropped"
@@ -72,7 +72,8 @@ def set_index_range(model, name: str, vocab: int) -> None:
     key = INDEX_RANGE_KEY + name
     for entry in model.metadata_props:
         if entry.key == key:
-            if entry.value.isdigit() and int(entry.value) <= vocab:
+            recorded = metadata_int(entry.value)
+            if recorded is not None and recorded <= vocab:
                 return
             entry.value = str(int(vocab))
             return
@@ -82,11 +83,13 @@ def set_index_range(model, name: str, vocab: int) -> None:
 
 def index_ranges(model) -> dict[str, int]:
     """Model input -> the vocabulary its indices must stay below (see ``set_index_range``)."""
-    return {
-        p.key[len(INDEX_RANGE_KEY) :]: int(p.value)
-        for p in model.metadata_props
-        if p.key.startswith(INDEX_RANGE_KEY) and p.value.isdigit()
-    }
+    found = {}
+    for p in model.metadata_props:
+        if p.key.startswith(INDEX_RANGE_KEY):
+            value = metadata_int(p.value)
+            if value is not None:
+                found[p.key[len(INDEX_RANGE_KEY) :]] = value
+    return found
 
 
 def _label(node) -> str:
@@ -95,17 +98,16 @@ def _label(node) -> str:
 
 def _lookups(index: GraphIndex, rows_in_use: dict[str, int]):
     """``(node, index position, vocabulary)`` of every Gather on a constant table, every OneHot."""
-    import numpy as np
-
     for node in index.graph.node:
         if node.op_type == "Gather" and len(node.input) > 1 and attribute(node, "axis", 0) == 0:
             dims = index.constant_shape(node.input[0])
             if dims and index.constant_shape(node.input[1]) is None:
-                yield node, 1, rows_in_use.get(node.input[0], dims[0])
+                rows = rows_in_use.get(node.input[0], dims[0])
+                yield node, 1, rows if 0 <= rows <= dims[0] else dims[0]
         elif node.op_type == "OneHot":
-            depth = index.constant(node.input[1])
+            depth = onehot_depth(index, node)
             if depth is not None and index.constant_shape(node.input[0]) is None:
-                yield node, 0, int(np.asarray(depth).reshape(-1)[0])
+                yield node, 0, depth
 
 
 def _scalar_constant(index: GraphIndex, name: str) -> bool | None:

@@ -10,7 +10,7 @@ does, and gives an all-zero row for anything else; the fused table has one extra
 from __future__ import annotations
 
 from graphkit.onnx_passes.base import PassResult
-from graphkit.onnx_passes.graph import GraphIndex, attribute
+from graphkit.onnx_passes.graph import GraphIndex, attribute, metadata_int, onehot_depth
 
 NAME = "fuse_onehot"
 SUMMARY = "OneHot -> [Cast] -> [Reshape] -> MatMul(W) [-> Add(b)] becomes one Gather, exactly"
@@ -26,22 +26,23 @@ def set_valid_rows(model, table: str, rows: int) -> None:
 
 def valid_rows(model) -> dict[str, int]:
     """Table name -> number of rows that valid indices address (see ``set_valid_rows``)."""
-    return {
-        p.key[len(VALID_ROWS_KEY) :]: int(p.value)
-        for p in model.metadata_props
-        if p.key.startswith(VALID_ROWS_KEY) and p.value.isdigit()
-    }
+    found = {}
+    for p in model.metadata_props:
+        if p.key.startswith(VALID_ROWS_KEY):
+            value = metadata_int(p.value)
+            if value is not None:
+                found[p.key[len(VALID_ROWS_KEY) :]] = value
+    return found
 
 
 def _match(index: GraphIndex, onehot):
     """Return (cast, reshape, matmul, add, table, bias, shape readers) or a reason string."""
     import numpy as np
 
-    depth = index.constant(onehot.input[1])
-    values = index.constant(onehot.input[2])
+    depth = onehot_depth(index, onehot)
+    values = index.constant(onehot.input[2]) if len(onehot.input) > 2 else None
     if depth is None or values is None:
-        return "depth or values is not a constant"
-    depth = int(np.asarray(depth).reshape(-1)[0])
+        return "depth is not a positive integer constant, or values is not a constant"
     if not np.array_equal(np.asarray(values).reshape(-1), [0, 1]):
         return f"values are {np.asarray(values).reshape(-1).tolist()}, not [0, 1]"
     axis = attribute(onehot, "axis", -1)

@@ -126,6 +126,44 @@ class GraphIndex:
         return name
 
 
+def onehot_depth(index: GraphIndex, node) -> int | None:
+    """A OneHot's constant depth as a positive int, or None where it is not one.
+
+    The depth may be an initializer that the model's metadata or a hostile file fills with NaN,
+    nothing, a fraction or a negative number: such a OneHot has no vocabulary graphkit can use.
+    """
+    import numpy as np
+
+    if len(node.input) < 2:
+        return None
+    try:
+        depth = index.constant(node.input[1])
+    except Exception:  # an unreadable tensor (wrong byte count for its dims, say)
+        return None
+    if depth is None:
+        return None
+    flat = np.asarray(depth).reshape(-1)
+    if flat.size != 1 or flat.dtype.kind not in "iuf":
+        return None
+    value = flat[0]
+    if not np.isfinite(value) or value != np.trunc(value) or not 1 <= value < 2**62:
+        return None
+    return int(value)
+
+
+def metadata_int(text: str) -> int | None:
+    """A metadata value graphkit wrote as an int: ASCII digits only, at most
+    ``graphkit.limits.MAX_METADATA_DIGITS`` of them (``str.isdigit`` takes '²', which ``int``
+    refuses, and ``int`` refuses 5000 digits); None for anything else."""
+    import re
+
+    from graphkit.limits import MAX_METADATA_DIGITS
+
+    if re.fullmatch(f"[0-9]{{1,{MAX_METADATA_DIGITS}}}", text, re.ASCII) is None:
+        return None
+    return int(text)
+
+
 def attribute(node, name: str, default=None):
     from onnx import helper
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from graphkit.backends import Backend, InputSpec
-from graphkit.errors import GraphkitError
+from graphkit.errors import GraphkitError, one_line
 
 
 def check_signatures(ref: Backend, cand: Backend) -> list[InputSpec]:
@@ -160,6 +160,12 @@ def synthesize(
     ``cover_samples``), with 0-padding at the end where masked; lookup inputs their
     vocabulary and unseen values; padding masks ones then a zero tail; features random."""
     for spec in specs:
+        if spec.is_index and _index_span(spec)[1] <= _index_span(spec)[0]:
+            tables = ", ".join(f"{t.table} ({t.rows} rows)" for t in spec.tables) or "its table"
+            raise GraphkitError(
+                f"input {spec.name!r}: no index is valid: it reads {tables[:200]}, "
+                f"indices in [{spec.low}, {spec.vocab})"
+            )
         if _kind(spec.dtype) not in ("int", "float", "bool") and not (
             spec.is_lookup and spec.dtype == "string"
         ):
@@ -295,35 +301,197 @@ def batch_size_apart(batch_size: int, seq_len: int) -> int:
 
 def load_inputs(path: str | os.PathLike, specs: list[InputSpec]) -> dict[str, np.ndarray]:
     """Read ``.npz`` (keyed by input name), ``.npy`` (single input) or a test-data folder
-    (``verify --save DIR``, onnxruntime's layout) and check it against ``specs``."""
+    (``verify --save DIR``, onnxruntime's layout) and check it against ``specs``.
+
+    A file is untrusted: every .npy header is read first, and its shape, dtype and bytes are
+    checked against ``graphkit.limits.MAX_INPUT_BYTES``, the available memory and the bytes
+    the file or zip member declares, before any array data is read (``_read_npy_file``,
+    ``_read_npz``). Pickled/object arrays, encrypted members and compression other than
+    stored/deflate are refused in one line.
+    """
     path = Path(path)
     if path.is_dir():
         from graphkit.verification.testdata import read_test_data
 
         arrays = read_test_data(path, [s.name for s in specs])
         return validate_inputs(arrays, specs, str(path))
-    if not path.is_file():
-        raise GraphkitError(f"{path}: no such file")
     suffix = path.suffix.lower()
     if suffix not in (".npz", ".npy"):
         raise GraphkitError(f"{path}: inputs must be a .npz or .npy file")
+    import zipfile
+    import zlib
+
     try:
-        loaded = np.load(path, allow_pickle=False)
-        if isinstance(loaded, np.ndarray):
-            if len(specs) != 1:
-                raise GraphkitError(
-                    f"{path}: a .npy holds one array but the model has {len(specs)} inputs "
-                    f"({', '.join(s.name for s in specs)}); use a .npz keyed by input name"
-                )
-            arrays = {specs[0].name: loaded}
-        else:
-            with loaded:
-                arrays = {k: loaded[k] for k in loaded.files}
+        with _open_regular(path) as f:
+            if suffix == ".npy":
+                if len(specs) != 1:
+                    raise GraphkitError(
+                        f"{path}: a .npy holds one array but the model has {len(specs)} inputs "
+                        f"({', '.join(s.name for s in specs)}); use a .npz keyed by input name"
+                    )
+                size = os.fstat(f.fileno()).st_size
+                arrays = {specs[0].name: _read_npy(f, size, f"{path}", _input_budget())}
+            else:
+                arrays = _read_npz(f, path)
     except GraphkitError:
         raise
-    except (ValueError, OSError, EOFError) as exc:
-        raise GraphkitError(f"{path}: not a readable .npy/.npz file") from exc
+    except NotImplementedError as exc:  # zipfile: a zip version or feature it lacks
+        raise GraphkitError(
+            f"{path}: unsupported .npz (zip) feature: {one_line(exc, with_type=False)[:120]}"
+        ) from None
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
+        # numpy reports random bytes as "pickled data": say what it is in a user's words
+        raise GraphkitError(
+            f"{path}: not a readable .npy/.npz file ({one_line(exc, with_type=False)[:200]})"
+        ) from exc
     return validate_inputs(arrays, specs, str(path))
+
+
+def _open_regular(path: Path):
+    """``path`` opened for reading, refused unless it is a regular file (checked on the open
+    descriptor; a FIFO opened without O_NONBLOCK would wait for a writer)."""
+    import stat
+
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except FileNotFoundError:
+        raise GraphkitError(f"{path}: no such file") from None
+    except (OSError, ValueError) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc)
+        raise GraphkitError(f"{path}: cannot read it ({reason})") from None
+    f = os.fdopen(fd, "rb")
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        f.close()
+        kind = "a directory" if stat.S_ISDIR(mode) else "not a regular file"
+        raise GraphkitError(f"{path}: {kind}, not a .npz/.npy file")
+    return f
+
+
+def _input_budget() -> int:
+    """Bytes the arrays of one inputs file may take: the limit, or the memory available now
+    if that is less (half of it: validation may copy each array once)."""
+    from graphkit.limits import MAX_INPUT_BYTES
+
+    budget = MAX_INPUT_BYTES
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    budget = min(budget, int(line.split()[1]) * 1024 // 2)
+                    break
+    except (OSError, ValueError, IndexError):
+        pass
+    return budget
+
+
+def _read_npy(f, available: int, where: str, budget: int) -> np.ndarray:
+    """One .npy array from ``f``: the header is read and checked (a plain dtype, no objects,
+    its bytes within ``budget`` and within the ``available`` bytes that follow it in the file
+    or member) before the data is read."""
+    from numpy.lib import format as npy
+
+    import tokenize
+
+    start = f.tell()
+    version = npy.read_magic(f)
+    if version not in ((1, 0), (2, 0)):
+        raise GraphkitError(f"{where}: .npy format version {version} is not supported")
+    read_header = npy.read_array_header_1_0 if version == (1, 0) else npy.read_array_header_2_0
+    try:  # numpy tokenizes and literal_evals the header (at most 10000 bytes)
+        shape, fortran, dtype = read_header(f)
+    except (ValueError, SyntaxError, TypeError, tokenize.TokenError, RecursionError) as exc:
+        raise GraphkitError(
+            f"{where}: not a valid .npy header ({one_line(exc, with_type=False)[:120]})"
+        ) from None
+    if dtype.hasobject or dtype.kind not in "biufUS" or dtype.fields is not None:
+        raise GraphkitError(
+            f"{where}: arrays of dtype {str(dtype)[:60]} are refused (object arrays are pickled "
+            "data; graphkit reads numbers, booleans and strings)"
+        )
+    if any(d < 0 for d in shape):
+        raise GraphkitError(f"{where}: its header declares a negative dimension {tuple(shape)}")
+    count = 1
+    for d in shape:
+        count *= int(d)
+    nbytes = count * dtype.itemsize
+    if nbytes > budget:
+        from graphkit.limits import MAX_INPUT_BYTES
+
+        raise GraphkitError(
+            f"{where}: its header declares shape {tuple(shape)} of {dtype} ({nbytes} bytes), over "
+            f"the {budget}-byte limit on inputs (graphkit.limits.MAX_INPUT_BYTES = "
+            f"{MAX_INPUT_BYTES}, or half the available memory)"
+        )
+    left = available - (f.tell() - start)
+    if nbytes > left:
+        raise GraphkitError(
+            f"{where}: truncated: its header declares {nbytes} bytes of data, {max(left, 0)} follow"
+        )
+    data = bytearray(nbytes)  # filled in slices: no second copy of a big array
+    view, done = memoryview(data), 0
+    while done < nbytes:
+        chunk = f.read(min(nbytes - done, 16 << 20))
+        if not chunk:
+            raise GraphkitError(f"{where}: truncated: {nbytes} bytes declared, {done} read")
+        view[done : done + len(chunk)] = chunk
+        done += len(chunk)
+    array = np.frombuffer(data, dtype=dtype, count=count)
+    return array.reshape(shape[::-1]).transpose() if fortran else array.reshape(shape)
+
+
+def _read_npz(f, path: Path) -> dict[str, np.ndarray]:
+    """The arrays of a .npz, keyed like ``np.load`` does (member name without ``.npy``).
+
+    Every member is checked from the central directory (not encrypted, stored or deflated,
+    declared size within the budget) before one byte is inflated; zipfile stops inflating a
+    member at its declared size, and each header is checked against it (``_read_npy``).
+    """
+    import zipfile
+
+    from graphkit.limits import MAX_NPZ_MEMBERS
+
+    budget = _input_budget()
+    arrays: dict[str, np.ndarray] = {}
+    with zipfile.ZipFile(f) as archive:
+        members = archive.infolist()
+        if len(members) > MAX_NPZ_MEMBERS:
+            raise GraphkitError(
+                f"{path}: {len(members)} members, over the limit of {MAX_NPZ_MEMBERS} "
+                "(graphkit.limits.MAX_NPZ_MEMBERS)"
+            )
+        declared = 0
+        for info in members:
+            where = f"{path}: member {info.filename[:80]!r}"
+            if info.is_dir():
+                continue
+            if info.flag_bits & 0x1:
+                raise GraphkitError(f"{where} is encrypted")
+            if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+                raise GraphkitError(
+                    f"{where}: compression method {info.compress_type} is not supported "
+                    "(graphkit reads stored and deflated members, as numpy writes them)"
+                )
+            if not info.filename.endswith(".npy"):
+                raise GraphkitError(f"{where} is not a .npy array")
+            declared += info.file_size
+            if declared > budget + 1024 * len(members):  # headers are at most a few KB
+                raise GraphkitError(
+                    f"{where}: the members declare {declared} bytes, over the {budget}-byte "
+                    "limit on inputs (graphkit.limits.MAX_INPUT_BYTES, or half the available "
+                    "memory)"
+                )
+        for info in members:
+            if info.is_dir():
+                continue
+            where = f"{path}: member {info.filename[:80]!r}"
+            name = info.filename[: -len(".npy")]
+            if name in arrays:
+                raise GraphkitError(f"{where} appears twice")
+            with archive.open(info) as member:
+                arrays[name] = _read_npy(member, info.file_size, where, budget)
+                budget -= arrays[name].nbytes
+    return arrays
 
 
 def validate_inputs(
@@ -369,6 +537,8 @@ def validate_inputs(
             raise GraphkitError(
                 f"{label}: dtype {x.dtype}, the model expects integers ({spec.dtype})"
             )
+        if spec.is_index and x.dtype.kind == "b":  # True/False would read rows 1 and 0
+            raise GraphkitError(f"{label}: dtype bool, the model expects indices ({spec.dtype})")
         if spec.is_index:
             if x.dtype.kind == "f":
                 if np.isnan(x).any():
