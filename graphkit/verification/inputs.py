@@ -389,9 +389,9 @@ def _read_npy(f, available: int, where: str, budget: int) -> np.ndarray:
     """One .npy array from ``f``: the header is read and checked (a plain dtype, no objects,
     its bytes within ``budget`` and within the ``available`` bytes that follow it in the file
     or member) before the data is read."""
-    from numpy.lib import format as npy
-
     import tokenize
+
+    from numpy.lib import format as npy
 
     start = f.tell()
     version = npy.read_magic(f)
