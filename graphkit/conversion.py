@@ -68,9 +68,10 @@ def _copy_model(model):
     import keras
 
     from graphkit import _keras_api
-    from graphkit.interrupts import temporary_directory
+    from graphkit.interrupts import temporary_tempdir
 
-    with temporary_directory(prefix="graphkit-copy-") as tmp:
+    # temporary_tempdir: Keras' own asset folders (tempfile.mkdtemp) land inside it too
+    with temporary_tempdir(prefix="graphkit-copy-") as tmp:
         path = os.path.join(tmp, "model.keras")
         try:
             model.save(path)

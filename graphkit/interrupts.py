@@ -68,12 +68,35 @@ def remove_registered() -> None:
     for path in reversed(list(_registered)):
         try:
             if os.path.isdir(path) and not os.path.islink(path):
-                shutil.rmtree(path, ignore_errors=True)
+                _remove_tree(path)
             else:
                 os.unlink(path)
         except OSError:
             pass
         _registered.pop(path, None)
+
+
+# How long an interrupt keeps removing a folder that the main thread may still be filling.
+TREE_SETTLE_S = 0.02
+TREE_DEADLINE_S = 2.0
+
+
+def _remove_tree(path: str) -> None:
+    """``rmtree`` until the folder stays gone, for at most TREE_DEADLINE_S.
+
+    When the watcher thread exits, the main thread may be inside Keras extracting an archive
+    into this folder: it creates at most one more file or folder before our handler parks it
+    at its next bytecode, and a single ``rmtree`` would miss that one (or fail on a folder
+    that is no longer empty). So: remove, let the main thread settle, look again.
+    """
+    deadline = time.monotonic() + TREE_DEADLINE_S
+    while True:
+        shutil.rmtree(path, ignore_errors=True)
+        if time.monotonic() > deadline:
+            return
+        time.sleep(TREE_SETTLE_S)
+        if not os.path.lexists(path):
+            return
 
 
 @contextlib.contextmanager
@@ -107,6 +130,24 @@ def temporary_directory(prefix: str = "graphkit-") -> Iterator[Path]:
             yield Path(name)
     finally:
         unregister(folder.name)
+
+
+@contextlib.contextmanager
+def temporary_tempdir(prefix: str = "graphkit-work-") -> Iterator[Path]:
+    """A registered temporary folder that ``tempfile`` uses as its default for the block.
+
+    For third-party code that creates its own temporary folders (Keras extracts a model's
+    assets with ``tempfile.mkdtemp()``): they land inside a folder that an interrupt removes,
+    so SIGINT or SIGTERM at any moment leaves nothing behind. Main thread only (tempfile's
+    default is process-wide).
+    """
+    with temporary_directory(prefix=prefix) as folder:
+        previous = tempfile.tempdir
+        tempfile.tempdir = str(folder)
+        try:
+            yield folder
+        finally:
+            tempfile.tempdir = previous
 
 
 def install() -> None:

@@ -7,13 +7,16 @@ import importlib
 import importlib.util
 import os
 import shutil
+import struct
 import sys
 import tempfile
 import warnings
 import zipfile
+import zlib
 from collections.abc import Iterable
 from pathlib import Path
 
+from graphkit import limits
 from graphkit.errors import GraphkitError, one_line
 
 KERAS_SUFFIXES = (".keras",)
@@ -86,19 +89,144 @@ def check_model_file(path: str | os.PathLike) -> tuple[Path, str]:
     if fmt == "keras":
         if not zipfile.is_zipfile(path):
             raise GraphkitError(f"{path}: not a Keras .keras archive (not a zip file)")
-        try:
-            with zipfile.ZipFile(path) as zf:
-                names = set(zf.namelist())
-                bad = zf.testzip()
-        except (zipfile.BadZipFile, OSError, EOFError) as exc:
-            raise GraphkitError(f"{path}: corrupt .keras archive: {exc}") from exc
-        if "config.json" not in names:
-            raise GraphkitError(f"{path}: not a Keras .keras archive (no config.json inside)")
-        if bad is not None:
-            raise GraphkitError(f"{path}: corrupt .keras archive ({bad} fails its CRC check)")
+        _check_keras_archive(path, size)
     elif head != HDF5_SIGNATURE:
         raise GraphkitError(f"{path}: not an HDF5 file")
     return path, fmt
+
+
+# What a hostile zip can raise from zipfile and the decompressors, beyond BadZipFile: a bad
+# offset (OSError, ValueError), a truncated stream (EOFError, zlib.error), a UTF-8 flagged
+# name that is not UTF-8 (ValueError), a bad extra field (struct.error).
+_ZIP_ERRORS = (
+    zipfile.BadZipFile,
+    zipfile.LargeZipFile,
+    OSError,
+    EOFError,
+    ValueError,
+    NotImplementedError,
+    RuntimeError,
+    OverflowError,
+    zlib.error,
+    struct.error,
+)
+
+
+def _check_keras_archive(path: Path, size: int) -> None:
+    """Refuse a ``.keras`` archive beyond ``graphkit.limits``, then CRC-check what Keras reads.
+
+    Only the central directory is trusted for the refusals (nothing is inflated); the reads
+    that follow are bounded by the sizes it declares, and zipfile stops each stream there.
+    """
+    try:
+        with zipfile.ZipFile(path) as zf:
+            infos = zf.infolist()
+            _check_members(path, infos, size)
+            for info in infos:
+                if info.is_dir():
+                    continue
+                if info.filename == "config.json":  # its text and depth too, before TensorFlow
+                    data = _read_member(zf, info, path, cap=limits.MAX_CONFIG_BYTES, keep=True)
+                    parse_config_json(_utf8(data, path, "config.json"), f"{path}: config.json")
+                    continue
+                cap = limits.MAX_CONFIG_BYTES if info.filename.endswith(".json") else None
+                _read_member(zf, info, path, cap=cap, keep=False)
+    except GraphkitError:
+        raise
+    except _ZIP_ERRORS as exc:
+        raise GraphkitError(f"{path}: corrupt .keras archive ({one_line(exc)})") from exc
+
+
+def _check_members(path: Path, infos: list[zipfile.ZipInfo], size: int) -> None:
+    """The central directory's refusals: member count, names, methods, flags, sizes."""
+    if len(infos) > limits.MAX_KERAS_MEMBERS:
+        raise GraphkitError(
+            f"{path}: the archive lists {len(infos)} members, over the limit of "
+            f"{limits.MAX_KERAS_MEMBERS} (graphkit.limits.MAX_KERAS_MEMBERS)"
+        )
+    if not any(info.filename == "config.json" for info in infos):
+        raise GraphkitError(f"{path}: not a Keras .keras archive (no config.json inside)")
+    seen: set[str] = set()
+    total = 0
+    for info in infos:
+        name = info.filename
+        if name in seen:
+            raise GraphkitError(
+                f"{path}: corrupt .keras archive (member {_member(name)} is listed twice)"
+            )
+        seen.add(name)
+        if name not in limits.KERAS_MEMBERS and not name.startswith(limits.KERAS_ASSETS_FOLDER):
+            raise GraphkitError(
+                f"{path}: member {_member(name)} is not part of a Keras model (a .keras archive holds "
+                f"{', '.join(limits.KERAS_MEMBERS)} and {limits.KERAS_ASSETS_FOLDER}...; "
+                "graphkit.limits.KERAS_MEMBERS)"
+            )
+        if info.flag_bits & 0x1:
+            raise GraphkitError(
+                f"{path}: member {_member(name)} is encrypted; Keras cannot read it "
+                "(graphkit.limits.KERAS_COMPRESSION_METHODS)"
+            )
+        if info.compress_type not in limits.KERAS_COMPRESSION_METHODS:
+            methods = " or ".join(limits.KERAS_COMPRESSION_METHODS.values())
+            raise GraphkitError(
+                f"{path}: member {_member(name)} uses compression method {info.compress_type}; a .keras "
+                f"member is {methods} (graphkit.limits.KERAS_COMPRESSION_METHODS)"
+            )
+        if name.endswith(".json") and info.file_size > limits.MAX_CONFIG_BYTES:
+            raise GraphkitError(
+                f"{path}: {name} declares {_size(info.file_size)}, over the limit of "
+                f"{_size(limits.MAX_CONFIG_BYTES)} (graphkit.limits.MAX_CONFIG_BYTES)"
+            )
+        if (
+            info.file_size > limits.MAX_INFLATION_FLOOR_BYTES
+            and info.file_size > limits.MAX_INFLATION_RATIO * info.compress_size
+        ):
+            raise GraphkitError(
+                f"{path}: member {_member(name)} declares {_size(info.file_size)} stored in "
+                f"{_size(info.compress_size)}, over the limit of {limits.MAX_INFLATION_RATIO} "
+                "times (graphkit.limits.MAX_INFLATION_RATIO): a zip bomb?"
+            )
+        total += info.file_size
+    if total > limits.MAX_INFLATION_RATIO * size + limits.MAX_INFLATION_FLOOR_BYTES:
+        raise GraphkitError(
+            f"{path}: the archive declares {_size(total)} in a {_size(size)} file, over the "
+            f"limit of {limits.MAX_INFLATION_RATIO} times (graphkit.limits.MAX_INFLATION_RATIO): "
+            "a zip bomb?"
+        )
+
+
+def _read_member(
+    zf: zipfile.ZipFile, info: zipfile.ZipInfo, path: Path, *, cap: int | None, keep: bool
+) -> bytes:
+    """Inflate one member in chunks (zipfile checks its CRC at the end); stop past ``cap``.
+
+    Returns its bytes if ``keep``, else b"" (a CRC check that holds one chunk at a time).
+    """
+    parts: list[bytes] = []
+    read = 0
+    with zf.open(info) as fh:
+        while chunk := fh.read(limits.ZIP_READ_CHUNK_BYTES):
+            read += len(chunk)
+            if cap is not None and read > cap:
+                raise GraphkitError(
+                    f"{path}: {info.filename} holds over {_size(cap)}, the limit "
+                    "(graphkit.limits.MAX_CONFIG_BYTES)"
+                )
+            if keep:
+                parts.append(chunk)
+    return b"".join(parts)
+
+
+def _member(name: str) -> str:
+    """A member's name for an error line: quoted, escaped, at most 80 characters."""
+    return repr(name[:80] + ("..." if len(name) > 80 else ""))
+
+
+def _size(n: int) -> str:
+    for unit, shift in (("GiB", 30), ("MiB", 20), ("KiB", 10)):
+        if n >= 1 << shift:
+            return f"{n / (1 << shift):.1f}".removesuffix(".0") + f" {unit}"
+    return f"{n} bytes"
 
 
 def _saved_model_hint(path: Path) -> str | None:
@@ -148,25 +276,141 @@ def _strip_keras2_keys(config, where="model"):
 
 
 def read_config(path: Path, fmt: str) -> dict | None:
-    """The model config stored in a ``.keras`` or ``.h5`` file, as JSON data (None if none)."""
+    """The model config stored in a ``.keras`` or ``.h5`` file, as JSON data (None if none).
+
+    Read within ``graphkit.limits``: MAX_CONFIG_BYTES of text, MAX_JSON_DEPTH of nesting.
+    """
+    if fmt == "keras":
+        try:
+            with zipfile.ZipFile(path) as zf:
+                try:
+                    info = zf.getinfo("config.json")
+                except KeyError:
+                    raise GraphkitError(
+                        f"{path}: not a Keras .keras archive (no config.json inside)"
+                    ) from None
+                _check_members(path, [info], limits.MAX_CONFIG_BYTES)
+                data = _read_member(zf, info, path, cap=limits.MAX_CONFIG_BYTES, keep=True)
+        except GraphkitError:
+            raise
+        except _ZIP_ERRORS as exc:
+            raise GraphkitError(f"{path}: corrupt .keras archive ({one_line(exc)})") from exc
+        where = "config.json"
+    else:
+        data = _h5_config_bytes(path)
+        if data is None:
+            return None
+        where = "the model_config attribute"
+    return parse_config_json(_utf8(data, path, where), f"{path}: {where}")
+
+
+def _utf8(data: bytes, path: Path, where: str) -> str:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise GraphkitError(
+            f"{path}: {where} is not UTF-8 text (byte {exc.start}); not a Keras model config"
+        ) from None
+
+
+def _h5_config_bytes(path: Path) -> bytes | None:
+    """The ``model_config`` attribute of an .h5 file, its size checked before it is read."""
+    import h5py
+    import numpy as np
+
+    try:
+        with h5py.File(path, "r") as f:
+            if "model_config" not in f.attrs:
+                return None
+            attr = f.attrs.get_id("model_config")
+            dtype = attr.dtype
+            if attr.shape not in ((), (1,)) or dtype.kind not in "SUO":
+                raise GraphkitError(f"{path}: the model_config attribute is not a text")
+            if dtype.kind in "SU" and dtype.itemsize > limits.MAX_CONFIG_BYTES:
+                raise GraphkitError(
+                    f"{path}: the model_config attribute holds {_size(dtype.itemsize)}, over "
+                    f"the limit of {_size(limits.MAX_CONFIG_BYTES)} "
+                    "(graphkit.limits.MAX_CONFIG_BYTES)"
+                )
+            # A variable-length string lives in the file itself (attributes have no
+            # compression): reading it costs at most the file's size.
+            raw = f.attrs["model_config"]
+    except GraphkitError:
+        raise
+    except Exception as exc:  # h5py/HDF5 on a damaged file: OSError, KeyError, RuntimeError...
+        raise GraphkitError(f"{path}: corrupt or truncated HDF5 file ({one_line(exc)})") from exc
+    if isinstance(raw, np.ndarray):
+        raw = raw.reshape(-1)[0]
+    if isinstance(raw, str):
+        raw = raw.encode("utf-8", "surrogatepass")
+    if not isinstance(raw, (bytes, np.bytes_)):
+        raise GraphkitError(f"{path}: the model_config attribute is not a text")
+    if len(raw) > limits.MAX_CONFIG_BYTES:
+        raise GraphkitError(
+            f"{path}: the model_config attribute holds {_size(len(raw))}, over the limit of "
+            f"{_size(limits.MAX_CONFIG_BYTES)} (graphkit.limits.MAX_CONFIG_BYTES)"
+        )
+    return bytes(raw)
+
+
+def parse_config_json(text: str, where: str) -> dict | None:
+    """``json.loads`` within ``limits.MAX_JSON_DEPTH``; a dict, or None for another value."""
     import json
 
-    if fmt == "keras":
-        with zipfile.ZipFile(path) as zf:
-            text = zf.read("config.json").decode("utf-8")
-    else:
-        import h5py
-
-        with h5py.File(path, "r") as f:
-            raw = f.attrs.get("model_config")
-        if raw is None:
-            return None
-        text = raw.decode("utf-8") if isinstance(raw, bytes) else str(raw)
     try:
         config = json.loads(text)
+    except RecursionError:
+        raise GraphkitError(
+            f"{where} is nested deeper than the limit of {limits.MAX_JSON_DEPTH} levels "
+            "(graphkit.limits.MAX_JSON_DEPTH)"
+        ) from None
     except ValueError as exc:
-        raise GraphkitError(f"{path}: the model config is not valid JSON ({exc})") from exc
+        raise GraphkitError(
+            f"{where} is not valid JSON ({one_line(exc, with_type=False)})"
+        ) from exc
+    if json_depth(config) > limits.MAX_JSON_DEPTH:
+        raise GraphkitError(
+            f"{where} is nested more than {limits.MAX_JSON_DEPTH} levels deep, the limit "
+            "(graphkit.limits.MAX_JSON_DEPTH)"
+        )
     return config if isinstance(config, dict) else None
+
+
+def json_depth(value: object) -> int:
+    """Nesting depth of parsed JSON (a scalar is 0), without recursion; stops counting one
+    level past ``limits.MAX_JSON_DEPTH``."""
+    deepest = 0
+    stack = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            item = list(item.values())
+        if isinstance(item, list):
+            depth += 1
+            deepest = max(deepest, depth)
+            if depth <= limits.MAX_JSON_DEPTH:
+                stack.extend((v, depth) for v in item if isinstance(v, (dict, list)))
+    return deepest
+
+
+@contextlib.contextmanager
+def keras_work_folder(path: Path):
+    """Yield the path to give Keras' loader so that every file it creates is graphkit's.
+
+    Keras extracts the assets of a .keras archive with ``tempfile.mkdtemp()`` (every member,
+    when there are more than 3) and, short of memory, the weights into a folder beside the
+    file it opened. Both land in a folder registered with ``graphkit.interrupts``: ``tempfile``'s
+    default points there, and Keras opens the model through a symbolic link inside it.
+    """
+    from graphkit import interrupts
+
+    with interrupts.temporary_tempdir(prefix="graphkit-keras-") as folder:
+        link = folder / path.name
+        try:
+            os.symlink(os.path.abspath(path), link)
+        except OSError:  # no symbolic links here: the weights fallback stays beside the file
+            link = path
+        yield link
 
 
 @contextlib.contextmanager
@@ -264,9 +508,10 @@ def load_model(
             with shim, warnings.catch_warnings():
                 # Keras 2 Sequential files give their first layer an input_shape
                 warnings.filterwarnings("ignore", message="Do not pass an `input_shape`")
-                return keras.saving.load_model(
-                    str(readable), compile=with_compile, safe_mode=not unsafe
-                )
+                with keras_work_folder(readable) as seen:
+                    return keras.saving.load_model(
+                        str(seen), compile=with_compile, safe_mode=not unsafe
+                    )
 
     try:
         try:
@@ -444,6 +689,8 @@ def explain_load_error(exc: BaseException) -> str:
             f"{m.group(1)} config has keyword arguments Keras 3 does not accept {m.group(2)} "
             "(a model saved by an older Keras?)"
         )
+    if "Bad CRC-32" in text or "Bad magic number" in text:
+        return f"corrupt .keras archive ({one_line(root, with_type=False)})"
     if "truncated file" in text or "Unable to synchronously open file" in text:
         return "corrupt or truncated HDF5 file"
     if "No model config found" in text or "model_config" in text:
@@ -567,8 +814,11 @@ def save_owned(holder, attribute: str, path: str | os.PathLike, *, force: bool =
 
 
 def _save(model, tmp: Path, path: Path) -> None:
+    from graphkit import interrupts
+
     try:
-        model.save(str(tmp))
+        with interrupts.temporary_tempdir(prefix="graphkit-keras-"):  # Keras' asset folder
+            model.save(str(tmp))
     except Exception as exc:
         raise GraphkitError(f"{path}: cannot save the model: {one_line(exc)}") from exc
 
@@ -626,7 +876,8 @@ def check_reloads(model, written: Path, target: Path, *, expected=None, lambdas=
         # Safe mode unless the model holds Lambdas (only --unsafe loads or in-memory models
         # do): the model's own code, which the caller already runs, is then read back.
         with _keras_api.lambda_globals(_keras2_names(), lambdas):
-            back = keras.saving.load_model(str(written), compile=False, safe_mode=not lambdas)
+            with keras_work_folder(written) as seen:
+                back = keras.saving.load_model(str(seen), compile=False, safe_mode=not lambdas)
     except Exception as exc:
         name = unknown_class(f"{exc} {_root_cause(exc)}")
         if name is not None and is_keras_operation(name):

@@ -28,3 +28,43 @@ MAX_INPUT_BYTES = 256 << 20
 # Members of one .npz: one per model input; zipfile holds every central-directory entry in
 # memory, and a few-MB file can list a hundred thousand.
 MAX_NPZ_MEMBERS = 1024
+
+# --- .keras archives (io.check_model_file, io.read_config) ---
+
+# The members Keras 3 reads from a .keras archive (keras/src/saving/saving_lib.py,
+# _load_model_from_fileobj): config.json, then model.weights.h5 or model.weights.npz, and, when
+# the archive lists more than 3 members, every member, extracted to disk for the asset store
+# (assets/...). metadata.json is written beside them. Any other member is refused: Keras would
+# extract it whole, and no Keras writer puts it there.
+KERAS_MEMBERS = ("config.json", "metadata.json", "model.weights.h5", "model.weights.npz")
+KERAS_ASSETS_FOLDER = "assets/"
+
+# Members of one .keras archive: Keras extracts every one of them to disk when there are more
+# than 3, and real models hold a handful of asset files (vocabularies, merges).
+MAX_KERAS_MEMBERS = 10_000
+
+# Compression methods graphkit reads in a .keras archive: stored (what Keras writes) and
+# deflate (what zip tools write). Others (bzip2, lzma, AES, ...) are refused before any read,
+# and so is the encrypted flag: Keras has no password to give.
+KERAS_COMPRESSION_METHODS = {0: "stored", 8: "deflate"}
+
+# Declared uncompressed size over stored size, per member and for the whole archive. Keras
+# stores members uncompressed (ratio 1), deflate gives about 1.1 on float weights; a zip bomb
+# declares 1000 (deflate's maximum is about 1032). Members up to MAX_INFLATION_FLOOR_BYTES are
+# exempt (a small config or vocabulary compresses well, and inflating it costs little).
+MAX_INFLATION_RATIO = 100
+MAX_INFLATION_FLOOR_BYTES = 16 << 20
+
+# Bytes of a model config: config.json in a .keras archive, the model_config attribute of an
+# .h5 file. The configs of large KerasHub models are a few hundred KB; parsed JSON takes up to
+# about 30 times its text in Python objects (small dicts), so 16 MiB stays under 1 GiB, and it
+# is read in chunks that stop at this limit whatever the archive declares.
+MAX_CONFIG_BYTES = 16 << 20
+
+# Nesting depth of a model config's JSON: a nested Functional model inside another is about
+# 10 levels per model; Python's json module raises RecursionError near 1000, and graphkit's
+# own walks over the config recurse too.
+MAX_JSON_DEPTH = 200
+
+# Bytes read at once while inflating a member: the size cap is checked between chunks.
+ZIP_READ_CHUNK_BYTES = 1 << 20
