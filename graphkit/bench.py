@@ -37,7 +37,7 @@ class BenchRow:
 @dataclass
 class BenchReport:
     source: str
-    batch: int
+    batch_size: int
     seq_len: int
     runs: int
     provider: str
@@ -46,13 +46,19 @@ class BenchReport:
     fed: dict[str, tuple[tuple, str]] = field(default_factory=dict)  # name -> (shape, dtype)
     variable_axes: bool = True  # does any input have a variable (None) axis, set to seq_len?
 
+    @property
+    def batch(self) -> int:
+        """The old name of ``batch_size``."""
+        return self.batch_size
+
     def describe_inputs(self) -> str:
         return ", ".join(f"{n} {tuple(shape)} {dtype}" for n, (shape, dtype) in self.fed.items())
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "source": self.source,
-            "batch": self.batch,
+            "batch_size": self.batch_size,
+            "batch": self.batch_size,  # the old key, kept for one release
             # None where no input has a variable axis (the option then changes nothing)
             "seq_len": self.seq_len if self.variable_axes else None,
             "inputs": {n: {"shape": list(shape), "dtype": d} for n, (shape, d) in self.fed.items()},
@@ -120,20 +126,41 @@ def _variant_of(model) -> str:
 
 
 def check_bench_options(
-    *, batch: int = 1, seq_len: int | None = None, runs: int = 1, warmup: int = 0
+    *,
+    batch_size: int = 1,
+    seq_len: int | None = None,
+    runs: int = 1,
+    warmup: int = 0,
+    batch: int | None = None,
 ) -> None:
-    """bench's numbers; cheap (the CLI checks them before importing TensorFlow)."""
-    for flag, value in (("--batch", batch), ("--seq-len", seq_len), ("--runs", runs)):
+    """bench's numbers; cheap (the CLI checks them before importing TensorFlow).
+
+    ``batch``: the old name of ``batch_size``."""
+    batch_size = _batch_size(batch_size, batch, default=1)
+    for name, value in (("batch_size", batch_size), ("seq_len", seq_len), ("runs", runs)):
         if value is not None and int(value) < 1:
-            raise GraphkitError(f"{flag} must be at least 1, got {value}")
+            flag = "--" + name.replace("_", "-")
+            raise GraphkitError(
+                f"{name} must be at least 1, got {value}",
+                cli=f"{flag} must be at least 1, got {value}",
+            )
     if warmup < 0:
         raise GraphkitError(f"warmup must be at least 0, got {warmup}")
+
+
+def _batch_size(batch_size: int, batch: int | None, default: int) -> int:
+    """``batch_size``, or the old ``batch`` keyword where only that one was given."""
+    if batch is None:
+        return batch_size
+    if batch_size != default and batch_size != batch:
+        raise GraphkitError(f"batch_size={batch_size} and batch={batch}: give batch_size only")
+    return batch
 
 
 def bench(
     model,
     *,
-    batch: int = 32,
+    batch_size: int = 32,
     seq_len: int | None = None,
     runs: int = 30,
     warmup: int = 5,
@@ -144,6 +171,7 @@ def bench(
     imports=(),
     onehot_lambdas=(),
     progress: Callable[[str], None] | Progress | None = None,
+    batch: int | None = None,
 ) -> BenchReport:
     """Time Keras (the checked trace, or eager) and onnxruntime for ``model`` (and its other variant where it has one).
 
@@ -151,12 +179,14 @@ def bench(
     ``ranges``: ``{name: (low, high)}`` or ``["NAME=LOW:HIGH", ...]``, the values synthesized
     for integer inputs whose range graphkit cannot read from the model.
     ``progress``: a ``graphkit.progress.Progress``, or a function called with each step.
+    ``batch``: the old name of ``batch_size`` (kept for one release).
     """
     from graphkit.backends import KerasBackend, OnnxBackend, open_backend
     from graphkit.verification import fit_seq_len, has_variable_axes, synthesize
     from graphkit.verification.inputs import apply_ranges, parse_ranges
 
-    check_bench_options(batch=batch, seq_len=seq_len, runs=runs, warmup=warmup)
+    batch_size = _batch_size(batch_size, batch, default=32)
+    check_bench_options(batch_size=batch_size, seq_len=seq_len, runs=runs, warmup=warmup)
     parse_ranges(ranges)
     say = as_progress(progress)
     source = (
@@ -170,9 +200,9 @@ def bench(
         choice = fit_seq_len(
             [("model", backend)], specs, seq_len, default=DEFAULT_SEQ_LEN, progress=say
         )
-        report = BenchReport(source, batch, choice.length, runs, provider)
+        report = BenchReport(source, batch_size, choice.length, runs, provider)
         report.notes += [choice.note] if choice.note else []
-        data = next(synthesize(specs, batch, batch, choice.length, 0))
+        data = next(synthesize(specs, batch_size, batch_size, choice.length, 0))
         report.fed = {k: (v.shape, str(v.dtype)) for k, v in data.items()}
         report.variable_axes = has_variable_axes(backend.inputs)
         say.step(f"timing onnxruntime ({runs} runs)")
@@ -193,9 +223,9 @@ def bench(
         progress=say,
     )
     seq_len = choice.length
-    report = BenchReport(source, batch, seq_len, runs, provider)
+    report = BenchReport(source, batch_size, seq_len, runs, provider)
     report.notes += [choice.note] if choice.note else []
-    data = next(synthesize(specs, batch, batch, seq_len, 0))
+    data = next(synthesize(specs, batch_size, batch_size, seq_len, 0))
     report.fed = {k: (v.shape, str(v.dtype)) for k, v in data.items()}
     report.variable_axes = has_variable_axes(keras_backend.inputs)
     # Time what convert and export produce, so that the variants compare like for like.

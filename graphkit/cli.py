@@ -14,10 +14,54 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from typer.core import TyperGroup
 
 from graphkit.errors import GraphkitError
 
+try:  # typer >= 0.25 carries its own copy of click; its usage errors are that copy's
+    from typer._click import exceptions as _click_errors
+except ImportError:  # pragma: no cover - an older typer over the click package
+    from click import exceptions as _click_errors
+
+
+class _UsageError(_click_errors.UsageError):
+    """click's usage error in graphkit's form: one ``error: <message>`` line, exit 2."""
+
+    def show(self, file=None) -> None:
+        typer.echo(f"error: {self.format_message()}", file=file, err=file is None)
+
+
+@contextlib.contextmanager
+def _one_line_usage():
+    """Re-raise click's usage errors (an extra argument, an unknown option, a bad value) as
+    ``_UsageError``, which names the command's --help instead of printing its usage."""
+    try:
+        yield
+    except getattr(_click_errors, "NoArgsIsHelpError", ()):  # `graphkit` alone: its help
+        raise
+    except _UsageError:
+        raise
+    except _click_errors.UsageError as exc:
+        message = exc.format_message()
+        if exc.ctx is not None:
+            message += f" (see {exc.ctx.command_path} --help)"
+        raise _UsageError(message, exc.ctx) from None
+
+
+class _Group(TyperGroup):
+    """The ``graphkit`` group: usage errors of the group and of every command in one line."""
+
+    def make_context(self, *args, **kwargs):
+        with _one_line_usage():
+            return super().make_context(*args, **kwargs)
+
+    def invoke(self, ctx):
+        with _one_line_usage():
+            return super().invoke(ctx)
+
+
 app = typer.Typer(
+    cls=_Group,
     name="graphkit",
     help="Rewrite and convert Keras model graphs: Embedding <-> OneHot + Dense, verify, ONNX.",
     add_completion=False,
@@ -27,6 +71,109 @@ app = typer.Typer(
 )
 
 _state = {"debug": False}
+
+
+def _set_debug(value: bool) -> bool:
+    if value:
+        _state["debug"] = True
+    return value
+
+
+# every command takes --debug too, so that `graphkit verify ... --debug` works where a user
+# adds it (the top-level `graphkit --debug verify ...` sets the same flag)
+Debug = Annotated[
+    bool,
+    typer.Option("--debug", help="Show tracebacks for errors.", callback=_set_debug),
+]
+
+EXIT_SIGNALS = "130 interrupted (Ctrl-C), 143 terminated"
+
+
+def _epilog(examples: list[str], exits: str) -> str:
+    """--help's closing text: examples kept line by line (click's \\b), then the exit codes."""
+    shown = "\n".join(f"  {example}" for example in examples)
+    return f"Examples:\n\n\b\n{shown}\n\nExit codes: {exits}; {EXIT_SIGNALS}."
+
+
+BAD_INPUT = "2 bad input or option (one 'error:' line; --debug adds the traceback)"
+
+
+_CONVERT_EPILOG = _epilog(
+    [
+        "graphkit convert model.keras --to onehot-dense",
+        "graphkit convert model.onehot-dense.keras --to embedding -o back.keras --force",
+        "graphkit convert legacy.h5 --to onehot-dense --partial --json",
+    ],
+    f"0 converted; {BAD_INPUT}",
+)
+
+
+_INSPECT_EPILOG = _epilog(
+    [
+        "graphkit inspect model.keras",
+        "graphkit inspect model.keras --json",
+        "graphkit inspect legacy.h5 --onehot-lambda one_hot=1500",
+    ],
+    f"0 listed; {BAD_INPUT}",
+)
+
+
+_RULES_EPILOG = _epilog(
+    [
+        "graphkit rules",
+        "graphkit rules --json",
+    ],
+    f"0 listed; {BAD_INPUT}",
+)
+
+
+_DEMO_EPILOG = _epilog(
+    [
+        "graphkit demo",
+        "graphkit demo --workdir demo-files",
+    ],
+    f"0 done; {BAD_INPUT}",
+)
+
+
+_VERIFY_EPILOG = _epilog(
+    [
+        "graphkit verify model.keras model.onehot-dense.keras",
+        "graphkit verify model.keras model.onnx --inputs batch.npz --junit verify.xml",
+        "graphkit verify model.keras model.onnx --atol 1e-5 --rtol logits:1e-4 --json",
+        "graphkit verify model.keras model.onnx --save cases/",
+        "graphkit verify model.keras model.onnx --inputs cases/",
+    ],
+    f"0 equivalent; 1 not equivalent (the report says where); {BAD_INPUT}",
+)
+
+
+_EXPORT_EPILOG = _epilog(
+    [
+        "graphkit export model.keras --onnx",
+        "graphkit export model.keras --onnx -o model.onnx --fuse-onehot --force",
+        "graphkit export model.keras --onnx --target nnapi --fixed-shape tokens=1x64",
+    ],
+    f"0 exported (and verified); 1 the ONNX model differs from the Keras model; {BAD_INPUT}",
+)
+
+
+_RUN_EPILOG = _epilog(
+    [
+        "graphkit run model.onnx --inputs batch.npz",
+        "graphkit run model.onnx --inputs batch.npz -o outputs.npz --json",
+    ],
+    f"0 ran; {BAD_INPUT}",
+)
+
+
+_BENCH_EPILOG = _epilog(
+    [
+        "graphkit bench model.keras",
+        "graphkit bench model.onnx --batch-size 8 --seq-len 128 --runs 50 --json",
+    ],
+    f"0 timed; {BAD_INPUT}",
+)
 
 Unsafe = Annotated[
     bool,
@@ -86,7 +233,7 @@ def cli_command(func):
         except GraphkitError as exc:
             if _state["debug"]:
                 traceback.print_exc()
-            _err(str(exc).replace("\n", " "))
+            _err(exc.for_cli())
             raise typer.Exit(2) from None
         except KeyboardInterrupt:  # under main() only if a library replaced its SIGINT handler
             from graphkit import interrupts
@@ -159,7 +306,7 @@ def _main(
     _state["debug"] = debug
 
 
-@app.command()
+@app.command(epilog=_CONVERT_EPILOG)
 @cli_command
 def convert(
     model: Annotated[Path, typer.Argument(help="Input model (.keras or .h5).")],
@@ -190,6 +337,7 @@ def convert(
     imports: Imports = None,
     onehot_lambdas: OneHotLambdas = None,
     json_out: JsonOut = False,
+    debug: Debug = False,
 ) -> None:
     """Rewrite every Embedding as OneHot + TimeDistributed(Dense), or back."""
     from graphkit.rules import TARGETS
@@ -226,7 +374,7 @@ def convert(
             _warn(note)
 
 
-@app.command()
+@app.command(epilog=_INSPECT_EPILOG)
 @cli_command
 def inspect(
     model: Annotated[Path, typer.Argument(help="Model file (.keras or .h5).")],
@@ -234,6 +382,7 @@ def inspect(
     imports: Imports = None,
     onehot_lambdas: OneHotLambdas = None,
     json_out: JsonOut = False,
+    debug: Debug = False,
 ) -> None:
     """List the layers, marking each Embedding and OneHot group and whether it converts."""
     from graphkit.io import check_model_file
@@ -252,9 +401,9 @@ def inspect(
     typer.echo(report.format())
 
 
-@app.command("rules")
+@app.command("rules", epilog=_RULES_EPILOG)
 @cli_command
-def list_rules(json_out: JsonOut = False) -> None:
+def list_rules(json_out: JsonOut = False, debug: Debug = False) -> None:
     """List the rewrite rules and the ONNX passes (answers without importing TensorFlow)."""
     from graphkit.rules import listing
 
@@ -262,7 +411,7 @@ def list_rules(json_out: JsonOut = False) -> None:
     typer.echo(json.dumps(report.to_dict(), indent=2) if json_out else report.format())
 
 
-@app.command()
+@app.command(epilog=_DEMO_EPILOG)
 @cli_command
 def demo(
     workdir: Annotated[
@@ -271,6 +420,7 @@ def demo(
             "--workdir", help="Where to write the demo's files (default: a temporary folder)."
         ),
     ] = None,
+    debug: Debug = False,
 ) -> None:
     """Run the whole job on a bundled example model: inspect, convert both ways, compare."""
     _tensorflow()
@@ -279,7 +429,7 @@ def demo(
     run_demo(workdir, echo=typer.echo)
 
 
-@app.command()
+@app.command(epilog=_VERIFY_EPILOG)
 @cli_command
 def verify(
     reference: Annotated[Path, typer.Argument(help="Reference model (.keras, .h5 or .onnx).")],
@@ -358,6 +508,7 @@ def verify(
     imports: Imports = None,
     onehot_lambdas: OneHotLambdas = None,
     json_out: JsonOut = False,
+    debug: Debug = False,
 ) -> None:
     """Check that two models compute the same thing. Exit 0 equivalent, 1 not, 2 bad input.
 
@@ -392,7 +543,7 @@ def verify(
         )
     except GraphkitError as exc:  # cli_command prints the `error:` line and exits 2
         _error_reports(
-            str(exc).replace("\n", " "),
+            exc.for_cli(),
             reference,
             candidate,
             json_out=json_out,
@@ -417,6 +568,7 @@ def _verify_checked(reference: Path, candidate: Path, inputs: Path | None, **opt
     options["rtol"] = parse_tolerance(options["rtol"], "rtol")
     options["atol"] = parse_tolerance(options["atol"], "atol")
     _check_provider(options["provider"])
+    _check_provider_applies(options["provider"], reference, candidate)
     check_options(
         samples=options["samples"],
         batch_size=options["batch_size"],
@@ -511,6 +663,18 @@ def _check_provider(provider: str) -> None:
         raise GraphkitError(f"--provider {provider!r}: expected one of: {', '.join(PROVIDERS)}")
 
 
+def _check_provider_applies(provider: str, reference: Path, candidate: Path) -> None:
+    """--provider picks onnxruntime's execution provider: with no ONNX model it would change
+    nothing, so it is refused rather than ignored."""
+    if provider != "cpu" and not any(
+        Path(p).suffix.lower() == ".onnx" for p in (reference, candidate)
+    ):
+        raise GraphkitError(
+            f"--provider {provider}: both models are Keras models and run in TensorFlow; "
+            "--provider chooses onnxruntime's device for an .onnx model"
+        )
+
+
 def _check_any_model_file(path: Path) -> None:
     if path.suffix.lower() == ".onnx":
         from graphkit.backends import check_file_exists
@@ -545,7 +709,7 @@ def _write_text(path: Path, text: str) -> None:
         tmp.write_text(text, encoding="utf-8")
 
 
-@app.command()
+@app.command(epilog=_EXPORT_EPILOG)
 @cli_command
 def export(
     model: Annotated[Path, typer.Argument(help="Keras model (.keras or .h5).")],
@@ -648,6 +812,7 @@ def export(
     imports: Imports = None,
     onehot_lambdas: OneHotLambdas = None,
     json_out: JsonOut = False,
+    debug: Debug = False,
 ) -> None:
     """Export to ONNX with tf2onnx (no unrolling), check it, and verify it in onnxruntime."""
     if not onnx:
@@ -715,12 +880,12 @@ def export(
             typer.echo(json.dumps(exc.report.to_dict(), indent=2))
         else:
             typer.echo(exc.report.format())
-        _err(str(exc))
+        _err(exc.for_cli())
         raise typer.Exit(1) from None
     typer.echo(json.dumps(report.to_dict(), indent=2) if json_out else report.format())
 
 
-@app.command("run")
+@app.command("run", epilog=_RUN_EPILOG)
 @cli_command
 def run_onnx(
     model: Annotated[Path, typer.Argument(help="ONNX model.")],
@@ -746,6 +911,7 @@ def run_onnx(
     ] = False,
     ranges: Ranges = None,
     json_out: JsonOut = False,
+    debug: Debug = False,
 ) -> None:
     """Run an ONNX model in onnxruntime on inputs from a file."""
     from graphkit.run import run_model
@@ -759,11 +925,15 @@ def run_onnx(
     typer.echo(json.dumps(report.to_dict(), indent=2) if json_out else report.format())
 
 
-@app.command()
+@app.command(epilog=_BENCH_EPILOG)
 @cli_command
 def bench(
     model: Annotated[Path, typer.Argument(help="Keras model (.keras/.h5) or ONNX model.")],
-    batch: Annotated[int, typer.Option("--batch", help="Batch size.")] = 32,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Samples per batch.")] = 32,
+    batch: Annotated[
+        Optional[int],  # noqa: UP045
+        typer.Option("--batch", hidden=True, help="Old name of --batch-size."),
+    ] = None,
     seq_len: Annotated[
         Optional[int],  # noqa: UP045
         typer.Option(
@@ -780,13 +950,18 @@ def bench(
     imports: Imports = None,
     onehot_lambdas: OneHotLambdas = None,
     json_out: JsonOut = False,
+    debug: Debug = False,
 ) -> None:
     """Median and p90 latency: Keras (checked trace), onnxruntime, both variants, fused and not."""
     from graphkit.bench import check_bench_options
     from graphkit.verification.inputs import parse_ranges
 
     _check_provider(provider)
-    check_bench_options(batch=batch, seq_len=seq_len, runs=runs)
+    if batch is not None:  # the old spelling, kept as a hidden alias
+        if batch_size not in (32, batch):
+            raise GraphkitError("give --batch-size only (--batch is its old name)")
+        batch_size = batch
+    check_bench_options(batch_size=batch_size, seq_len=seq_len, runs=runs)
     parse_ranges(ranges)
     _check_any_model_file(model)
     with _live("starting TensorFlow") as shown:
@@ -795,7 +970,7 @@ def bench(
 
         report = run_bench(
             model,
-            batch=batch,
+            batch_size=batch_size,
             seq_len=seq_len,
             runs=runs,
             provider=provider,

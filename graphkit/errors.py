@@ -10,7 +10,24 @@ class GraphkitError(Exception):
 
     The CLI prints it as a single ``error: <message>`` line and exits 2.
     Any other exception is a bug in graphkit and keeps its traceback.
+
+    The message names what the caller wrote: a Python caller's arguments
+    (``target="coreml" needs fixed_shapes={NAME: DIMS}``). Where the CLI spells the same
+    mistake with its flags (``--target coreml needs --fixed-shape NAME=DIMS``), ``cli`` holds
+    that wording and the CLI prints ``for_cli()``.
     """
+
+    cli: str | None = None  # the message in the CLI's words, where they differ
+
+    def __init__(self, message: str = "", *args: object, cli: str | None = None) -> None:
+        super().__init__(message, *args)
+        if cli is not None:
+            self.cli = cli
+
+    def for_cli(self) -> str:
+        """The one-line message the CLI prints: flags where Python names arguments."""
+        text = self.cli if self.cli is not None else str(self)
+        return text.replace("\n", " ")
 
 
 MAX_CAUSE = 300

@@ -369,7 +369,10 @@ def check_export_options(
 
     check_options(samples=samples, seq_len=seq_len)
     if not 13 <= int(opset) <= 21:
-        raise GraphkitError(f"--opset {opset}: graphkit exports opsets 13 to 21")
+        raise GraphkitError(
+            f"opset={opset}: graphkit exports opsets 13 to 21",
+            cli=f"--opset {opset}: graphkit exports opsets 13 to 21",
+        )
     if output is None and model is None:
         return None
     path = Path(output) if output is not None else default_onnx_path(model)
@@ -456,7 +459,10 @@ def export_onnx(
     if target is not None:
         index_dtype = "int32"  # implied: the target's passes include int32_indices
     if not 13 <= int(opset) <= 21:
-        raise GraphkitError(f"--opset {opset}: graphkit exports opsets 13 to 21")
+        raise GraphkitError(
+            f"opset={opset}: graphkit exports opsets 13 to 21",
+            cli=f"--opset {opset}: graphkit exports opsets 13 to 21",
+        )
     from graphkit.verification.inputs import parse_ranges
 
     parse_ranges(ranges)  # a mistyped --range fails before the slow export
@@ -593,7 +599,10 @@ def _check_fixed_shapes_fit(model, source, fixed_shapes) -> None:
     problem = KerasBackend(model, source).shape_problem(shapes)
     if problem:
         given = ", ".join(f"{n}={'x'.join(map(str, d))}" for n, d in fixed.items())
-        raise GraphkitError(f"--fixed-shape {given}: the model does not take it: {problem}")
+        raise GraphkitError(
+            f"fixed_shapes={fixed!r}: the model does not take it: {problem}",
+            cli=f"--fixed-shape {given}: the model does not take it: {problem}",
+        )
 
 
 def _data_path(model_path: Path) -> Path:

@@ -58,7 +58,11 @@ def check_target(name: str | None) -> Target | None:
     if name is None:
         return None
     if name not in TARGETS:
-        raise GraphkitError(f"--target {name}: expected one of: {', '.join(TARGETS)}")
+        known = ", ".join(TARGETS)
+        raise GraphkitError(
+            f"target={name!r}: expected one of: {known}",
+            cli=f"--target {name}: expected one of: {known}",
+        )
     return TARGETS[name]
 
 
@@ -94,9 +98,12 @@ def plan_passes(
     chosen = check_target(target)
     if chosen is not None:
         if not fixed_shapes:
+            why = f"{chosen.provider} runs static shapes only"
             raise GraphkitError(
-                f"--target {chosen.name} needs --fixed-shape NAME=DIMS for every input "
-                f"(e.g. --fixed-shape tokens=1x64): {chosen.provider} runs static shapes only"
+                f"target={chosen.name!r} needs fixed_shapes={{NAME: DIMS}} for every input "
+                f"(e.g. fixed_shapes={{'tokens': (1, 64)}}): {why}",
+                cli=f"--target {chosen.name} needs --fixed-shape NAME=DIMS for every input "
+                f"(e.g. --fixed-shape tokens=1x64): {why}",
             )
         names = [n for n in names if n not in chosen.passes] + list(chosen.passes)
         for name, given in chosen.params.items():
@@ -117,9 +124,12 @@ def check_inputs_fixed(
     for name, dims in declared.items():
         if name not in fixed and any(d is None for d in dims):
             shape = "(" + ", ".join(str(d) for d in dims) + ("," if len(dims) == 1 else "") + ")"
+            why = f"({chosen.provider} runs static shapes only)"
             raise GraphkitError(
-                f"--target {chosen.name}: input {name!r} has the dynamic shape {shape}: fix it "
-                f"with --fixed-shape {name}=DIMS ({chosen.provider} runs static shapes only)"
+                f"target={chosen.name!r}: input {name!r} has the dynamic shape {shape}: fix it "
+                f"with fixed_shapes={{{name!r}: DIMS}} {why}",
+                cli=f"--target {chosen.name}: input {name!r} has the dynamic shape {shape}: fix "
+                f"it with --fixed-shape {name}=DIMS {why}",
             )
 
 

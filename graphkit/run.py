@@ -21,7 +21,8 @@ class RunReport(dict):
         n = self["samples"]
         lines = [f"{self['model']}: {n} sample{'s' if n != 1 else ''} on {self['provider']}"]
         lines += [
-            f"  input {i['name']}: shape {tuple(i['shape'])} {i['dtype']}" for i in self["inputs"]
+            f"  input {i['name']}: shape {tuple(i['shape'])} {i['dtype']}{_values(i)}"
+            for i in self["inputs"]
         ]
         lines += [
             f"  {o['name']}: shape {tuple(o['shape'])} {o['dtype']}, "
@@ -31,6 +32,39 @@ class RunReport(dict):
         if self["output"] is not None:
             lines.append(f"wrote {self['output']}")
         return "\n".join(lines)
+
+
+def _values(entry: dict[str, Any]) -> str:
+    """``, values 3..47 (valid 0..49)``: the data's own range, beside the model's."""
+    if entry.get("min") is None:
+        return ""
+    text = f", values {entry['min']:.6g}..{entry['max']:.6g}"
+    if entry.get("valid") is not None:
+        low, high = entry["valid"]
+        text += f" (valid {low}..{high - 1})"
+    return text
+
+
+def _input_entry(spec, arr: np.ndarray) -> dict[str, Any]:
+    entry: dict[str, Any] = {"name": spec.name, "shape": list(arr.shape), "dtype": str(arr.dtype)}
+    numeric = arr.dtype.kind in "biuf" and arr.size
+    entry["min"] = float(np.min(arr)) if numeric else None
+    entry["max"] = float(np.max(arr)) if numeric else None
+    entry["valid"] = [int(spec.low), int(spec.vocab)] if spec.is_index else None
+    return entry
+
+
+def _run_in_batches(backend, arrays: dict[str, np.ndarray], batch: int | None) -> list:
+    """Run all samples at once, or in batches of ``batch`` for a model fixed to that size
+    (``export --fixed-shape``): the same samples a free-batch model would get."""
+    n = len(next(iter(arrays.values())))
+    if batch is None or batch >= n:
+        return backend.run(arrays)
+    parts = [
+        backend.run({k: v[start : start + batch] for k, v in arrays.items()})
+        for start in range(0, n, batch)
+    ]
+    return [np.concatenate(outs) for outs in zip(*parts)]
 
 
 def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
@@ -70,7 +104,7 @@ def run_model(
     from graphkit.backends import OnnxBackend
     from graphkit.io import atomic_output, check_output_path
     from graphkit.verification import load_inputs
-    from graphkit.verification.inputs import apply_ranges, parse_ranges
+    from graphkit.verification.inputs import apply_ranges, fixed_batch, parse_ranges
 
     if Path(model).suffix.lower() != ".onnx":
         raise GraphkitError(
@@ -84,9 +118,9 @@ def run_model(
         check_output_path(output, force=force)
     backend = OnnxBackend(model, provider=provider)
     specs = apply_ranges(backend.inputs, ranges) if ranges else backend.inputs
-    arrays = load_inputs(inputs, specs)
+    arrays = load_inputs(inputs, specs)  # names, dtypes, shapes, batch and index ranges
     try:
-        outs = backend.run(arrays)
+        outs = _run_in_batches(backend, arrays, fixed_batch(specs))
     except Exception as exc:
         raise GraphkitError(
             f"{model}: onnxruntime failed: {one_line(exc, with_type=False)}"
@@ -102,10 +136,7 @@ def run_model(
             "provider": provider,
             "samples": int(len(next(iter(arrays.values())))),
             "output": str(output) if output is not None else None,
-            "inputs": [
-                {"name": name, "shape": list(arr.shape), "dtype": str(arr.dtype)}
-                for name, arr in arrays.items()
-            ],
+            "inputs": [_input_entry(spec, arrays[spec.name]) for spec in specs],
             "outputs": [
                 {
                     "name": name,

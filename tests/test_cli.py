@@ -297,7 +297,8 @@ EARLY_MISTAKES = [
     (["verify", "{seq}", "{seq}", "--junit", "{tmp}/no/j.xml"], "does not exist"),
     (["verify", "{seq}", "{seq}", "--inputs", "{tmp}/x.txt"], "must be a .npz or .npy"),
     (["bench", "{seq}", "--runs", "0"], "--runs must be at least 1"),
-    (["bench", "{seq}", "--batch", "0"], "--batch must be at least 1"),
+    (["bench", "{seq}", "--batch-size", "0"], "--batch-size must be at least 1"),
+    (["bench", "{seq}", "--batch", "0"], "--batch-size must be at least 1"),  # the old name
     (["bench", "{seq}", "--seq-len", "0"], "--seq-len must be at least 1"),
     (["run", "{tmp}/m.onnx", "--inputs", "{tmp}/i.npz", "-o", "{tmp}/exists.npz"], "already"),
     (["run", "{tmp}/m.onnx", "--inputs", "{tmp}/i.npz", "-o", "{tmp}/x.txt"], "must end in .npz"),

@@ -547,10 +547,11 @@ def test_a_fixed_shape_the_convolutions_cannot_take_is_refused_naming_the_layer(
 
     model = examples.strided_conv_classifier(seed=0)
     with pytest.raises(
-        GraphkitError, match=r"--fixed-shape .*=1x2: the model does not take it"
+        GraphkitError, match=r"fixed_shapes=\{.*: \(1, 2\)\}: the model does not take it"
     ) as info:
         export_onnx(model, tmp_path / "x.onnx", fixed_shapes={model.inputs[0].name: (1, 2)})
     assert "Computed output size would be zero or negative" in str(info.value)
+    assert "=1x2: the model does not take it" in info.value.for_cli()  # --fixed-shape NAME=1x2
     assert list(tmp_path.iterdir()) == []
     fine = export_onnx(model, tmp_path / "y.onnx", fixed_shapes={model.inputs[0].name: (2, 40)})
     assert fine.verify.equivalent

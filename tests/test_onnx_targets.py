@@ -139,11 +139,15 @@ def test_an_input_left_dynamic_is_refused_before_tracing(tmp_path, monkeypatch):
     model = keras.Model([tokens, tag], keras.layers.Dense(1)(x))
     with pytest.raises(GraphkitError) as info:
         export_onnx(model, tmp_path / "m.onnx", fixed_shapes={"tokens": (1, 8)}, target="nnapi")
-    assert str(info.value) == (
+    assert str(info.value) == (  # the Python API names its arguments, the CLI its flags
+        "target='nnapi': input 'tag' has the dynamic shape (None, 1): fix it with "
+        "fixed_shapes={'tag': DIMS} (NNAPI runs static shapes only)"
+    )
+    assert info.value.for_cli() == (
         "--target nnapi: input 'tag' has the dynamic shape (None, 1): fix it with "
         "--fixed-shape tag=DIMS (NNAPI runs static shapes only)"
     )
-    with pytest.raises(GraphkitError, match="--target coreml needs --fixed-shape NAME=DIMS"):
+    with pytest.raises(GraphkitError, match=r"target='coreml' needs fixed_shapes=\{NAME: DIMS\}"):
         export_onnx(model, tmp_path / "m.onnx", target="coreml")
 
 

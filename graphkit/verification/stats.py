@@ -72,6 +72,16 @@ class OutputStats:
                 self.max_rel = max(self.max_rel, rel)
 
     @property
+    def max_abs_error(self) -> float:
+        """The largest absolute difference: the name the JSON and JUnit reports use."""
+        return self.max_abs
+
+    @property
+    def max_rel_error(self) -> float:
+        """The largest relative difference (elements where the reference is 0 left out)."""
+        return self.max_rel
+
+    @property
     def ok(self) -> bool:
         return self.shape_mismatch is None and self.exceeding == 0
 
