@@ -134,6 +134,7 @@ def verify(
     bad input.
     """
     check_options(samples=samples, batch_size=batch_size, seq_len=seq_len, rtol=rtol, atol=atol)
+    given_seq_len = None if isinstance(seq_len, LengthChoice) else seq_len  # noted if unused
     report_to = as_progress(progress, callable_is="advance")
     lambdas = _lambdas_per_model((reference, candidate), onehot_lambdas)
     backends = []
@@ -232,6 +233,8 @@ def verify(
     notes = list(dict.fromkeys([*ref.notes, *cand.notes, *notes_early]))  # verify(m, m): once
     if choice is not None and choice.note and has_variable_axes(specs):
         notes.append(choice.note)
+    if given_seq_len is not None and (inputs is not None or not has_variable_axes(specs)):
+        notes.append(f"--seq-len {given_seq_len} not used: " + ("the inputs came from a file" if inputs is not None else "the models have no variable (None) axis"))  # fmt: skip
     for label, adopted in (("reference", lambdas[0]), ("candidate", lambdas[1])):
         if adopted:
             notes.append(
