@@ -216,7 +216,11 @@ def _onehot_model(depth: np.ndarray, overridable: bool) -> onnx.ModelProto:
         elem = helper.np_dtype_to_tensor_dtype(depth.dtype)
         inputs.append(helper.make_tensor_value_info("depth", elem, list(depth.shape)))
     graph = helper.make_graph(
-        nodes, "g", inputs, [helper.make_tensor_value_info("out", TensorProto.FLOAT, None)], inits
+        nodes,
+        "g",
+        inputs,
+        [helper.make_tensor_value_info("out", TensorProto.FLOAT, ["b", 5, 2])],
+        inits,
     )
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
 
