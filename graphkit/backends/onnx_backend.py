@@ -268,7 +268,9 @@ _INDEX_PASSTHROUGH = frozenset(
 )
 
 
-def _onnx_index_info(model) -> dict[str, tuple[int, bool, tuple]]:
+def _onnx_index_info(
+    model, unreadable: dict[str, str] | None = None
+) -> dict[str, tuple[int, bool, tuple]]:
     """Vocabulary of each graph input from the Gather/OneHot that reads it (through Cast & co).
 
     Input name -> (smallest vocabulary found, whether it is also compared with 0, i.e. masked,
@@ -306,6 +308,8 @@ def _onnx_index_info(model) -> dict[str, tuple[int, bool, tuple]]:
                         tables.append(TableRead(node.input[0], int(rows)))
                 elif node.op_type == "OneHot" and node.input[0] == name:
                     d = onehot_depth(index, node)
+                    if d is None and unreadable is not None:
+                        unreadable[gi.name] = "the depth of the OneHot that reads it is not a count"
                     if d is not None:
                         vocab = d if vocab is None else min(vocab, d)
                         tables.append(TableRead(f"OneHot {node.name or node.output[0]}", d))
@@ -350,7 +354,8 @@ class OnnxBackend(Backend):
         if provider == "cuda" and wanted not in self.session.get_providers():
             raise GraphkitError(f"{path}: onnxruntime did not enable {wanted} for this session")
         self.provider = provider
-        index = _onnx_index_info(proto)
+        unreadable: dict[str, str] = {}
+        index = _onnx_index_info(proto, unreadable)
         self.inputs = []
         for i in self.session.get_inputs():
             shape = tuple(d if isinstance(d, int) else None for d in i.shape)
@@ -364,7 +369,7 @@ class OnnxBackend(Backend):
             ):
                 spec.role = "mask"
             elif "int" in dtype:
-                spec.note = "no Gather or OneHot reads its values"
+                spec.note = unreadable.get(i.name, "no Gather or OneHot reads its values")
             self.inputs.append(spec)
         self.output_names = [o.name for o in self.session.get_outputs()]
         self.half_precision = _onnx_uses_half(proto)
