@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -20,24 +19,33 @@ def _fixtures_dir() -> Path | None:
 
 
 def run_demo(workdir: str | Path | None = None, echo: Callable[[str], None] = print) -> dict:
-    """Inspect, convert to onehot-dense and back, and show that predictions are identical."""
-    from graphkit import interrupts
-    from graphkit.backends import model_feed
-    from graphkit.conversion import convert_file
-    from graphkit.inspect import inspect_model
-    from graphkit.io import load_model
+    """Inspect, convert to onehot-dense and back, and show that predictions are identical.
 
-    owned = workdir is None
-    with interrupts.deferred():
-        work = Path(tempfile.mkdtemp(prefix="graphkit-demo-")) if owned else Path(workdir)
-        if owned:
-            interrupts.register(work)  # removed if interrupted; kept once the demo is done
+    The files go to ``workdir``, kept; without it, to a ``graphkit-demo-*`` temporary folder
+    that is removed at the end, and on Ctrl-C or SIGTERM (registered with ``interrupts``).
+    """
+    from graphkit import interrupts
+
+    if workdir is None:
+        with interrupts.temporary_directory(prefix="graphkit-demo-") as work:
+            return _run_in(work, echo, kept=False)
+    work = Path(workdir)
     if work.exists() and not work.is_dir():
         raise GraphkitError(f"--workdir {work}: exists and is not a folder")
     try:
         work.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise GraphkitError(f"--workdir {work}: cannot create it ({exc.strerror})") from exc
+    return _run_in(work, echo, kept=True)
+
+
+def _run_in(work: Path, echo: Callable[[str], None], *, kept: bool) -> dict:
+    """The demo's steps, writing into ``work``."""
+    from graphkit.backends import model_feed
+    from graphkit.conversion import convert_file
+    from graphkit.inspect import inspect_model
+    from graphkit.io import load_model
+
     src = work / f"{FIXTURE}.keras"
     inputs_path = work / f"{FIXTURE}.npz"
     fixtures = _fixtures_dir()
@@ -135,8 +143,10 @@ def run_demo(workdir: str | Path | None = None, echo: Callable[[str], None] = pr
     echo("")
     result.update(_old_model(work, fixtures, echo))
     echo("")
-    interrupts.unregister(work)
-    echo(f"files are in {work}")
+    if kept:
+        echo(f"files are in {work}")
+    else:
+        echo("the files were in a temporary folder, now removed: --workdir DIR keeps them")
     return result
 
 
