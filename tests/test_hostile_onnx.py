@@ -505,3 +505,29 @@ def test_fuzz_load_inputs(tmp_path, edits, kind):
         assert "\n" not in str(exc)
     else:
         assert set(arrays) == {"ids"} and arrays["ids"].nbytes <= 1 << 20
+
+
+def test_a_string_that_is_not_utf8_is_refused(tmp_path):
+    model = _gather_model()
+    entry = model.metadata_props.add()
+    entry.key, entry.value = "graphkit.index_range.MARK", "3"
+    path = tmp_path / "m.onnx"
+    path.write_bytes(model.SerializeToString().replace(b"MARK", b"\xff\xfe\xfd\xfc"))
+    with pytest.raises(GraphkitError, match="not UTF-8 text"):
+        check_onnx_file(path)
+
+
+@settings(
+    max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(edits=EDITS, which=st.sampled_from(["gather", "onehot"]))
+def test_fuzz_onnx_backend(tmp_path, edits, which):
+    """What verify, run and bench do with a model: open it, read its inputs, synthesize."""
+    model = _gather_model() if which == "gather" else _onehot_model(np.array([4]), True)
+    path = tmp_path / "m.onnx"
+    path.write_bytes(_mutate(model.SerializeToString(), edits))
+    try:
+        backend = OnnxBackend(path)
+        next(synthesize(backend.inputs, 2, 2, 5, seed=0))
+    except GraphkitError as exc:
+        assert "\n" not in str(exc)

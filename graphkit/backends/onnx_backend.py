@@ -59,6 +59,7 @@ def check_onnx_file(path: str | os.PathLike):
             f"{path}: not a valid ONNX model ({one_line(exc, with_type=False)[:300]})"
         ) from exc
     del data
+    _check_text_fields(model, path)
     check_external_data(model, path)
     try:
         onnx.checker.check_model(str(path), full_check=False)
@@ -70,6 +71,32 @@ def check_onnx_file(path: str | os.PathLike):
     if not model.graph.node and not model.graph.output:
         raise GraphkitError(f"{path}: not a valid ONNX model (empty graph)")
     return model
+
+
+def _check_text_fields(model, path: Path) -> None:
+    """Refuse a model with a string field that is not UTF-8 text.
+
+    onnx.proto is proto2: protobuf hands such a field out as bytes, where every reader (graphkit's
+    passes, onnxruntime's Python names) expects str. ``bytes`` fields (tensor data) are not text.
+    """
+    from google.protobuf.descriptor import FieldDescriptor
+
+    stack = [model]
+    while stack:
+        message = stack.pop()
+        for field, value in message.ListFields():
+            repeated = getattr(field, "is_repeated", None)  # protobuf >= 5.28; label before
+            if repeated is None:
+                repeated = field.label == FieldDescriptor.LABEL_REPEATED
+            values = value if repeated else [value]
+            if field.type == FieldDescriptor.TYPE_MESSAGE:
+                stack.extend(values)
+            elif field.type == FieldDescriptor.TYPE_STRING and any(
+                not isinstance(v, str) for v in values
+            ):
+                raise GraphkitError(
+                    f"{path}: not a valid ONNX model (a {field.name} that is not UTF-8 text)"
+                )
 
 
 def _read_regular(path: Path, what: str, limit: int) -> bytes:
