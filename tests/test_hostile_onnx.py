@@ -62,11 +62,14 @@ def outside(tmp_path):
     return secret, folder
 
 
-def test_a_plain_external_file_is_accepted(outside):
+@pytest.mark.parametrize("location", ["m.onnx.data", "./m.onnx.data", "sub/d.bin", "#d.bin"])
+def test_a_plain_external_file_is_accepted(outside, location, monkeypatch):
     _, folder = outside
-    (folder / "m.onnx.data").write_bytes(SECRET.tobytes())
-    path = _external(_gather_model(), folder, "m.onnx.data")
-    backend = OnnxBackend(path)
+    (folder / "sub").mkdir()
+    (folder / location).write_bytes(SECRET.tobytes())
+    path = _external(_gather_model(), folder, location)
+    monkeypatch.chdir(folder.parent)
+    backend = OnnxBackend(path.relative_to(folder.parent))
     out = backend.run({"ids": np.array([[1, 2]], np.int64)})[0]
     np.testing.assert_array_equal(out[0], SECRET[[1, 2]])
 
