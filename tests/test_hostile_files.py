@@ -347,6 +347,31 @@ def test_fuzzed_zip_headers_give_a_graphkit_error_or_a_config(tmp_path, edits):
         assert config is None or isinstance(config, dict)
 
 
+H5 = (FIXTURES / "legacy_keras2.h5").read_bytes()
+
+
+@settings(
+    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    edits=st.lists(
+        st.tuples(st.integers(8, len(H5) - 1), st.integers(0, 255)), min_size=1, max_size=8
+    )
+)
+def test_fuzzed_h5_gives_a_graphkit_error_or_a_config(tmp_path, edits):
+    data = bytearray(H5)
+    for at, value in edits:
+        data[at] = value
+    path = tmp_path / "fuzz.h5"
+    path.write_bytes(bytes(data))
+    try:
+        config = gio.read_config(*gio.check_model_file(path))
+    except GraphkitError as exc:
+        assert "\n" not in str(exc)
+    else:
+        assert config is None or isinstance(config, dict)
+
+
 # --- the CLI: exit 2 and one `error:` line for each crafted file --------------------------
 
 
