@@ -16,7 +16,7 @@ import zlib
 from collections.abc import Iterable
 from pathlib import Path
 
-from graphkit import limits
+from graphkit import keras_versions, limits
 from graphkit.errors import GraphkitError, one_line
 
 KERAS_SUFFIXES = (".keras",)
@@ -552,9 +552,10 @@ def load_model(
                 f"refused in safe mode: {hint}; pass --unsafe only if you trust this file "
                 "(it runs code from it)"
             )
-        raise GraphkitError(f"{path}: {message}") from exc
+        raise GraphkitError(f"{path}: {keras_versions.explain(path, message)}") from exc
     if not isinstance(model, keras.Model):
         raise GraphkitError(f"{path}: holds a {type(model).__name__}, not a Keras model")
+    keras_versions.note_if_newer(path, notes)
     if adoptions:
         _check_adopted_depths(model, adoptions[0], path)
         _report_adoptions(model, adoptions[0], notes, findings)
@@ -686,7 +687,7 @@ def explain_load_error(exc: BaseException) -> str:
     m = re.search(r"Unrecognized keyword arguments passed to (\w+): (\{.*?\})", text)
     if m:
         return (
-            f"{m.group(1)} config has keyword arguments Keras 3 does not accept {m.group(2)} "
+            f"{m.group(1)} config has keyword arguments Keras 3 does not accept {keras_versions.quoted_config(text, m.start(2))} "
             "(a model saved by an older Keras?)"
         )
     if "Bad CRC-32" in text or "Bad magic number" in text:
