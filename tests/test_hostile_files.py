@@ -421,6 +421,34 @@ def test_keras_extraction_goes_into_a_registered_folder(tmp_path, monkeypatch):
     assert tempfile.tempdir == str(folder)  # restored
 
 
+def test_keras_weights_fallback_extracts_into_the_registered_folder(tmp_path, monkeypatch):
+    """Short of memory, Keras extracts the weights beside the file it opened: that is now a
+    link inside graphkit's folder, never the user's folder."""
+    from keras.src.saving import saving_lib
+
+    from graphkit import interrupts
+
+    monkeypatch.setattr(saving_lib, "is_memory_sufficient", lambda model: False)
+    where = []
+    real = zipfile.ZipFile.extract
+
+    def spy(self, member, path=None, pwd=None):
+        where.append((Path(path), interrupts.registered()))
+        return real(self, member, path, pwd)
+
+    monkeypatch.setattr(zipfile.ZipFile, "extract", spy)
+    model_dir = tmp_path / "models"
+    model_dir.mkdir()
+    model = model_dir / "m.keras"
+    model.write_bytes(SEQUENTIAL.read_bytes())
+    gio.load_model(model, compile=False)
+    assert where, "Keras did not take its extract-to-disk path: the test tests nothing"
+    for folder, registered in where:
+        assert not folder.is_relative_to(model_dir)
+        assert any(folder.is_relative_to(r) for r in registered), (folder, registered)
+    assert sorted(p.name for p in model_dir.iterdir()) == ["m.keras"]
+
+
 def _default_signals() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
