@@ -135,7 +135,9 @@ def expected_exit_code(output: str) -> int:
 
 def test_normalise_keeps_words_shapes_and_verdicts():
     """The masking lets numbers vary and nothing else (so the docs test can fail)."""
-    shown = "out     256x1  2.38e-07     2.29e-05     (145, 0)  0/256  rtol=8.29e-07 atol=1.48e-06  ok"
+    shown = (
+        "out     256x1  2.38e-07     2.29e-05     (145, 0)  0/256  rtol=8.29e-07 atol=1.48e-06  ok"
+    )
     other = "out  256x1  0  0  -  0/256  rtol=8.3e-07 atol=1.5e-06  exact"
     assert normalise(shown) == normalise(other)
     assert normalise(shown) != normalise(shown.replace("0/256", "3/256"))
@@ -162,9 +164,8 @@ def test_commands_shown_print_what_is_shown(page, tmp_path, monkeypatch):
             result = runner.invoke(app, shlex.split(command)[1:])
             got, want = normalise(result.output), normalise(output)
             assert result.exit_code == expected_exit_code(output), f"{command}\n{result.output}"
-            assert matches(want, got), (
-                f"{page}: `{command}` prints something else:\n"
-                + "\n".join(difflib.unified_diff(want, got, "shown", "printed", lineterm=""))
+            assert matches(want, got), f"{page}: `{command}` prints something else:\n" + "\n".join(
+                difflib.unified_diff(want, got, "shown", "printed", lineterm="")
             )
             ran += 1
     assert ran >= 3, f"{page}: no commands found to run"
@@ -209,7 +210,9 @@ def test_links_resolve(page):
 
 
 def test_cli_reference_is_generated_from_the_cli():
-    spec = importlib.util.spec_from_file_location("make_cli_docs", ROOT / "scripts/make_cli_docs.py")
+    spec = importlib.util.spec_from_file_location(
+        "make_cli_docs", ROOT / "scripts/make_cli_docs.py"
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     assert (DOCS / "cli.md").read_text("utf-8") == module.cli_reference(), (
