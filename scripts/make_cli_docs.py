@@ -40,6 +40,19 @@ What holds for every command:
   `--onehot-lambda NAME[=DEPTH]` (repeatable: adopt a one-hot Lambda as graphkit's `OneHot`
   without running it, see [legacy models](legacy-models.md)).
 - An output file that exists is replaced only with `--force`; an input never.
+
+Errors, for example (written by hand, not generated; the first three rerun on this version):
+
+```text
+$ graphkit convert nested.keras --to onehot-dense
+error: nested.onehot-dense.keras: already exists (pass --force to overwrite it)
+$ graphkit convert fixtures/with_lambda.keras --to onehot-dense
+error: fixtures/with_lambda.keras: refused in safe mode: Lambda 'double' (lambda expression) is not a one-hot graphkit can adopt; pass --unsafe only if you trust this file (it runs code from it)
+$ graphkit convert masked_lstm.keras --to onehot-dense -o masked.h5
+error: masked.h5: Keras cannot load back the file it writes (it stores Keras' own operation 'NotEqual' as a layer, as Keras' .h5 writer does for the masks of Functional models; save as .keras instead); nothing was written
+$ graphkit verify conv.keras conv.keras --seq-len 6
+error: --seq-len 6 does not fit the model: the reference fails: layer 'max_pooling1d' (MaxPooling1D): Computed output size would be zero or negative; it needs at least 29: pass --seq-len 29 or more, or --inputs FILE.npz
+```
 """
 
 
