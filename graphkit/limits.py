@@ -20,10 +20,10 @@ MAX_METADATA_DIGITS = 18
 # --- .npz/.npy inputs (verification/inputs.py load_inputs) ---
 
 # Bytes of all arrays of one inputs file, checked from the .npy headers before anything is
-# read: inputs are batches of token ids or features (64M float32 values is far beyond a batch),
-# and a crafted 4 MB .npz of zeros can declare gigabytes; with the copy that validation makes,
-# 256 MiB keeps such a file under 1 GiB of memory.
-MAX_INPUT_BYTES = 256 << 20
+# read (and never more than half the memory available then): an evaluation set of 100k
+# sequences of 512 int64 tokens is 400 MB, so the cap is generous; a crafted few-MB .npz
+# that declares gigabytes is refused by MAX_INFLATION_RATIO before this counts.
+MAX_INPUT_BYTES = 4 << 30
 
 # Members of one .npz: one per model input; zipfile holds every central-directory entry in
 # memory, and a few-MB file can list a hundred thousand.

@@ -377,7 +377,7 @@ def test_a_zip_of_zeros_is_refused_from_the_central_directory(tmp_path):
     cd = raw.rfind(b"PK\x01\x02")
     struct.pack_into("<I", raw, cd + 24, 15 << 28)  # uncompressed size
     path.write_bytes(bytes(raw))
-    with pytest.raises(GraphkitError, match="members declare 4026531840 bytes.*MAX_INPUT_BYTES"):
+    with pytest.raises(GraphkitError, match="declares 4026531840 bytes.*MAX_INFLATION_RATIO"):
         load_inputs(path, SPECS)
 
 

@@ -449,7 +449,7 @@ def _read_npz(f, path: Path) -> dict[str, np.ndarray]:
     """
     import zipfile
 
-    from graphkit.limits import MAX_NPZ_MEMBERS
+    from graphkit.limits import MAX_INFLATION_FLOOR_BYTES, MAX_INFLATION_RATIO, MAX_NPZ_MEMBERS
 
     budget = _input_budget()
     arrays: dict[str, np.ndarray] = {}
@@ -474,6 +474,15 @@ def _read_npz(f, path: Path) -> dict[str, np.ndarray]:
                 )
             if not info.filename.endswith(".npy"):
                 raise GraphkitError(f"{where} is not a .npy array")
+            if (
+                info.file_size > MAX_INFLATION_FLOOR_BYTES
+                and info.file_size > MAX_INFLATION_RATIO * max(info.compress_size, 1)
+            ):
+                raise GraphkitError(
+                    f"{where}: declares {info.file_size} bytes from {info.compress_size} "
+                    f"compressed, over {MAX_INFLATION_RATIO}:1 "
+                    "(graphkit.limits.MAX_INFLATION_RATIO: a few MB must not become gigabytes)"
+                )
             declared += info.file_size
             if declared > budget + 1024 * len(members):  # headers are at most a few KB
                 raise GraphkitError(
