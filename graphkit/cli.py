@@ -191,6 +191,34 @@ Imports = Annotated[
     ),
 ]
 JsonOut = Annotated[bool, typer.Option("--json", help="Print a JSON report on stdout.")]
+Timeout = Annotated[
+    Optional[float],  # noqa: UP045
+    typer.Option(
+        "--timeout",
+        metavar="SECONDS",
+        help="Stop cleanly after SECONDS (exit 2, one error line; --json/--junit still "
+        "report it): running a model costs what the model costs.",
+    ),
+]
+
+
+def _check_timeout(timeout: float | None) -> None:
+    import math
+
+    if timeout is not None and (not math.isfinite(timeout) or timeout <= 0):
+        raise GraphkitError(f"--timeout must be a number of seconds above 0, got {timeout}")
+
+
+def _time_limit(timeout: float | None, before=None):
+    from graphkit import interrupts
+
+    return interrupts.time_limit(
+        timeout,
+        f"stopped after {timeout:g} s (--timeout {timeout:g})" if timeout else "",
+        before=before,
+    )
+
+
 OneHotLambdas = Annotated[
     Optional[list[str]],  # noqa: UP045
     typer.Option(
@@ -508,46 +536,57 @@ def verify(
     imports: Imports = None,
     onehot_lambdas: OneHotLambdas = None,
     json_out: JsonOut = False,
+    timeout: Timeout = None,
     debug: Debug = False,
 ) -> None:
     """Check that two models compute the same thing. Exit 0 equivalent, 1 not, 2 bad input.
 
     With --json or --junit, exit 2 still gives a report: {"status": "error", "error": ...}
     and one errored test case."""
-    junit_ok = False
-    try:
-        if junit is not None:
-            from graphkit.io import check_output_path
+    reports = {"junit": None}
 
-            _refuse_overwriting(junit, "--junit", [reference, candidate, inputs])
-            check_output_path(junit, force=force)  # a report obeys the no-clobber rule too
-            junit_ok = True
-        report = _verify_checked(
+    def timed_out() -> None:  # CI still gets its reports when --timeout stops the run
+        _error_reports(
+            f"stopped after {timeout:g} s (--timeout {timeout:g})",
             reference,
             candidate,
-            inputs,
-            save=save,
-            force=force,
-            ranges=ranges,
-            samples=samples,
-            batch_size=batch_size,
-            seq_len=seq_len,
-            seed=seed,
-            rtol=rtol,
-            atol=atol,
-            locate=locate,
-            provider=provider,
-            unsafe=unsafe,
-            imports=imports or (),
-            onehot_lambdas=onehot_lambdas or (),
+            json_out=json_out,
+            junit=reports["junit"],
         )
+
+    try:
+        _check_timeout(timeout)
+        with _time_limit(timeout, before=timed_out):
+            report = _verify_and_report(
+                reference,
+                candidate,
+                inputs,
+                junit,
+                force,
+                reports,
+                options=dict(
+                    save=save,
+                    ranges=ranges,
+                    samples=samples,
+                    batch_size=batch_size,
+                    seq_len=seq_len,
+                    seed=seed,
+                    rtol=rtol,
+                    atol=atol,
+                    locate=locate,
+                    provider=provider,
+                    unsafe=unsafe,
+                    imports=imports or (),
+                    onehot_lambdas=onehot_lambdas or (),
+                ),
+            )
     except GraphkitError as exc:  # cli_command prints the `error:` line and exits 2
         _error_reports(
             exc.for_cli(),
             reference,
             candidate,
             json_out=json_out,
-            junit=junit if junit_ok else None,
+            junit=reports["junit"],
         )
         raise
     if junit is not None:
@@ -557,6 +596,18 @@ def verify(
     else:
         typer.echo(report.format())
     raise typer.Exit(0 if report.equivalent else 1)
+
+
+def _verify_and_report(reference, candidate, inputs, junit, force, reports, options):
+    """verify's output checks, then the run; ``reports["junit"]`` is set once the JUnit
+    path is known to be writable (so an error report never clobbers anything)."""
+    if junit is not None:
+        from graphkit.io import check_output_path
+
+        _refuse_overwriting(junit, "--junit", [reference, candidate, inputs])
+        check_output_path(junit, force=force)  # a report obeys the no-clobber rule too
+        reports["junit"] = junit
+    return _verify_checked(reference, candidate, inputs, force=force, **options)
 
 
 def _verify_checked(reference: Path, candidate: Path, inputs: Path | None, **options):
@@ -911,6 +962,7 @@ def run_onnx(
     ] = False,
     ranges: Ranges = None,
     json_out: JsonOut = False,
+    timeout: Timeout = None,
     debug: Debug = False,
 ) -> None:
     """Run an ONNX model in onnxruntime on inputs from a file."""
@@ -918,7 +970,8 @@ def run_onnx(
     from graphkit.verification.inputs import parse_ranges
 
     parse_ranges(ranges)
-    with progress(f"running {model} in onnxruntime..."):
+    _check_timeout(timeout)
+    with _time_limit(timeout), progress(f"running {model} in onnxruntime..."):
         report = run_model(
             model, inputs, output, provider=provider, force=force, ranges=ranges or None
         )
@@ -950,6 +1003,7 @@ def bench(
     imports: Imports = None,
     onehot_lambdas: OneHotLambdas = None,
     json_out: JsonOut = False,
+    timeout: Timeout = None,
     debug: Debug = False,
 ) -> None:
     """Median and p90 latency: Keras (checked trace), onnxruntime, both variants, fused and not."""
@@ -963,8 +1017,9 @@ def bench(
         batch_size = batch
     check_bench_options(batch_size=batch_size, seq_len=seq_len, runs=runs)
     parse_ranges(ranges)
+    _check_timeout(timeout)
     _check_any_model_file(model)
-    with _live("starting TensorFlow") as shown:
+    with _time_limit(timeout), _live("starting TensorFlow") as shown:
         _tensorflow(shown)
         from graphkit.bench import bench as run_bench
 

@@ -308,3 +308,37 @@ def _write_message() -> None:
     with contextlib.suppress(OSError):
         while data:
             data = data[os.write(fd, data) :]
+
+
+@contextlib.contextmanager
+def time_limit(seconds: float | None, message: str, code: int = 2, before=None) -> Iterator[None]:
+    """Stop the process cleanly if the block still runs after ``seconds`` (``--timeout``):
+    registered paths removed, ``before()`` given 2 s (CI reports), ``error: <message>`` on
+    stderr, exit ``code``. A model costs what it costs (an ONNX Loop of 10**12 steps runs
+    inside onnxruntime, where no Python code runs): a daemon timer, like the signal watcher,
+    exits from its own thread. None: no limit."""
+    if seconds is None:
+        yield
+        return
+
+    def stop() -> None:
+        global _exiting
+        if not _exit_lock.acquire(blocking=False):
+            return  # an interrupt is already exiting
+        _exiting = True
+        remove_registered()
+        if before is not None:
+            _bounded(before, 2.0)
+        _bounded(_flush_stdout, 0.25)
+        fd = 2 if _stderr_fd is None else _stderr_fd
+        with contextlib.suppress(OSError):
+            os.write(fd, f"error: {message}\n".encode())
+        os._exit(code)
+
+    timer = threading.Timer(seconds, stop)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
