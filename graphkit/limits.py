@@ -68,3 +68,41 @@ MAX_JSON_DEPTH = 200
 
 # Bytes read at once while inflating a member: the size cap is checked between chunks.
 ZIP_READ_CHUNK_BYTES = 1 << 20
+
+# --- Lambda bytecode (lambdas/marshal_data.py, lambdas/recognise.py) ---
+
+# Bytes of one Lambda's marshalled function (after base64): a one-hot lambda is a few hundred
+# bytes, and a Lambda whose code is bigger than this is no one-hot graphkit could adopt.
+LAMBDA_MAX_MARSHAL_BYTES = 1 << 20
+
+# Nesting of the marshalled objects (tuples in tuples, code in constants): real code nests a
+# few levels; the reader recurses once per level.
+LAMBDA_MAX_NESTING = 64
+
+# Size of everything a marshalled function holds, counting a shared object (marshal's
+# back-references) each time it is used, with strings and bytes counted by length: hashing,
+# comparing or printing a constant walks it that way, so a 60-level chain of shared tuples
+# (a few hundred bytes) would be 2^60 steps. Without sharing this is about the file's size.
+LAMBDA_MAX_EXPANDED_SIZE = 4 * LAMBDA_MAX_MARSHAL_BYTES
+
+# Bytes of a Lambda's instructions, and instructions decoded: one_hot(cast(x), depth) is about
+# 15 instructions (under 200 bytes with Python 3.11+'s inline caches); graphkit decodes only
+# Lambdas that call one_hot, to tell a plain one-hot from one that does more.
+LAMBDA_MAX_BYTECODE_BYTES = 64 << 10
+LAMBDA_MAX_INSTRUCTIONS = 4096
+
+# EXTENDED_ARG prefixes before one instruction: CPython's arguments are 32-bit, so it writes at
+# most 3; more would make one argument grow by 8 bits each (quadratic work on 500k of them).
+LAMBDA_MAX_EXTENDED_ARGS = 3
+
+# --- Proving a Lambda by running it (rules/lambda_to_onehot.py, --unsafe only) ---
+
+# Depth (classes) of a one-hot Lambda that graphkit proves by running it on every index of
+# [0, depth) and 256 beyond: the work is (depth + 256) x depth output values, 4.3e9 at this
+# limit, run in chunks of LAMBDA_PROOF_CHUNK_VALUES; a deeper Lambda is kept (or adopted on
+# the user's word with --onehot-lambda NAME). Vocabularies of one-hot Lambdas are far smaller.
+LAMBDA_PROOF_MAX_DEPTH = 1 << 16
+
+# Output values of one run of the Lambda during its proof (float32: 64 MiB), so that memory
+# stays bounded whatever the depth; a single input row beyond this is refused.
+LAMBDA_PROOF_CHUNK_VALUES = 1 << 24

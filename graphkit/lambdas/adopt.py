@@ -246,6 +246,30 @@ def _keras3_lambda_config(config: dict) -> bool:
     return changed
 
 
+def _without_null_mask(nodes):
+    """A Lambda's saved calls without ``mask=None``: Keras passes it to every layer whose
+    ``call`` takes a mask (Lambda's does; a Functional float input has no mask), and OneHot's
+    ``call`` takes none. Keras 3 nodes are ``{"args", "kwargs"}``; Keras 2 nodes are lists of
+    ``[layer, node, tensor, kwargs]``. A mask that is a tensor is kept (and refused by Keras)."""
+    if not isinstance(nodes, list):
+        return nodes
+    out = []
+    for node in nodes:
+        if isinstance(node, dict) and isinstance(node.get("kwargs"), dict):
+            if "mask" in node["kwargs"] and node["kwargs"]["mask"] is None:
+                kwargs = {k: v for k, v in node["kwargs"].items() if k != "mask"}
+                node = {**node, "kwargs": kwargs}
+        elif isinstance(node, list):
+            node = [
+                [*item[:3], {k: v for k, v in item[3].items() if k != "mask" or v is not None}]
+                if isinstance(item, list) and len(item) == 4 and isinstance(item[3], dict)
+                else item
+                for item in node
+            ]
+        out.append(node)
+    return out
+
+
 def _onehot_entry(entry: dict, depth: int, wrap: int | None, *, legacy: bool) -> dict:
     old = entry["config"]
     config = {
@@ -261,6 +285,8 @@ def _onehot_entry(entry: dict, depth: int, wrap: int | None, *, legacy: bool) ->
         if key in old:
             config[key] = old[key]
     new = {k: v for k, v in entry.items() if k not in ("class_name", "config", "module")}
+    if "inbound_nodes" in new:
+        new["inbound_nodes"] = _without_null_mask(new["inbound_nodes"])
     if legacy:
         new["class_name"] = "graphkit>OneHot"
     else:

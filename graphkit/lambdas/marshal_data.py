@@ -17,8 +17,14 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-MAX_BYTES = 1 << 20  # a one-hot lambda is a few hundred bytes
-MAX_DEPTH = 64
+from graphkit.limits import (
+    LAMBDA_MAX_EXPANDED_SIZE,
+    LAMBDA_MAX_MARSHAL_BYTES,
+    LAMBDA_MAX_NESTING,
+)
+
+MAX_BYTES = LAMBDA_MAX_MARSHAL_BYTES
+MAX_DEPTH = LAMBDA_MAX_NESTING
 FLAG_REF = 0x80
 
 # layouts: which Python versions wrote the code object (what its instructions mean depends on it)
@@ -115,7 +121,9 @@ class _Reader:
     def obj(self):
         self.depth += 1
         if self.depth > MAX_DEPTH:
-            raise UnreadableCode("nested too deeply")
+            raise UnreadableCode(
+                f"nested more than {MAX_DEPTH} levels deep (graphkit.limits.LAMBDA_MAX_NESTING)"
+            )
         try:
             return self._obj()
         finally:
@@ -241,7 +249,9 @@ def read_code(data: bytes) -> CodeData:
     if not isinstance(data, (bytes, bytearray)):
         raise UnreadableCode("not bytes")
     if len(data) > MAX_BYTES:
-        raise UnreadableCode("too large for a Lambda's function")
+        raise UnreadableCode(
+            f"{len(data)} bytes, over the {MAX_BYTES} of graphkit.limits.LAMBDA_MAX_MARSHAL_BYTES"
+        )
     if not data or (data[0] & ~FLAG_REF) != ord("c"):
         raise UnreadableCode("not a code object")
     errors = []
@@ -253,9 +263,44 @@ def read_code(data: bytes) -> CodeData:
             errors.append(str(exc))
             continue
         if reader.pos == len(data) and isinstance(found, CodeData):
+            # checked before anything hashes, compares or prints its constants
+            check_expanded_size(found)
             return found
         errors.append("trailing bytes")
     raise UnreadableCode("not a code object of Python 3.6-3.13 (" + "; ".join(errors) + ")")
+
+
+def check_expanded_size(code: CodeData, limit: int = LAMBDA_MAX_EXPANDED_SIZE) -> int:
+    """The size of ``code`` with shared objects counted each time they are used; raise
+    UnreadableCode past ``limit``. Marshal's back-references let a few hundred bytes hold a
+    tuple that is 2^60 items deep in use (each level twice the one below): hashing it (a
+    keyword-name tuple becomes dict keys), comparing or printing it would never end. Each
+    distinct object is weighed once (by identity), so this is linear in the bytes read."""
+    sizes: dict[int, int] = {}
+
+    def size(value) -> int:
+        known = sizes.get(id(value))
+        if known is not None:
+            return known
+        if isinstance(value, CodeData):
+            parts = (value.code, value.consts, value.names, value.varnames)
+            parts += (value.freevars, value.cellvars, value.name)
+        elif isinstance(value, tuple):
+            parts = value
+        else:
+            parts = ()
+        total = 1 + (len(value) if isinstance(value, (str, bytes)) else 0)
+        for part in parts:
+            total += size(part)
+            if total > limit:
+                raise UnreadableCode(
+                    f"its constants expand to more than {limit} items when shared ones are "
+                    "counted each time they are used (graphkit.limits.LAMBDA_MAX_EXPANDED_SIZE)"
+                )
+        sizes[id(value)] = total
+        return total
+
+    return size(code)
 
 
 def read_base64_code(text: str) -> CodeData:
@@ -265,6 +310,11 @@ def read_base64_code(text: str) -> CodeData:
 
     if not isinstance(text, str):
         raise UnreadableCode("the function's code is not a string")
+    if len(text) > 4 * (MAX_BYTES // 3 + 1) + 64:  # base64 plus line breaks
+        raise UnreadableCode(
+            f"{len(text)} characters of base64, over the {MAX_BYTES} bytes of "
+            "graphkit.limits.LAMBDA_MAX_MARSHAL_BYTES"
+        )
     try:
         raw = base64.b64decode(text.encode("ascii"), validate=False)
     except (binascii.Error, UnicodeEncodeError) as exc:

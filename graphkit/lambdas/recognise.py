@@ -34,6 +34,11 @@ from graphkit.lambdas.marshal_data import (
     UnreadableCode,
     read_base64_code,
 )
+from graphkit.limits import (
+    LAMBDA_MAX_BYTECODE_BYTES,
+    LAMBDA_MAX_EXTENDED_ARGS,
+    LAMBDA_MAX_INSTRUCTIONS,
+)
 
 # Names that hold the backend modules one-hot Lambdas call through.
 MODULES = {"K", "k", "backend", "keras", "ops", "tf", "tensorflow", "kb", "B", "math", "nn"}
@@ -126,11 +131,12 @@ def recognise(config: dict) -> LambdaInfo:
         arguments = arguments.get("config") or {}  # Keras 3 serialises the dict itself
     if not isinstance(arguments, dict):
         arguments = {}
-    code_text, fn_name = None, None
+    code_text, fn_name, defaults, closure = None, None, None, None
     if isinstance(fn, dict) and fn.get("class_name") == "__lambda__":
         inner = fn.get("config") or {}
-        code_text = inner.get("code")
-        closure, defaults = inner.get("closure"), inner.get("defaults")
+        if isinstance(inner, dict):  # anything else: no code to read (said below)
+            code_text = inner.get("code")
+            closure, defaults = inner.get("closure"), inner.get("defaults")
     elif isinstance(fn, (list, tuple)) and fn and config.get("function_type", "lambda") == "lambda":
         code_text = fn[0]
         defaults = fn[1] if len(fn) > 1 else None
@@ -153,7 +159,7 @@ def recognise(config: dict) -> LambdaInfo:
         return info
     info.readable = True
     if code.name != "<lambda>":
-        info.function = f"function {code.name!r}"
+        info.function = f"function {_short(code.name)}"
     info.one_hot = "one_hot" in code.names
     info.casts = [c for c in _strings(code) if c in INT_DTYPES] + [
         n for n in code.names if n in INT_DTYPES
@@ -232,6 +238,11 @@ def _instructions(code: CodeData):
     raw = code.code
     if len(raw) % 2:
         raise UnreadableCode("odd instruction length")
+    if len(raw) > LAMBDA_MAX_BYTECODE_BYTES:
+        raise UnreadableCode(
+            f"its code has {len(raw)} bytes of instructions, over the "
+            f"{LAMBDA_MAX_BYTECODE_BYTES} of graphkit.limits.LAMBDA_MAX_BYTECODE_BYTES"
+        )
     if code.layout == LAYOUT_311:
         # 3.11+ instructions differ between releases and marshal does not say which wrote
         # them: this Python's own code starts with RESUME and keeps its caches zeroed.
@@ -239,15 +250,26 @@ def _instructions(code: CodeData):
 
         if not raw or raw[0] != opcode.opmap.get("RESUME"):
             raise UnreadableCode("its code was written by another Python 3.11+ release")
-    out, i, ext = [], 0, 0
+    out, i, ext, prefixes = [], 0, 0, 0
     while i < len(raw):
         op, arg = raw[i], raw[i + 1] | ext
         name = table.get(op, f"<{op}>")
         i += 2
         if name == "EXTENDED_ARG":
+            prefixes += 1
+            if prefixes > LAMBDA_MAX_EXTENDED_ARGS:
+                raise UnreadableCode(
+                    f"more than {LAMBDA_MAX_EXTENDED_ARGS} EXTENDED_ARG in a row "
+                    "(graphkit.limits.LAMBDA_MAX_EXTENDED_ARGS)"
+                )
             ext = arg << 8
             continue
-        ext = 0
+        ext, prefixes = 0, 0
+        if len(out) >= LAMBDA_MAX_INSTRUCTIONS:
+            raise UnreadableCode(
+                f"its code has more than {LAMBDA_MAX_INSTRUCTIONS} instructions "
+                "(graphkit.limits.LAMBDA_MAX_INSTRUCTIONS)"
+            )
         out.append((name, arg))
         skip = 2 * caches.get(op, 0)
         if code.layout == LAYOUT_311 and any(raw[i : i + skip]):
@@ -295,7 +317,7 @@ def _call_tree(code: CodeData):
         if fn is _MARK and stack:  # 3.11: NULL pushed above the callable for plain calls
             fn = pop()
         if fn.kind != "attr":
-            raise UnreadableCode(f"it calls {fn.value}")
+            raise UnreadableCode(f"it calls {_short(fn.value)}")
         positional = args[: len(args) - len(names)]
         keywords = dict(zip(names, args[len(args) - len(names) :]))
         ref = _Ref("call", fn.value, (positional, keywords))
@@ -337,15 +359,15 @@ def _call_tree(code: CodeData):
             elif name == "LOAD_CONST":
                 stack.append(_Ref("const", code.consts[arg]))
             elif name == "KW_NAMES":
-                kwnames = code.consts[arg]
+                kwnames = _keyword_names(code.consts[arg])
             elif name in ("CALL", "CALL_METHOD", "CALL_FUNCTION"):
                 call(arg, kwnames)
                 kwnames = ()
             elif name in ("CALL_FUNCTION_KW", "CALL_KW"):
                 names = pop()
-                if names.kind != "const" or not isinstance(names.value, tuple):
+                if names.kind != "const":
                     raise UnreadableCode("bad keyword call")
-                call(arg, names.value)
+                call(arg, _keyword_names(names.value))
             elif name == "RETURN_VALUE":
                 result = pop()
                 if stack:
@@ -356,6 +378,19 @@ def _call_tree(code: CodeData):
     except (UnreadableCode, IndexError) as exc:
         return None, f"its code could not be followed ({exc})"
     return None, "its code never returns"
+
+
+def _keyword_names(value) -> tuple:
+    """A call's keyword names: a tuple of strings, or the code is not a call graphkit reads."""
+    if not (isinstance(value, tuple) and all(isinstance(n, str) for n in value)):
+        raise UnreadableCode("its keyword names are not a tuple of strings")
+    return value
+
+
+def _short(value, limit: int = 60) -> str:
+    """``repr(value)`` cut to ``limit`` characters (constants can be long)."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _module_chain(ref: _Ref) -> bool:
@@ -381,6 +416,9 @@ def _judge(info: LambdaInfo, tree: _Ref, code, arguments, defaults, closure) -> 
         info.why_not_certain = "its function reads variables from an enclosing function"
         return
     params = code.parameters
+    if defaults is not None and not isinstance(defaults, (list, tuple)):
+        info.why_not_certain = "its saved defaults are not a list"
+        return
     defaults = list(defaults or [])
     if not all(isinstance(d, int) and not isinstance(d, bool) for d in defaults):
         info.why_not_certain = "its function has defaults other than integers"

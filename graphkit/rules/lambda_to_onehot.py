@@ -7,10 +7,15 @@ Then graphkit may run it, so it proves what it computes: it feeds every index of
 ``one_hot(i)``, ``one_hot(i % 256)`` or ``one_hot(i % 65536)`` (the narrowing casts of old
 recipes), with zeros past the depth. graphkit's ``OneHot`` (with ``wrap`` for a cast) then
 computes the same for every probed index. Anything else is kept, with the reason.
+
+The proof's work is (depth + 256) x depth output values: it runs in chunks of at most
+``LAMBDA_PROOF_CHUNK_VALUES`` values, and a depth over ``LAMBDA_PROOF_MAX_DEPTH`` is kept
+unproven (``graphkit.limits``), adoptable on the user's word with ``--onehot-lambda``.
 """
 
 from __future__ import annotations
 
+from graphkit.limits import LAMBDA_PROOF_CHUNK_VALUES, LAMBDA_PROOF_MAX_DEPTH
 from graphkit.rules.base import Chain, Match, Refusal
 
 NAME = "lambda_to_onehot"
@@ -164,15 +169,36 @@ def _hot_index(rows):
     return np.where(nonzero == 0, -1, np.where((nonzero == 1) & (peak == 1), hot, -2))
 
 
-def _prove(layer, shape, depth):
+def _chunk_size(shape, depth) -> int | Refusal:
+    """Indices per run of the Lambda, so that its output holds at most
+    LAMBDA_PROOF_CHUNK_VALUES values (``_probe_batch`` lays them out)."""
+    tail = list(shape[1:])
+    fixed = 1
+    for d in tail:
+        fixed *= d if d is not None else 1
+    unit = fixed * depth  # output values of one input row (fixed shape) or one index
+    if unit > LAMBDA_PROOF_CHUNK_VALUES:
+        return Refusal(
+            f"one input row gives {unit} output values, over the {LAMBDA_PROOF_CHUNK_VALUES} "
+            "that graphkit runs at once to prove it (graphkit.limits.LAMBDA_PROOF_CHUNK_VALUES)",
+            severity="kept",
+        )
+    rows = LAMBDA_PROOF_CHUNK_VALUES // unit
+    return rows if None in tail else rows * fixed
+
+
+def _run_on(layer, order, shape, depth, dtype):
+    """The hot index of each of ``order`` (see ``_hot_index``), run in bounded chunks."""
     import keras
     import numpy as np
 
-    count = depth + BEYOND
-    dtype = keras.backend.standardize_dtype(layer.input.dtype)
-    observed = []
-    for order in (np.arange(count), np.arange(count)[::-1]):
-        batch = _probe_batch(order, shape)
+    size = _chunk_size(shape, depth)
+    if isinstance(size, Refusal):
+        return size
+    hots = []
+    for start in range(0, len(order), size):
+        chunk = order[start : start + size]
+        batch = _probe_batch(chunk, shape)
         if dtype.startswith(("uint", "int", "float")):
             batch = batch.astype(dtype)
         try:
@@ -181,8 +207,36 @@ def _prove(layer, shape, depth):
             from graphkit.errors import one_line
 
             return Refusal(f"running it on indices failed: {one_line(exc)}", severity="kept")
-        hot = _hot_index(out.reshape(-1, out.shape[-1])[:count])
+        expected = tuple(batch.shape) + (depth,)
+        if tuple(out.shape) != expected:
+            return Refusal(
+                f"it gives shape {tuple(out.shape)} for input {tuple(batch.shape)}, not the "
+                f"one-hot shape {expected} its declared output shape promises",
+                severity="kept",
+            )
+        hots.append(_hot_index(out.reshape(-1, depth)[: len(chunk)]))
         del out
+    return np.concatenate(hots)
+
+
+def _prove(layer, shape, depth):
+    import keras
+    import numpy as np
+
+    if depth > LAMBDA_PROOF_MAX_DEPTH:
+        return Refusal(
+            f"its depth {depth} is over the {LAMBDA_PROOF_MAX_DEPTH} that graphkit proves by "
+            "running it (graphkit.limits.LAMBDA_PROOF_MAX_DEPTH); --onehot-lambda "
+            f"{layer.name} adopts it on your word",
+            severity="kept",
+        )
+    count = depth + BEYOND
+    dtype = keras.backend.standardize_dtype(layer.input.dtype)
+    observed = []
+    for order in (np.arange(count), np.arange(count)[::-1]):
+        hot = _run_on(layer, order, shape, depth, dtype)
+        if isinstance(hot, Refusal):
+            return hot
         observed.append(hot[np.argsort(order)] if order[0] != 0 else hot)
     seen_a, seen_b = observed
     indices = np.arange(count)
