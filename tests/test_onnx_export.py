@@ -369,10 +369,13 @@ def test_export_check_length_given_is_refused_with_the_cause_and_nothing_written
     model = examples.conv_text_classifier()
     with pytest.raises(GraphkitError) as info:
         export_onnx(model, out, seq_len=40)
-    message = str(info.value)
-    assert message.startswith("--seq-len 40 does not fit the model: the Keras model fails: ")
+    message = str(info.value)  # in the Python caller's words; the CLI's in for_cli()
+    assert message.startswith("seq_len=40 does not fit the model: the Keras model fails: ")
     assert "Computed output size would be zero or negative" in message
-    assert "pass --seq-len 149 or more, or --inputs FILE.npz" in message
+    assert "pass seq_len=149 or more, or inputs=FILE.npz" in message
+    cli = info.value.for_cli()
+    assert cli.startswith("--seq-len 40 does not fit the model: the Keras model fails: ")
+    assert "pass --seq-len 149 or more, or --inputs FILE.npz" in cli
     assert list(tmp_path.iterdir()) == []
     assert export_onnx(model, out, seq_len=160, samples=4).verify.seq_len == 160
 

@@ -153,9 +153,10 @@ def verify(
             sorted(set(value or {}) - {"*", *ref.output_names}) if isinstance(value, dict) else []
         )
         if unknown:
+            names, outputs = ", ".join(map(repr, unknown)), ", ".join(ref.output_names)
             raise GraphkitError(
-                f"--{label} for {', '.join(map(repr, unknown))}: the models have no such output "
-                f"(outputs: {', '.join(ref.output_names)})"
+                f"{label} names {names}: the models have no such output (outputs: {outputs})",
+                cli=f"--{label} for {names}: the models have no such output (outputs: {outputs})",
             )
     from graphkit.verification.weights import compare_weights
 
@@ -393,7 +394,10 @@ def check_options(
     length = seq_len.length if isinstance(seq_len, LengthChoice) else seq_len
     for label, value in (("samples", samples), ("batch_size", batch_size), ("seq_len", length)):
         if value is not None and int(value) < 1:
-            raise GraphkitError(f"--{label.replace('_', '-')} must be at least 1, got {value}")
+            raise GraphkitError(
+                f"{label} must be at least 1, got {value}",
+                cli=f"--{label.replace('_', '-')} must be at least 1, got {value}",
+            )
     for label, value in (("rtol", rtol), ("atol", atol)):
         values = value.items() if isinstance(value, dict) else [(None, value)]
         for output, v in values:
@@ -405,7 +409,10 @@ def check_options(
             except (TypeError, ValueError):
                 ok = False
             if not ok:
-                raise GraphkitError(f"--{label} must be a finite number >= 0, got {v!r}{where}")
+                raise GraphkitError(
+                    f"{label} must be a finite number >= 0, got {v!r}{where}",
+                    cli=f"--{label} must be a finite number >= 0, got {v!r}{where}",
+                )
 
 
 def _named_outputs(backend: Backend, batch, role: str, hint: str) -> dict[str, np.ndarray]:
@@ -434,7 +441,9 @@ def _lambdas_per_model(sources, onehot_lambdas) -> list[dict]:
         seen |= names
     missing = sorted(set(requested) - seen)
     if missing:
+        names = ", ".join(map(repr, missing))
         raise GraphkitError(
-            f"--onehot-lambda: neither model has a Lambda named {', '.join(map(repr, missing))}"
+            f"onehot_lambdas: neither model has a Lambda named {names}",
+            cli=f"--onehot-lambda: neither model has a Lambda named {names}",
         )
     return out

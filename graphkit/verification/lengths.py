@@ -68,7 +68,10 @@ def fit_seq_len(
     run), else the first of ``2 * default``, ``4 * default``... up to MAX_SEQ_LEN that runs.
     """
     if seq_len is not None and int(seq_len) < 1:
-        raise GraphkitError(f"--seq-len must be at least 1, got {seq_len}")
+        raise GraphkitError(
+            f"seq_len must be at least 1, got {seq_len}",
+            cli=f"--seq-len must be at least 1, got {seq_len}",
+        )
     if not any(d is None for spec in specs for d in spec.shape[1:]):
         return LengthChoice(int(seq_len) if seq_len is not None else default)
     start = int(seq_len) if seq_len is not None else default
@@ -87,11 +90,13 @@ def fit_seq_len(
     if seq_len is not None:
         if minimum is not None and minimum > start:
             fix = f"it needs at least {minimum}: pass --seq-len {minimum} or more"
+            py_fix = f"it needs at least {minimum}: pass seq_len={minimum} or more"
         else:
-            fix = "pass another --seq-len"
+            fix, py_fix = "pass another --seq-len", "pass another seq_len"
+        cause = f"the {problem.role} fails: {problem.cause}"
         raise GraphkitError(
-            f"--seq-len {start} does not fit the model: the {problem.role} fails: "
-            f"{problem.cause}; {fix}, or --inputs FILE.npz"
+            f"seq_len={start} does not fit the model: {cause}; {py_fix}, or inputs=FILE.npz",
+            cli=f"--seq-len {start} does not fit the model: {cause}; {fix}, or --inputs FILE.npz",
         )
     tried = [start]
     candidates = []
@@ -118,9 +123,10 @@ def fit_seq_len(
                 "--seq-len sets another",
             )
         tried.append(length)
+    head = f"no input length up to {max(tried)} fits the model: {problem}"
     raise GraphkitError(
-        f"no input length up to {max(tried)} fits the model: {problem}; pass --seq-len L "
-        "(a length the model takes) or --inputs FILE.npz"
+        f"{head}; pass seq_len=L (a length the model takes) or inputs=FILE.npz",
+        cli=f"{head}; pass --seq-len L (a length the model takes) or --inputs FILE.npz",
     )
 
 
