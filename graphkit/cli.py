@@ -56,8 +56,19 @@ class _Group(TyperGroup):
             return super().make_context(*args, **kwargs)
 
     def invoke(self, ctx):
-        with _one_line_usage():
-            return super().invoke(ctx)
+        argv = [*getattr(ctx, "_protected_args", getattr(ctx, "protected_args", [])), *ctx.args]
+        try:
+            with _one_line_usage():
+                return super().invoke(ctx)
+        except _UsageError as exc:
+            if argv[:1] == ["verify"] and "--json" in argv:  # CI parses stdout: a report
+                typer.echo(
+                    json.dumps(
+                        {"status": "error", "error": exc.format_message(), "equivalent": None},
+                        indent=2,
+                    )
+                )
+            raise
 
 
 app = typer.Typer(

@@ -250,6 +250,7 @@ def _prove_used(model, findings: list[Finding], swapped: list[tuple]) -> None:
         else:
             news, olds = [by_name[n] for n in f.new_layers if n in by_name], []
         if not news:
+            f.notes.append("not probed: its new layers are not in the model by name")
             continue
         for layer in news + olds:
             watched[id(layer)] = layer
@@ -257,7 +258,13 @@ def _prove_used(model, findings: list[Finding], swapped: list[tuple]) -> None:
     called, problem = _called_layers(model, list(watched.values()))
     for f, news, olds in checks:
         if called is None:
-            f.notes.append(f"not proven that the model's graph calls it ({problem})")
+            if id(f) not in swaps:  # a rebuilt graph calls its new layers by construction
+                f.notes.append(f"not probed ({problem}): the rebuilt graph calls it")
+                continue
+            why = f"not proven that the model's graph calls the new layer (no probe ran: {problem})"
+            f.status, f.reason = "refused", why
+            _, container, places, refs, old, new = swaps[id(f)]
+            unswap(container, places, refs, old, new)
             continue
         uncalled = [n.name for n in news if id(n) not in called]
         still = [o.name for o in olds if id(o) in called]

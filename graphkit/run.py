@@ -80,10 +80,42 @@ def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
 
 def check_not_an_input(output: str | os.PathLike, flag: str, sources) -> None:
     """An output file must never replace one of the command's inputs, even with ``--force``
-    (``sources``: the paths the command reads; None entries are skipped)."""
+    (``sources``: the paths the command reads; None entries are skipped): not the file
+    itself, not a file inside an input folder (a ``verify --save`` replay), not an ONNX
+    model's external-data file."""
+    target = Path(output)
     for source in sources:
-        if source is not None and same_file(output, source):
-            raise GraphkitError(f"{flag} {output}: is the input {source}; write to another file")
+        if source is None:
+            continue
+        for read in _files_read(Path(source)):
+            if same_file(target, read):
+                raise GraphkitError(f"{flag} {output}: is the input {read}; write to another file")
+        if Path(source).is_dir() and Path(source).resolve() in target.resolve().parents:
+            raise GraphkitError(
+                f"{flag} {output}: is inside the input folder {source}; write to another file"
+            )
+
+
+def _files_read(source: Path) -> list[Path]:
+    """``source``, and for an ONNX model the external-data files it names (read from the
+    model without its data; a file that cannot be read names none: its own check refuses it
+    later)."""
+    files = [source]
+    if source.suffix.lower() != ".onnx" or not source.is_file():
+        return files
+    try:
+        import onnx
+        from onnx.external_data_helper import uses_external_data
+
+        model = onnx.load(str(source), load_external_data=False)
+        for tensor in model.graph.initializer:
+            if uses_external_data(tensor):
+                info = {e.key: e.value for e in tensor.external_data}
+                if info.get("location"):
+                    files.append(source.parent / info["location"])
+    except Exception:  # noqa: BLE001 - the backend's own check says what is wrong with it
+        pass
+    return files
 
 
 def run_model(

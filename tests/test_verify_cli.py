@@ -440,3 +440,43 @@ def test_an_existing_junit_report_is_replaced_only_with_force(models, tmp_path):
     forced = invoke("verify", a, a, "--samples", "4", "--junit", junit, "--force")
     assert forced.exit_code == 0, forced.output
     assert ET.parse(junit).getroot().get("failures") == "0"
+
+
+def test_junit_never_replaces_external_data_or_a_file_in_a_replay_folder(models, tmp_path):
+    """An ONNX model's external-data file and the files of an --inputs DIR are inputs too."""
+    import graphkit
+
+    a, _ = models
+    big = tmp_path / "big.keras"  # a table of 1 KiB or more goes to the external-data file
+    examples.sequential(seed=0, vocab=200, dim=4, length=4).save(big)
+    onnx_path = tmp_path / "a.onnx"
+    graphkit.export_onnx(big, onnx_path, external_data=True, samples=4)
+    data = tmp_path / "a.onnx.data"
+    assert data.is_file()
+    before = data.read_bytes()
+    result = invoke("verify", big, onnx_path, "--samples", "4", "--junit", data, "--force")
+    assert "is the input" in error_line(result) and data.read_bytes() == before
+    saved = tmp_path / "saved"
+    assert invoke("verify", a, a, "--samples", "4", "--save", saved).exit_code == 0
+    inside = saved / "test_data_set_0" / "input_0.pb"
+    before = inside.read_bytes()
+    result = invoke("verify", a, a, "--inputs", saved, "--junit", inside, "--force")
+    assert "is the input" in error_line(result) or "inside the input folder" in error_line(result)
+    assert inside.read_bytes() == before
+
+
+def test_range_values_must_fit_the_input_and_a_replaced_range_is_noted(models):
+    a, _ = models
+    too_big = invoke("verify", a, a, "--range", "tokens=0:99999999999999999999")
+    assert "does not fit the input's type" in error_line(too_big)
+    import graphkit
+
+    report = graphkit.verify(a, a, samples=4, ranges={"tokens": (0, 5)})
+    assert any("replaces 0:20, the rows of" in n for n in report.notes)
+
+
+def test_json_report_on_a_usage_error(models):
+    a, _ = models
+    result = invoke("verify", a, a, "--json", "--bogus")
+    assert result.exit_code == 2
+    assert json.loads(result.stdout)["status"] == "error" and "--bogus" in error_line(result)

@@ -9,8 +9,10 @@ Default tolerances (``|candidate - reference| <= atol + rtol * |reference|``):
 * Keras vs Keras: ``atol = rtol = 1e-6``. Embedding <-> OneHot + Dense is exact by
   construction (the report says ``exact``); the slack only admits the ulp-level rounding
   of folded transcendental activations (tanh, softmax...), and still catches any real change.
-* ONNX on either side: ``atol = 1e-5, rtol = 1e-4``: a different runtime rounds
-  differently (fused kernels, other summation orders).
+* ONNX on either side: earned from the Keras model (``graphkit.verification.tolerance``):
+  16 times the float32 model's own rounding error, measured by a float64 run of it on the
+  first batch. Where no float64 run can be made (ONNX against ONNX, mixed precision...):
+  ``atol = 1e-5, rtol = 1e-4``: a different runtime rounds differently.
 * float16/bfloat16 outputs, or ONNX with float16/bfloat16 computations inside (mixed
   precision): at least ``atol = rtol = 1e-3`` (one float16 ulp is ~1e-3).
 """
@@ -232,6 +234,7 @@ def verify(
         done += n
         report_to.advance(done, total)
     notes = list(dict.fromkeys([*ref.notes, *cand.notes, *notes_early]))  # verify(m, m): once
+    notes += [f"input {s.name!r}: {s.note}" for s in specs if s.role == "range" and s.note]
     if choice is not None and choice.note and has_variable_axes(specs):
         notes.append(choice.note)
     if given_seq_len is not None and (inputs is not None or not has_variable_axes(specs)):
@@ -392,6 +395,17 @@ def check_options(
 ) -> None:
     """verify's numeric options; cheap (the CLI checks them before importing TensorFlow)."""
     length = seq_len.length if isinstance(seq_len, LengthChoice) else seq_len
+    if length is not None and batch_size is not None and int(length) > 0 < int(batch_size):
+        from graphkit.limits import MAX_INPUT_BYTES
+
+        values = int(length) * int(batch_size)
+        if values * 8 > MAX_INPUT_BYTES:  # one batch of one input, int64 or float64
+            raise GraphkitError(
+                f"seq_len={length} x batch_size={batch_size} is {values} values per input "
+                f"batch, over graphkit.limits.MAX_INPUT_BYTES ({MAX_INPUT_BYTES} bytes)",
+                cli=f"--seq-len {length} x --batch-size {batch_size} is {values} values per "
+                f"input batch, over graphkit.limits.MAX_INPUT_BYTES ({MAX_INPUT_BYTES} bytes)",
+            )
     for label, value in (("samples", samples), ("batch_size", batch_size), ("seq_len", length)):
         if value is not None and int(value) < 1:
             raise GraphkitError(

@@ -647,6 +647,20 @@ def apply_ranges(specs: list[InputSpec], ranges) -> list[InputSpec]:
                     f"range for {spec.name!r}: the input is {spec.dtype}, not a number"
                 )
             low, high = ranges[spec.name]
-            spec = dataclasses.replace(spec, low=low, vocab=high, role="range", note=None)
+            info = np.iinfo(spec.dtype if _kind(spec.dtype) == "int" else "int64")
+            if low < info.min or high - 1 > info.max:
+                raise GraphkitError(
+                    f"range for {spec.name!r}: {low}:{high} does not fit the input's type "
+                    f"({spec.dtype if _kind(spec.dtype) == 'int' else 'whole numbers in int64'}: "
+                    f"{info.min}..{info.max})"
+                )
+            note = None
+            if spec.is_index and spec.tables:
+                names = ", ".join(repr(t.table) for t in spec.tables[:3])
+                note = (
+                    f"the given range {low}:{high} replaces {spec.low}:{spec.vocab}, the rows "
+                    f"of {names} that the model reads"
+                )
+            spec = dataclasses.replace(spec, low=low, vocab=high, role="range", note=note)
         out.append(spec)
     return out
