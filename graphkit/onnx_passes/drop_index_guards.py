@@ -23,7 +23,14 @@ from __future__ import annotations
 from collections import Counter
 
 from graphkit.onnx_passes.base import PassResult
-from graphkit.onnx_passes.graph import GraphIndex, attribute, metadata_int, onehot_depth, subgraphs
+from graphkit.onnx_passes.graph import (
+    GraphIndex,
+    attribute,
+    metadata_int,
+    metadata_ints,
+    onehot_depth,
+    subgraphs,
+)
 
 NAME = "drop_index_guards"
 SUMMARY = "index arithmetic that gives every index in [0, vocab) back (the guards) is dropped"
@@ -83,13 +90,7 @@ def set_index_range(model, name: str, vocab: int) -> None:
 
 def index_ranges(model) -> dict[str, int]:
     """Model input -> the vocabulary its indices must stay below (see ``set_index_range``)."""
-    found = {}
-    for p in model.metadata_props:
-        if p.key.startswith(INDEX_RANGE_KEY):
-            value = metadata_int(p.value)
-            if value is not None:
-                found[p.key[len(INDEX_RANGE_KEY) :]] = value
-    return found
+    return metadata_ints(model, INDEX_RANGE_KEY)
 
 
 def _label(node) -> str:

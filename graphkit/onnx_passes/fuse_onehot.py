@@ -10,7 +10,7 @@ does, and gives an all-zero row for anything else; the fused table has one extra
 from __future__ import annotations
 
 from graphkit.onnx_passes.base import PassResult
-from graphkit.onnx_passes.graph import GraphIndex, attribute, metadata_int, onehot_depth
+from graphkit.onnx_passes.graph import GraphIndex, attribute, metadata_ints, onehot_depth
 
 NAME = "fuse_onehot"
 SUMMARY = "OneHot -> [Cast] -> [Reshape] -> MatMul(W) [-> Add(b)] becomes one Gather, exactly"
@@ -26,13 +26,7 @@ def set_valid_rows(model, table: str, rows: int) -> None:
 
 def valid_rows(model) -> dict[str, int]:
     """Table name -> number of rows that valid indices address (see ``set_valid_rows``)."""
-    found = {}
-    for p in model.metadata_props:
-        if p.key.startswith(VALID_ROWS_KEY):
-            value = metadata_int(p.value)
-            if value is not None:
-                found[p.key[len(VALID_ROWS_KEY) :]] = value
-    return found
+    return metadata_ints(model, VALID_ROWS_KEY)
 
 
 def _match(index: GraphIndex, onehot):

@@ -164,6 +164,18 @@ def metadata_int(text: str) -> int | None:
     return int(text)
 
 
+def metadata_ints(model, prefix: str) -> dict[str, int]:
+    """``{rest of key: value}`` of the model's metadata entries whose key starts with
+    ``prefix`` and whose value is an int graphkit wrote (see ``metadata_int``)."""
+    found = {}
+    for p in model.metadata_props:
+        if p.key.startswith(prefix):
+            value = metadata_int(p.value)
+            if value is not None:
+                found[p.key[len(prefix) :]] = value
+    return found
+
+
 def attribute(node, name: str, default=None):
     from onnx import helper
 
