@@ -356,10 +356,11 @@ def test_a_length_given_is_used_or_refused_with_the_cause_and_the_flag(conv_mode
     assert report.seq_len == 160 and not any("synthesized with length" in n for n in report.notes)
     with pytest.raises(GraphkitError) as info:
         graphkit.verify(path, path, samples=4, seq_len=100)
-    message = str(info.value)
-    assert message.startswith("--seq-len 100 does not fit the model: the reference fails: ")
+    message = str(info.value)  # the Python caller's words; for_cli() has the flags
+    assert message.startswith("seq_len=100 does not fit the model: the reference fails: ")
     assert "layer 'conv2' (Conv1D): Computed output size would be zero or negative" in message
-    assert f"pass --seq-len {needs} or more, or --inputs FILE.npz" in message
+    assert f"pass seq_len={needs} or more, or inputs=FILE.npz" in message
+    assert f"pass --seq-len {needs} or more, or --inputs FILE.npz" in info.value.for_cli()
     result = invoke("verify", path, path, "--seq-len", 20)
     assert result.exit_code == 2 and len(result.stderr.strip().splitlines()) == 1
     assert "error: --seq-len 20 does not fit the model" in result.stderr
@@ -397,7 +398,8 @@ def test_no_length_fits_names_the_cause_and_the_flag():
         graphkit.verify(model, model, samples=2)
     message = str(info.value)
     assert message.startswith("no input length up to 4096 fits the model: at length 16 the ")
-    assert "layer 'fold' (Reshape)" in message and "pass --seq-len L" in message
+    assert "layer 'fold' (Reshape)" in message and "pass seq_len=L" in message
+    assert "pass --seq-len L" in info.value.for_cli()
     assert graphkit.verify(model, model, samples=2, seq_len=9).seq_len == 9
 
 
