@@ -105,6 +105,7 @@ def verify(
     force: bool = False,
     locate: bool = True,
     progress: Callable[[int, int], None] | Progress | None = None,
+    shard: str | tuple[int, int] | None = None,
 ) -> VerifyReport:
     """Compare ``candidate`` with ``reference`` output by output.
 
@@ -122,6 +123,9 @@ def verify(
     ``graphkit.verification.testdata``); ``verify(inputs=that folder)`` replays it.
     ``locate``: when outputs differ, name the first layer where the models part
     (``graphkit.verification.locate``; a few rows of the first differing batch).
+    ``shard``: ``"I/N"`` runs only shard I of N of the run's batches; its report (``shard``
+    in ``to_dict()``) merges with the others' into the single run's report
+    (``graphkit.verification.shards.merge_reports``).
 
     ``rtol``/``atol``: a number for every output or ``{output: number}``; unset, Keras
     against Keras is held to 1e-6, and a comparison with ONNX to a tolerance earned from
@@ -136,6 +140,15 @@ def verify(
     bad input.
     """
     check_options(samples=samples, batch_size=batch_size, seq_len=seq_len, rtol=rtol, atol=atol)
+    from graphkit.verification.shards import parse_shard
+
+    shard = parse_shard(shard)
+    if shard is not None and save is not None:
+        raise GraphkitError(
+            "save= with shard=: save the inputs of a single run",
+            cli="--save with --shard: save the inputs of a single run",
+        )
+    asked = dict(samples=samples, batch_size=batch_size, seq_len=seq_len, seed=seed)
     given_seq_len = None if isinstance(seq_len, LengthChoice) else seq_len  # noted if unused
     report_to = as_progress(progress, callable_is="advance")
     lambdas = _lambdas_per_model((reference, candidate), onehot_lambdas)
@@ -202,8 +215,18 @@ def verify(
         stream = batches_of(arrays, batch_size)
         seed = None
 
+    if inputs is None:
+        sizes = batch_plan(specs, total, batch_size, seq_len)
+    else:
+        sizes = [min(batch_size, total - start) for start in range(0, total, batch_size)]
+    start_batch, stop_batch = shard.batches(len(sizes)) if shard else (0, len(sizes))
+    offset = sum(sizes[:start_batch])  # the global index of this run's first sample
     hint = ""
-    report_to.step(f"comparing {total} samples")
+    if shard is None:
+        report_to.step(f"comparing {total} samples")
+    else:
+        count = sum(sizes[start_batch:stop_batch])
+        report_to.step(f"comparing shard {shard}: {count} of {total} samples")
     if inputs is None and has_variable_axes(specs):
         hint = (
             f" (variable axes were synthesized with length {seq_len}; "
@@ -214,8 +237,16 @@ def verify(
     coverage = CoverageCounter(specs)
     fed: dict[str, tuple[tuple, str]] = {}
     divergence = None
-    done = 0
-    for batch in stream:
+    done = offset
+    for i, batch in enumerate(stream):
+        if not start_batch <= i < stop_batch:  # another shard's batch: not run, except
+            if not stats:  # the first: every shard earns its tolerances from the same batch
+                r_out = _named_outputs(ref, batch, "reference", hint)
+                c_out = _named_outputs(cand, batch, "candidate", hint)
+                stats = _output_stats(ref, cand, batch, r_out, c_out, rtol, atol, notes_early)
+            if i >= stop_batch:
+                break
+            continue
         r_out = _named_outputs(ref, batch, "reference", hint)
         c_out = _named_outputs(cand, batch, "candidate", hint)
         if not stats:
@@ -232,7 +263,7 @@ def verify(
         for name, x in batch.items():
             fed[name] = ((done + n,) + tuple(x.shape[1:]), str(x.dtype))
         done += n
-        report_to.advance(done, total)
+        report_to.advance(done - offset, total if shard is None else count)
     notes = list(dict.fromkeys([*ref.notes, *cand.notes, *notes_early]))  # verify(m, m): once
     notes += [f"input {s.name!r}: {s.note}" for s in specs if s.role == "range" and s.note]
     if choice is not None and choice.note and has_variable_axes(specs):
@@ -264,7 +295,7 @@ def verify(
     report = VerifyReport(
         str(ref.source),
         str(cand.source),
-        done,
+        done - offset,
         source,
         seed,
         list(stats.values()),
@@ -276,10 +307,48 @@ def verify(
         divergence=divergence,
         weights=weights,
     )
+    if shard is not None:
+        report.shard = _shard_state(
+            shard, (start_batch, stop_batch), offset, sizes, specs, stats, coverage,
+            dict(asked, reference=_identity(reference), candidate=_identity(candidate),
+                 inputs=_identity(inputs), seq_len_used=report.seq_len, rtol=rtol, atol=atol,
+                 ranges=str(ranges), locate=locate, provider=provider,
+                 onehot_lambdas=[sorted(map(str, x.items())) for x in lambdas], imports=list(imports)),
+        )  # fmt: skip
     if writer is not None:
         saved = writer.close(report.to_dict())  # one rename: all or nothing
         report.notes += [saved.note(), *saved.notes]
     return report
+
+
+def _identity(source) -> Any:
+    """A model or inputs as a shard's fingerprint sees them."""
+    from graphkit.verification.shards import arrays_identity, file_identity
+
+    if source is None:
+        return None
+    if isinstance(source, (str, os.PathLike)):
+        return file_identity(source)
+    if isinstance(source, dict):
+        return arrays_identity(source)
+    return f"{type(source).__name__} {getattr(source, 'name', '')}"  # in memory: by name
+
+
+def _shard_state(shard, batches, offset, sizes, specs, stats, coverage, parameters):
+    """What a shard's report carries so that it merges (``graphkit.verification.shards``)."""
+    from graphkit.verification.shards import ShardState, fingerprint, spec_state, stats_state
+
+    return ShardState(
+        shard,
+        batches,
+        offset,
+        len(sizes),
+        sum(sizes),
+        fingerprint(dict(parameters, shards=shard.count)),
+        [stats_state(s) for s in stats.values()],
+        coverage.state(),
+        [spec_state(s) for s in specs],
+    )
 
 
 def _per_output(value, name: str, label: str):

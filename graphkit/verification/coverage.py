@@ -91,12 +91,52 @@ class CoverageCounter:
                     if v in entry["values"]
                 )
 
+    def state(self) -> dict:
+        """The rows seen per table (runs ``[first, last]``) and the lookup values seen, with
+        the tables' sizes: what ``merge_coverage`` unites over shards."""
+        from graphkit.verification.shards import row_runs
+
+        tables = []
+        for t in self._tables.values():
+            entry = t.to_dict()
+            if t.table in self._seen:
+                seen = self._seen[t.table]
+                rows = (
+                    np.fromiter(seen, np.int64) if isinstance(seen, set) else np.flatnonzero(seen)
+                )
+                entry["seen"] = row_runs(rows)
+            tables.append(entry)
+        lookups = {e["key"]: sorted(e["seen"], key=repr) for e in self._lookups.values()}
+        for entry in tables:
+            if entry["table"] in lookups:
+                entry["seen_values"] = lookups[entry["table"]]
+        return {"tables": tables}
+
     def result(self) -> list[TableCoverage]:
         for table, seen in self._seen.items():
             self._tables[table].covered = len(seen) if isinstance(seen, set) else int(seen.sum())
         for entry in self._lookups.values():
             self._tables[entry["key"]].covered = len(entry["seen"])
         return list(self._tables.values())
+
+
+def merge_coverage(states: list[dict]) -> list[TableCoverage]:
+    """The coverage of one run over the shards whose ``CoverageCounter.state()`` these are:
+    the union of the rows (values) each saw."""
+    from graphkit.verification.shards import runs_rows
+
+    out = []
+    for k, first in enumerate(states[0]["tables"] if states else []):
+        parts = [s["tables"][k] for s in states]
+        cov = TableCoverage(
+            first["table"], first["rows"], list(first["inputs"]), kind=first["kind"]
+        )
+        if "seen" in first:
+            cov.covered = int(np.unique(np.concatenate([runs_rows(p["seen"]) for p in parts])).size)
+        else:
+            cov.covered = len({repr(v) for p in parts for v in p.get("seen_values", [])})
+        out.append(cov)
+    return out
 
 
 def describe_coverage(tables: list[TableCoverage]) -> str:

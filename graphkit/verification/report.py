@@ -28,6 +28,7 @@ class VerifyReport:
     coverage: list[TableCoverage] = field(default_factory=list)  # rows the inputs reached
     divergence: Any = None  # graphkit.verification.locate.Divergence, where outputs differed
     weights: Any = None  # graphkit.verification.weights.WeightsReport
+    shard: Any = None  # graphkit.verification.shards.ShardState: a shard's mergeable state
 
     @property
     def equivalent(self) -> bool:
@@ -74,7 +75,7 @@ class VerifyReport:
             "divergence": self.divergence.to_dict() if self.divergence is not None else None,
             "weights": self.weights.to_dict() if self.weights is not None else None,
             "notes": self.notes,
-        }
+        } | ({"shard": self.shard.to_dict()} if self.shard is not None else {})
 
     def describe_inputs(self) -> str:
         """``tokens (256, 16) int32 in [0, 50)``: what really ran, one entry per input."""
@@ -94,7 +95,16 @@ class VerifyReport:
         return ", ".join(parts)
 
     def format(self) -> str:
-        lines = [
+        lines = (
+            [
+                f"shard:     {self.shard.shard} (batches {self.shard.batches[0]}..{self.shard.batches[1] - 1} "
+                f"of {self.shard.total_batches}, {self.samples} of {self.shard.total_samples} "
+                "samples; merge the shards' --json reports with verify --merge)"
+            ]
+            if self.shard is not None
+            else []
+        )
+        lines += [
             f"reference: {self.reference}",
             f"candidate: {self.candidate}",
             f"inputs:    {self.samples} sample{'s' if self.samples != 1 else ''}, "
