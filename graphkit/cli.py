@@ -471,8 +471,18 @@ def demo(
 @app.command(epilog=_VERIFY_EPILOG)
 @cli_command
 def verify(
-    reference: Annotated[Path, typer.Argument(help="Reference model (.keras, .h5 or .onnx).")],
-    candidate: Annotated[Path, typer.Argument(help="Candidate model (.keras, .h5 or .onnx).")],
+    reference: Annotated[
+        Optional[Path],  # noqa: UP045
+        typer.Argument(help="Reference model (.keras, .h5 or .onnx).", show_default=False),
+    ] = None,
+    candidate: Annotated[
+        Optional[Path],  # noqa: UP045
+        typer.Argument(help="Candidate model (.keras, .h5 or .onnx).", show_default=False),
+    ] = None,
+    more: Annotated[
+        Optional[list[Path]],  # noqa: UP045
+        typer.Argument(hidden=True, show_default=False),  # the rest of --merge's reports
+    ] = None,
     inputs: Annotated[
         Optional[Path],  # noqa: UP045
         typer.Option(
@@ -542,6 +552,39 @@ def verify(
             "--force", help="Replace an existing --junit file, or a folder that --save wrote."
         ),
     ] = False,
+    shard: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option(
+            "--shard",
+            metavar="I/N",
+            help="Run only shard I of N (from 0) of the inputs' batches; merge the shards' "
+            "--json reports with --merge.",
+        ),
+    ] = None,
+    merge: Annotated[
+        bool,
+        typer.Option(
+            "--merge",
+            help="The paths are shard reports (--shard I/N --json) to merge into the single "
+            "run's report: verify --merge s0.json s1.json ...",
+        ),
+    ] = False,
+    ray: Annotated[
+        bool,
+        typer.Option(
+            "--ray",
+            help="Run the shards as Ray tasks and merge them (needs the 'ray' extra); a local "
+            "Ray is started for the run unless --ray-address is given.",
+        ),
+    ] = False,
+    ray_address: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option("--ray-address", metavar="ADDRESS", help="With --ray: an existing cluster."),
+    ] = None,
+    shards: Annotated[
+        Optional[int],  # noqa: UP045
+        typer.Option("--shards", help="With --ray: how many shards [default: the CPUs of Ray]."),
+    ] = None,
     ranges: Ranges = None,
     unsafe: Unsafe = False,
     imports: Imports = None,
@@ -555,6 +598,13 @@ def verify(
     With --json or --junit, exit 2 still gives a report: {"status": "error", "error": ...}
     and one errored test case."""
     reports = {"junit": None}
+    paths = [p for p in (reference, candidate, *(more or [])) if p is not None]
+    if merge:  # what the error reports name: the merged run's first reports
+        reference, candidate = (paths + [Path("-"), Path("-")])[:2]
+    usage = _verify_usage(paths, merge=merge, shard=shard, ray=ray, ray_address=ray_address, shards=shards)  # fmt: skip
+    if usage is not None:
+        _error_reports(usage, reference or Path("-"), candidate or Path("-"), json_out=json_out, junit=None)  # fmt: skip
+        raise GraphkitError(usage)
 
     def timed_out() -> None:  # CI still gets its reports when --timeout stops the run
         _error_reports(
@@ -576,6 +626,9 @@ def verify(
                 force,
                 reports,
                 options=dict(
+                    merge=paths if merge else None,
+                    shard=shard,
+                    ray=dict(address=ray_address, shards=shards) if ray else None,
                     save=save,
                     ranges=ranges,
                     samples=samples,
@@ -609,15 +662,37 @@ def verify(
     raise typer.Exit(0 if report.equivalent else 1)
 
 
+def _verify_usage(paths, *, merge, shard, ray, ray_address, shards) -> str | None:
+    """What is wrong with verify's paths and its shard options together, or None."""
+    if merge:
+        if not paths:
+            return "--merge needs the shards' reports: verify --merge s0.json s1.json ..."
+        if shard is not None or ray:
+            return "--merge takes reports, not --shard or --ray"
+        return None
+    if len(paths) != 2:
+        return f"verify takes two models, got {len(paths)} path(s); --merge merges shard reports"
+    if shard is not None and ray:
+        return "--shard runs one shard here; --ray runs them all on Ray: not both"
+    if (ray_address is not None or shards is not None) and not ray:
+        return f"{'--ray-address' if ray_address is not None else '--shards'} needs --ray"
+    return None
+
+
 def _verify_and_report(reference, candidate, inputs, junit, force, reports, options):
     """verify's output checks, then the run; ``reports["junit"]`` is set once the JUnit
     path is known to be writable (so an error report never clobbers anything)."""
+    merge = options.pop("merge")
     if junit is not None:
         from graphkit.io import check_output_path
 
-        _refuse_overwriting(junit, "--junit", [reference, candidate, inputs])
+        _refuse_overwriting(junit, "--junit", merge or [reference, candidate, inputs])
         check_output_path(junit, force=force)  # a report obeys the no-clobber rule too
         reports["junit"] = junit
+    if merge:
+        from graphkit.verification.shards import load_shard_reports, merge_reports
+
+        return merge_reports(load_shard_reports(merge))
     return _verify_checked(reference, candidate, inputs, force=force, **options)
 
 
@@ -627,6 +702,18 @@ def _verify_checked(reference: Path, candidate: Path, inputs: Path | None, **opt
     from graphkit.verification.inputs import parse_ranges
 
     save, force, ranges = options.pop("save"), options.pop("force"), options.pop("ranges")
+    on_ray = options.pop("ray")
+    from graphkit.verification.shards import parse_shard
+
+    parse_shard(options["shard"])
+    if options["shard"] is None:
+        del options["shard"]
+    if on_ray is not None:
+        from graphkit.verification.ray_runner import _import_ray
+
+        _import_ray()  # missing: one line before anything runs
+        if on_ray["shards"] is not None and on_ray["shards"] < 1:
+            raise GraphkitError(f"--shards must be at least 1, got {on_ray['shards']}")
     options["rtol"] = parse_tolerance(options["rtol"], "rtol")
     options["atol"] = parse_tolerance(options["atol"], "atol")
     _check_provider(options["provider"])
@@ -652,6 +739,15 @@ def _verify_checked(reference: Path, candidate: Path, inputs: Path | None, **opt
         check_save_dir(save, force=force)
         _refuse_replacing(save, [reference, candidate, inputs])
         extra.update(save=save, force=force)
+    if on_ray is not None:
+        from graphkit.verification.ray_runner import verify_on_ray
+
+        if save is not None:
+            raise GraphkitError("--save with --ray: save the inputs of a single run")
+        with _live("starting Ray") as shown:
+            return verify_on_ray(
+                reference, candidate, inputs, **on_ray, progress=shown, **options, **extra
+            )
     with _live("starting TensorFlow") as shown:
         _tensorflow(shown)
         from graphkit.verification import verify as run_verify
