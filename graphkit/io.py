@@ -735,12 +735,18 @@ def check_output_path(path: str | os.PathLike, *, force: bool) -> Path:
     if path.exists() or path.is_symlink():
         if not force:
             raise GraphkitError(f"{path}: already exists (pass --force to overwrite it)")
+    check_parent_writable(path)
+    return path
+
+
+def check_parent_writable(path: str | os.PathLike) -> None:
+    """The folder that will hold ``path`` exists and can be written to."""
+    path = Path(path)
     parent = path.parent if str(path.parent) else Path(".")
     if not parent.is_dir():
         raise GraphkitError(f"{path}: folder {parent} does not exist")
     if not os.access(parent, os.W_OK):
         raise GraphkitError(f"{path}: folder {parent} is not writable")
-    return path
 
 
 @contextlib.contextmanager

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from graphkit.errors import GraphkitError, one_line
+from graphkit.verification.stats import json_float
 
 
 @dataclass
@@ -47,7 +48,7 @@ class LayerComparison:
             "layer": self.layer,
             "candidate": self.candidate,
             "onnx_tensor": self.onnx_tensor,
-            "max_abs": _json_float(self.max_abs),
+            "max_abs": json_float(self.max_abs),
             "ok": self.ok,
             "shape_mismatch": self.shape_mismatch,
         }
@@ -96,22 +97,12 @@ class Divergence:
         return {
             "first": self.first,
             "first_candidate": self.first_candidate,
-            "first_max_abs": _json_float(self.first_max_abs),
+            "first_max_abs": json_float(self.first_max_abs),
             "upstream_equal": self.upstream_equal,
             "compared": [c.to_dict() for c in self.compared],
             "note": self.note,
             "line": self.line(),
         }
-
-
-def _json_float(x):
-    if x is None:
-        return None
-    if np.isnan(x):
-        return "nan"
-    if np.isinf(x):
-        return "inf"
-    return float(x)
 
 
 # ---------------------------------------------------------------------------- comparison

@@ -90,11 +90,11 @@ class OutputStats:
             "name": self.name,
             "shape": list(self.shape) if self.shape is not None else None,
             "dtype": self.dtype,
-            "max_abs_error": _json_float(self.max_abs),
-            "max_rel_error": _json_float(self.max_rel),
+            "max_abs_error": json_float(self.max_abs),
+            "max_rel_error": json_float(self.max_rel),
             "worst_index": list(self.worst_index) if self.worst_index is not None else None,
-            "worst_reference": _json_float(self.worst_reference),
-            "worst_candidate": _json_float(self.worst_candidate),
+            "worst_reference": json_float(self.worst_reference),
+            "worst_candidate": json_float(self.worst_candidate),
             "elements": self.elements,
             "exceeding": self.exceeding,
             "nan_mismatch": self.nan_mismatch,
@@ -107,11 +107,12 @@ class OutputStats:
         }
 
 
-def _json_float(x):
+def json_float(x):
+    """A float for JSON: "inf"/"nan" spelled out, numpy scalars as Python floats."""
     if x is None:
         return None
     if math.isinf(x):
         return "inf"
     if math.isnan(x):
         return "nan"
-    return x
+    return float(x)

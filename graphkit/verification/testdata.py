@@ -62,11 +62,9 @@ def check_save_dir(path: str | os.PathLike, *, force: bool = False) -> Path:
                     f"{path}: holds {', '.join(other[:3])}{' ...' if len(other) > 3 else ''} "
                     "besides test data: --force replaces only a folder that --save wrote"
                 )
-    parent = path.parent if str(path.parent) else Path(".")
-    if not parent.is_dir():
-        raise GraphkitError(f"{path}: folder {parent} does not exist")
-    if not os.access(parent, os.W_OK):
-        raise GraphkitError(f"{path}: folder {parent} is not writable")
+    from graphkit.io import check_parent_writable
+
+    check_parent_writable(path)
     return path
 
 
