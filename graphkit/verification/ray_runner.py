@@ -44,6 +44,15 @@ def _run_shard(reference, candidate, inputs, shard: str, cwd: str, options: dict
         return {"status": "error", "error": str(exc), "cli": exc.for_cli()}
 
 
+def _failure(ray, exc: Exception, shard: str, max_retries: int) -> str:
+    """One line: why a shard failed for good (its worker kept dying, or an error in it)."""
+    died = (ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError)
+    if isinstance(exc, died):
+        return f"shard {shard} failed (retried {max_retries} times): its worker died"
+    cause = getattr(exc, "cause", None) or exc
+    return f"shard {shard} failed: {type(cause).__name__}: {one_line(cause)[:300]}"
+
+
 def verify_on_ray(
     reference: str | os.PathLike,
     candidate: str | os.PathLike,
@@ -100,10 +109,7 @@ def verify_on_ray(
                 except Exception as exc:  # a worker that died more than max_retries times
                     for other in pending:
                         ray.cancel(other, force=True)
-                    raise GraphkitError(
-                        f"shard {i}/{count} failed (retried {max_retries} times): "
-                        f"{one_line(exc)[:300]}"
-                    ) from None
+                    raise GraphkitError(_failure(ray, exc, f"{i}/{count}", max_retries)) from None
                 if result.get("status") == "error":
                     for other in pending:
                         ray.cancel(other, force=True)
