@@ -481,7 +481,11 @@ def verify(
     ] = None,
     more: Annotated[
         Optional[list[Path]],  # noqa: UP045
-        typer.Argument(hidden=True, show_default=False),  # the rest of --merge's reports
+        typer.Argument(
+            metavar="REPORTS",
+            help="With --merge, every path is a shard's --json report: verify --merge s*.json",
+            show_default=False,
+        ),
     ] = None,
     inputs: Annotated[
         Optional[Path],  # noqa: UP045

@@ -77,6 +77,11 @@ def verify_on_ray(
         raise GraphkitError(f"shards must be at least 1, got {shards}", cli=f"--shards must be at least 1, got {shards}")  # fmt: skip
     if options.get("save") is not None:
         raise GraphkitError("save= on Ray: save the inputs of a single run", cli="--save with --ray: save the inputs of a single run")  # fmt: skip
+    for label, value in (("reference", reference), ("candidate", candidate), ("inputs", inputs)):
+        if value is not None and not isinstance(value, (str, os.PathLike)):
+            raise GraphkitError(
+                f"{label}= on Ray must be a path (the workers read it), got {type(value).__name__}"
+            )
     report_to = as_progress(progress, callable_is="advance")
     started = False
     env = {"env_vars": {"TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "3")}}
