@@ -255,7 +255,7 @@ def verify(
             s.update(np.asarray(r_out[name]), np.asarray(c_out[name]), done)
         if locate and divergence is None and not all(s.ok for s in stats.values()):
             report_to.step("locating the first layer that differs")
-            divergence = _locate(ref, cand, batch, stats, done)
+            divergence = _locate(ref, cand, batch, stats, r_out, c_out)
         coverage.update(batch)
         if writer is not None:
             writer.add(batch, r_out, c_out)  # in memory, up to its caps
@@ -410,16 +410,19 @@ def _output_stats(ref, cand, batch, r_out, c_out, rtol, atol, notes) -> dict[str
     return stats
 
 
-def _locate(ref: Backend, cand: Backend, batch, stats: dict[str, OutputStats], done: int):
-    """Where the models part, on a few rows of ``batch`` (those with the worst errors)."""
+def _locate(ref: Backend, cand: Backend, batch, stats: dict[str, OutputStats], r_out, c_out):
+    """Where the models part, on a few rows of ``batch``: the first 8 and those with this
+    batch's worst errors (this batch's own: a shard of the run picks the same rows)."""
     from graphkit.verification.locate import locate
 
     n = len(next(iter(batch.values())))
-    worst = {
-        s.worst_index[0] - done
-        for s in stats.values()
-        if not s.ok and s.worst_index and 0 <= s.worst_index[0] - done < n
-    }
+    worst = set()
+    for s in stats.values():
+        if not s.ok:
+            here = OutputStats(s.name, s.rtol, s.atol)
+            here.update(np.asarray(r_out[s.name]), np.asarray(c_out[s.name]), 0)
+            if here.worst_index:
+                worst.add(here.worst_index[0])
     rows = sorted(worst | set(range(min(8, n))))
     loosest = [s for s in stats.values() if not s.ok] or list(stats.values())
     rtol = max(s.rtol for s in loosest)
