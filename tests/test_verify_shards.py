@@ -87,26 +87,28 @@ def test_merge_equals_the_single_run(models, candidate, source):
 
 
 def test_stats_merge_ties_like_one_run():
-    """Equal maxima in two shards: the earliest element wins, as in one run; NaN and
-    shape mismatches carry over."""
+    """Equal maxima in two shards: the earliest element wins, as in one run; a NaN
+    mismatch (an infinite error) and the counts carry over."""
     rng = np.random.default_rng(0)
-    ref = rng.standard_normal((12, 3))
-    cand = ref.copy()
-    cand[2, 1] += 0.5
-    cand[9, 0] += 0.5  # the same error, later
-    cand[5, 2] = np.nan
-    one = OutputStats("y", 1e-6, 1e-6)
-    for start in range(0, 12, 2):
-        one.update(ref[start : start + 2], cand[start : start + 2], start)
-    for cut in ([0, 4, 12], [0, 2, 6, 10, 12], [0, 12]):
-        parts = []
-        for a, b in zip(cut, cut[1:]):
-            s = OutputStats("y", 1e-6, 1e-6)
-            for start in range(a, b, 2):
-                s.update(ref[start : start + 2], cand[start : start + 2], start)
-            parts.append(s)
-        assert merge_stats(parts).to_dict() == one.to_dict(), cut
-    assert one.worst_index == (5, 2)  # the NaN mismatch (inf) is the worst element
+    ref = rng.integers(-8, 8, size=(12, 3)) / 4  # + 0.5 exactly: true ties
+    tied = ref.copy()
+    tied[2, 1] += 0.5
+    tied[9, 0] += 0.5  # the same error, later
+    with_nan = tied.copy()
+    with_nan[7, 2] = np.nan
+    for cand, worst in ((tied, (2, 1)), (with_nan, (7, 2))):
+        one = OutputStats("y", 1e-6, 1e-6)
+        for start in range(0, 12, 2):
+            one.update(ref[start : start + 2], cand[start : start + 2], start)
+        assert one.worst_index == worst
+        for cut in ([0, 4, 12], [0, 2, 6, 10, 12], [0, 12], [0, 0, 12, 12]):
+            parts = []
+            for a, b in zip(cut, cut[1:]):
+                s = OutputStats("y", 1e-6, 1e-6)
+                for start in range(a, b, 2):
+                    s.update(ref[start : start + 2], cand[start : start + 2], start)
+                parts.append(s)
+            assert merge_stats(parts).to_dict() == one.to_dict(), cut
 
 
 def test_cli_shards_then_merge_give_the_single_runs_report_and_exit(models, tmp_path):
@@ -255,3 +257,45 @@ def test_cli_ray(models, local_ray):
         os.chdir(cwd)
     assert on_ray.exit_code == single.exit_code == 1, on_ray.output
     assert single.stdout in on_ray.stdout  # the same report (after Ray's progress lines)
+
+
+def test_a_difference_found_in_a_later_shard_merges_with_its_location(models, tmp_path):
+    """Row 299 of the table moved: only samples 70.. read it, so shards before the one
+    holding batch 4 are exact, and the merged report locates where the single run does."""
+    from graphkit.io import load_model, save_model
+
+    changed = load_model(models / "a.keras")
+    table = changed.get_layer("embedding")
+    weights = table.get_weights()[0].copy()
+    weights[299] += 0.01
+    table.set_weights([weights])
+    save_model(changed, tmp_path / "c.keras")
+    tokens = np.load(models / "tokens.npz")["tokens"].copy()
+    tokens[tokens == 299] = 298
+    tokens[70:, 0] = 299
+    np.savez(tmp_path / "late.npz", tokens=tokens)
+    ref, cand, inputs = models / "a.keras", tmp_path / "c.keras", tmp_path / "late.npz"
+    options = dict(batch_size=BATCH)
+    single = graphkit.verify(ref, cand, inputs, **options)
+    assert not single.equivalent and single.divergence is not None
+    assert single.outputs[0].worst_index[0] >= 70
+    for n in (3, 8):
+        parts = _shards(ref, cand, inputs, n, **options)
+        assert parts[0]["divergence"] is None and parts[0]["outputs"][0]["exact"]
+        assert merge_reports(parts).to_dict() == single.to_dict(), n
+
+
+def test_lookup_coverage_merges():
+    import keras
+
+    ids = keras.Input((3,), dtype="int64", name="ids")
+    lookup = keras.layers.IntegerLookup(
+        vocabulary=[7, 11, 42, 1000, 31337], output_mode="one_hot", name="lookup"
+    )
+    model = keras.Model(ids, keras.layers.Dense(2, name="y")(keras.layers.Flatten()(lookup(ids))))
+    converted = graphkit.convert(model, "onehot-dense").model
+    options = dict(samples=40, batch_size=8)
+    single = graphkit.verify(model, converted, **options)
+    assert single.coverage[0].kind == "lookup" and single.coverage[0].covered == 5
+    parts = _shards(model, converted, None, 3, **options)
+    assert merge_reports(parts).to_dict() == single.to_dict()
