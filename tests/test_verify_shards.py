@@ -17,6 +17,7 @@ from graphkit import GraphkitError
 from graphkit.cli import app
 from graphkit.verification.shards import merge_reports, merge_stats, parse_shard
 from graphkit.verification.stats import OutputStats
+from tests.conftest import FIXTURES
 
 runner = CliRunner()
 SAMPLES, BATCH = 100, 16  # 7 batches: 3 shards split them 2/2/3, 8 shards leave one empty
@@ -170,6 +171,9 @@ def test_missing_ray_is_one_line(monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
     with pytest.raises(GraphkitError, match=r"pip install 'keras-graphkit\[ray\]'"):
         ray_runner.verify_on_ray("a.keras", "b.keras")
+    result = invoke("verify", FIXTURES / "sequential.keras", FIXTURES / "sequential.keras", "--ray")
+    assert result.exit_code == 2
+    assert "error: verify --ray needs Ray: pip install 'keras-graphkit[ray]'" in result.output
 
 
 # ----------------------------------------------------------------------------- Ray
