@@ -276,3 +276,13 @@ def test_positions_into_the_sequence_are_synthesized_within_its_length():
     assert report.exact
     batch = next(graphkit.verification.synthesize(list(specs.values()), 64, 64, 7, 0))
     assert batch["mask_positions"].min() >= 0 and batch["mask_positions"].max() == 6
+
+
+def test_given_data_shows_its_own_range_beside_the_tables(tpe):
+    tokens = np.full((3, 32), 7, dtype="int32")
+    tokens[1, 5], tokens[2, 9] = 1200, 3
+    report = verify(tpe, tpe, {"tokens": tokens})
+    assert "tokens (3, 32) int32 in [0, 1500), values 3..1200" in report.describe_inputs()
+    assert report.to_dict()["fed"]["tokens"]["min"] == 3
+    synthesized = verify(tpe, tpe, samples=8)  # synthesized data: the range is the spec's
+    assert ", values" not in synthesized.describe_inputs()

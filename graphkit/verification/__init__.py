@@ -236,6 +236,7 @@ def verify(
     stats: dict[str, OutputStats] = {}
     coverage = CoverageCounter(specs)
     fed: dict[str, tuple[tuple, str]] = {}
+    values: dict[str, tuple] = {}  # the data's own range per input: (min, max)
     divergence = None
     done = offset
     for i, batch in enumerate(stream):
@@ -262,6 +263,7 @@ def verify(
         n = len(next(iter(batch.values())))
         for name, x in batch.items():
             fed[name] = ((done + n,) + tuple(x.shape[1:]), str(x.dtype))
+            _widen(values, name, x)
         done += n
         report_to.advance(done - offset, total if shard is None else count)
     notes = list(dict.fromkeys([*ref.notes, *cand.notes, *notes_early]))  # verify(m, m): once
@@ -304,6 +306,7 @@ def verify(
         notes,
         seq_len=seq_len if inputs is None and has_variable_axes(specs) else None,
         coverage=coverage.result(),
+        values=values,
         divergence=divergence,
         weights=weights,
     )
@@ -349,6 +352,17 @@ def _shard_state(shard, batches, offset, sizes, specs, stats, coverage, paramete
         coverage.state(),
         [spec_state(s) for s in specs],
     )
+
+
+def _widen(values: dict[str, tuple], name: str, x) -> None:
+    """Widen ``values[name]`` (min, max) to cover the numbers in ``x`` (strings: none)."""
+    x = np.asarray(x)
+    if not x.size or x.dtype.kind not in "biuf":
+        return
+    lo, hi = x.min().item(), x.max().item()
+    if name in values:
+        lo, hi = min(lo, values[name][0]), max(hi, values[name][1])
+    values[name] = (lo, hi)
 
 
 def _per_output(value, name: str, label: str):

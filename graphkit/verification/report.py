@@ -26,6 +26,7 @@ class VerifyReport:
     notes: list[str] = field(default_factory=list)
     seq_len: int | None = None  # length of the synthesized variable axes (None: none, or a file)
     coverage: list[TableCoverage] = field(default_factory=list)  # rows the inputs reached
+    values: dict[str, tuple] = field(default_factory=dict)  # input -> the data's (min, max)
     divergence: Any = None  # graphkit.verification.locate.Divergence, where outputs differed
     weights: Any = None  # graphkit.verification.weights.WeightsReport
     shard: Any = None  # graphkit.verification.shards.ShardState: a shard's mergeable state
@@ -67,7 +68,12 @@ class VerifyReport:
                 for s in self.inputs
             ],
             "fed": {
-                name: {"shape": list(shape), "dtype": dtype}
+                name: {
+                    "shape": list(shape),
+                    "dtype": dtype,
+                    "min": self.values.get(name, (None, None))[0],
+                    "max": self.values.get(name, (None, None))[1],
+                }
                 for name, (shape, dtype) in self.fed.items()
             },
             "outputs": [o.to_dict() for o in self.outputs],
@@ -91,6 +97,9 @@ class VerifyReport:
                 text += " (padding mask)"
             elif spec.role == "positions":
                 text += " (positions along the sequence)"
+            if self.seed is None and spec.name in self.values:  # given data: its own range
+                lo, hi = self.values[spec.name]
+                text += f", values {_number(lo)}..{_number(hi)}"
             parts.append(text)
         return ", ".join(parts)
 
@@ -214,3 +223,7 @@ class VerifyReport:
             parts.append("    </testcase>")
         parts += ["  </testsuite>", "</testsuites>", ""]
         return "\n".join(parts)
+
+
+def _number(x) -> str:
+    return str(x) if isinstance(x, (bool, int)) else f"{x:.4g}"

@@ -352,9 +352,15 @@ def merge_reports(reports: list[tuple[str, dict]] | list[dict]):
         for k in range(len(first["shard"]["outputs"]))
     ]
     fed: dict[str, tuple[tuple, str]] = {}
+    values: dict[str, tuple] = {}
     for _, data in ordered:  # the last batch's shape, with the samples before it
         for name, entry in data["fed"].items():
             fed[name] = (tuple(entry["shape"]), entry["dtype"])
+            if entry.get("min") is not None:
+                lo, hi = entry["min"], entry["max"]
+                if name in values:
+                    lo, hi = min(lo, values[name][0]), max(hi, values[name][1])
+                values[name] = (lo, hi)
     divergence = next(
         (divergence_from_dict(d["divergence"]) for _, d in ordered if d["divergence"]), None
     )
@@ -371,6 +377,7 @@ def merge_reports(reports: list[tuple[str, dict]] | list[dict]):
         list(first["notes"]),
         seq_len=first["seq_len"],
         coverage=merge_coverage([d["shard"]["coverage"] for _, d in ordered]),
+        values=values,
         divergence=divergence,
         weights=weights_from_dict(first["weights"]) if first["weights"] is not None else None,
     )
