@@ -309,7 +309,7 @@ def test_string_inputs_need_a_file_and_then_work(tmp_path):
     x = keras.layers.Embedding(20, 3, name="emb")(vectorize(text))
     model = keras.Model(text, keras.layers.GlobalAveragePooling1D()(x))
     converted = convert(model, "onehot-dense").model
-    with pytest.raises(GraphkitError, match="cannot synthesize string inputs; pass --inputs"):
+    with pytest.raises(GraphkitError, match="cannot synthesize string inputs; pass inputs="):
         graphkit.verify(model, converted, samples=4)
     report = graphkit.verify(model, converted, {"text": np.array(["a b", "c d e", "zz"])})
     assert report.exact and report.samples == 3

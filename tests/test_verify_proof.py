@@ -205,8 +205,9 @@ def test_an_integer_input_no_table_reads_asks_for_a_range():
     x = layers.Flatten()(layers.Embedding(10, 2)(tokens))
     x = layers.Concatenate()([x, ops.cast(count, "float32")])
     model = keras.Model([tokens, count], layers.Dense(1)(x))
-    with pytest.raises(GraphkitError, match=r"'count'.*--range count=LOW:HIGH"):
+    with pytest.raises(GraphkitError, match=r"'count'.*ranges=\{'count': \(LOW, HIGH\)\}") as info:
         verify(model, model)
+    assert "--range count=LOW:HIGH" in info.value.for_cli()  # the CLI's words
     report = verify(model, model, ranges=["count=3:5"])
     assert report.equivalent
     assert "count (256, 1) int32 in [3, 5)" in report.describe_inputs()

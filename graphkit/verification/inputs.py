@@ -169,16 +169,19 @@ def synthesize(
         if _kind(spec.dtype) not in ("int", "float", "bool") and not (
             spec.is_lookup and spec.dtype == "string"
         ):
+            head = f"input {spec.name!r}: cannot synthesize {spec.dtype} inputs"
             raise GraphkitError(
-                f"input {spec.name!r}: cannot synthesize {spec.dtype} inputs; pass --inputs FILE.npz"
+                f"{head}; pass inputs=FILE.npz (or a dict of arrays)",
+                cli=f"{head}; pass --inputs FILE.npz",
             )
         if _kind(spec.dtype) == "int" and not (
             spec.is_index or spec.is_lookup or spec.role in ("mask", "positions")
         ):
             why = f" ({spec.note})" if spec.note else ""
+            head = f"input {spec.name!r}: graphkit cannot tell which integers are valid{why}"
             raise GraphkitError(
-                f"input {spec.name!r}: graphkit cannot tell which integers are valid{why}; pass "
-                f"--range {spec.name}=LOW:HIGH or --inputs FILE.npz"
+                f"{head}; pass ranges={{{spec.name!r}: (LOW, HIGH)}} or inputs=FILE.npz",
+                cli=f"{head}; pass --range {spec.name}=LOW:HIGH or --inputs FILE.npz",
             )
     rng = np.random.default_rng(seed)
     covers: dict[str, _Cover] = {}
