@@ -390,8 +390,9 @@ def test_export_checks_on_inputs_from_a_file(tmp_path):
     out = tmp_path / "conv.onnx"
     result = invoke("export", src, "--onnx", "--inputs", tmp_path / "batch.npz", "-o", out)
     assert result.exit_code == 0, result.output
-    assert "verified in onnxruntime on 3 samples (tokens (3, 170) int64 in [0, 50), values 0..49)" in (
-        result.stdout
+    assert (
+        "verified in onnxruntime on 3 samples (tokens (3, 170) int64 in [0, 50), values 0..49)"
+        in (result.stdout)
     )
     assert "synthesized" not in result.stdout
     np.savez(tmp_path / "short.npz", tokens=np.ones((2, 20), "int64"))
