@@ -7,21 +7,29 @@ import importlib
 import importlib.util
 import os
 import shutil
-import struct
 import sys
 import tempfile
 import warnings
 import zipfile
-import zlib
 from collections.abc import Iterable
 from pathlib import Path
 
-from graphkit import keras_versions, limits
+from graphkit import keras_versions
 from graphkit.errors import GraphkitError, one_line
 
-KERAS_SUFFIXES = (".keras",)
-H5_SUFFIXES = (".h5", ".hdf5")
-HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+# The file readers live in graphkit.model_files (Lambda adoption reads files too); their names
+# stay importable from here (_read_member: tests).
+from graphkit.model_files import (  # noqa: F401
+    H5_SUFFIXES,
+    HDF5_SIGNATURE,
+    KERAS_SUFFIXES,
+    _read_member,
+    check_model_file,
+    json_depth,
+    model_format,
+    parse_config_json,
+    read_config,
+)
 
 
 def import_user_code(modules: Iterable[str]) -> None:
@@ -51,201 +59,6 @@ def import_user_code(modules: Iterable[str]) -> None:
             ) from exc
 
 
-def model_format(path: Path) -> str:
-    """Return 'keras' or 'h5' from the file's extension, or raise a GraphkitError."""
-    suffix = path.suffix.lower()
-    if suffix in KERAS_SUFFIXES:
-        return "keras"
-    if suffix in H5_SUFFIXES:
-        return "h5"
-    raise GraphkitError(
-        f"{path}: unsupported extension {path.suffix or '(none)'!r}; expected .keras or .h5"
-    )
-
-
-def check_model_file(path: str | os.PathLike) -> tuple[Path, str]:
-    """Check that ``path`` looks like a Keras model file before Keras sees it.
-
-    Keras reports an empty file, a folder or a truncated zip as "file not found";
-    we say what is actually wrong.
-    """
-    path = Path(path)
-    if not path.exists():
-        raise GraphkitError(f"{path}: no such file")
-    saved_model = _saved_model_hint(path)
-    if saved_model:
-        raise GraphkitError(saved_model)
-    if path.is_dir():
-        raise GraphkitError(f"{path}: is a directory, not a model file")
-    fmt = model_format(path)
-    try:
-        size = path.stat().st_size
-        with open(path, "rb") as fh:
-            head = fh.read(8)
-    except OSError as exc:
-        raise GraphkitError(f"{path}: cannot read: {exc.strerror or exc}") from exc
-    if size == 0:
-        raise GraphkitError(f"{path}: empty file, not a Keras model")
-    if fmt == "keras":
-        if not zipfile.is_zipfile(path):
-            raise GraphkitError(f"{path}: not a Keras .keras archive (not a zip file)")
-        _check_keras_archive(path, size)
-    elif head != HDF5_SIGNATURE:
-        raise GraphkitError(f"{path}: not an HDF5 file")
-    return path, fmt
-
-
-# What a hostile zip can raise from zipfile and the decompressors, beyond BadZipFile: a bad
-# offset (OSError, ValueError), a truncated stream (EOFError, zlib.error), a UTF-8 flagged
-# name that is not UTF-8 (ValueError), a bad extra field (struct.error).
-_ZIP_ERRORS = (
-    zipfile.BadZipFile,
-    zipfile.LargeZipFile,
-    OSError,
-    EOFError,
-    ValueError,
-    NotImplementedError,
-    RuntimeError,
-    OverflowError,
-    zlib.error,
-    struct.error,
-)
-
-
-def _check_keras_archive(path: Path, size: int) -> None:
-    """Refuse a ``.keras`` archive beyond ``graphkit.limits``, then CRC-check what Keras reads.
-
-    Only the central directory is trusted for the refusals (nothing is inflated); the reads
-    that follow are bounded by the sizes it declares, and zipfile stops each stream there.
-    """
-    try:
-        with zipfile.ZipFile(path) as zf:
-            infos = zf.infolist()
-            _check_members(path, infos, size)
-            for info in infos:
-                if info.is_dir():
-                    continue
-                if info.filename == "config.json":  # its text and depth too, before TensorFlow
-                    data = _read_member(zf, info, path, cap=limits.MAX_CONFIG_BYTES, keep=True)
-                    parse_config_json(_utf8(data, path, "config.json"), f"{path}: config.json")
-                    continue
-                cap = limits.MAX_CONFIG_BYTES if info.filename.endswith(".json") else None
-                _read_member(zf, info, path, cap=cap, keep=False)
-    except GraphkitError:
-        raise
-    except _ZIP_ERRORS as exc:
-        raise GraphkitError(f"{path}: corrupt .keras archive ({one_line(exc)})") from exc
-
-
-def _check_members(path: Path, infos: list[zipfile.ZipInfo], size: int) -> None:
-    """The central directory's refusals: member count, names, methods, flags, sizes."""
-    if len(infos) > limits.MAX_KERAS_MEMBERS:
-        raise GraphkitError(
-            f"{path}: the archive lists {len(infos)} members, over the limit of "
-            f"{limits.MAX_KERAS_MEMBERS} (graphkit.limits.MAX_KERAS_MEMBERS)"
-        )
-    if not any(info.filename == "config.json" for info in infos):
-        raise GraphkitError(f"{path}: not a Keras .keras archive (no config.json inside)")
-    seen: set[str] = set()
-    total = 0
-    for info in infos:
-        name = info.filename
-        if name in seen:
-            raise GraphkitError(
-                f"{path}: corrupt .keras archive (member {_member(name)} is listed twice)"
-            )
-        seen.add(name)
-        if name not in limits.KERAS_MEMBERS and not name.startswith(limits.KERAS_ASSETS_FOLDER):
-            raise GraphkitError(
-                f"{path}: member {_member(name)} is not part of a Keras model (a .keras archive holds "
-                f"{', '.join(limits.KERAS_MEMBERS)} and {limits.KERAS_ASSETS_FOLDER}...; "
-                "graphkit.limits.KERAS_MEMBERS)"
-            )
-        if info.flag_bits & 0x1:
-            raise GraphkitError(
-                f"{path}: member {_member(name)} is encrypted; Keras cannot read it "
-                "(graphkit.limits.KERAS_COMPRESSION_METHODS)"
-            )
-        if info.compress_type not in limits.KERAS_COMPRESSION_METHODS:
-            methods = " or ".join(limits.KERAS_COMPRESSION_METHODS.values())
-            raise GraphkitError(
-                f"{path}: member {_member(name)} uses compression method {info.compress_type}; a .keras "
-                f"member is {methods} (graphkit.limits.KERAS_COMPRESSION_METHODS)"
-            )
-        if name.endswith(".json") and info.file_size > limits.MAX_CONFIG_BYTES:
-            raise GraphkitError(
-                f"{path}: {name} declares {_size(info.file_size)}, over the limit of "
-                f"{_size(limits.MAX_CONFIG_BYTES)} (graphkit.limits.MAX_CONFIG_BYTES)"
-            )
-        if (
-            info.file_size > limits.MAX_INFLATION_FLOOR_BYTES
-            and info.file_size > limits.MAX_INFLATION_RATIO * info.compress_size
-        ):
-            raise GraphkitError(
-                f"{path}: member {_member(name)} declares {_size(info.file_size)} stored in "
-                f"{_size(info.compress_size)}, over the limit of {limits.MAX_INFLATION_RATIO} "
-                "times (graphkit.limits.MAX_INFLATION_RATIO): a zip bomb?"
-            )
-        total += info.file_size
-    if total > limits.MAX_INFLATION_RATIO * size + limits.MAX_INFLATION_FLOOR_BYTES:
-        raise GraphkitError(
-            f"{path}: the archive declares {_size(total)} in a {_size(size)} file, over the "
-            f"limit of {limits.MAX_INFLATION_RATIO} times (graphkit.limits.MAX_INFLATION_RATIO): "
-            "a zip bomb?"
-        )
-
-
-def _read_member(
-    zf: zipfile.ZipFile, info: zipfile.ZipInfo, path: Path, *, cap: int | None, keep: bool
-) -> bytes:
-    """Inflate one member in chunks (zipfile checks its CRC at the end); stop past ``cap``.
-
-    Returns its bytes if ``keep``, else b"" (a CRC check that holds one chunk at a time).
-    """
-    parts: list[bytes] = []
-    read = 0
-    with zf.open(info) as fh:
-        while chunk := fh.read(limits.ZIP_READ_CHUNK_BYTES):
-            read += len(chunk)
-            if cap is not None and read > cap:
-                raise GraphkitError(
-                    f"{path}: {info.filename} holds over {_size(cap)}, the limit "
-                    "(graphkit.limits.MAX_CONFIG_BYTES)"
-                )
-            if keep:
-                parts.append(chunk)
-    return b"".join(parts)
-
-
-def _member(name: str) -> str:
-    """A member's name for an error line: quoted, escaped, at most 80 characters."""
-    return repr(name[:80] + ("..." if len(name) > 80 else ""))
-
-
-def _size(n: int) -> str:
-    for unit, shift in (("GiB", 30), ("MiB", 20), ("KiB", 10)):
-        if n >= 1 << shift:
-            return f"{n / (1 << shift):.1f}".removesuffix(".0") + f" {unit}"
-    return f"{n} bytes"
-
-
-def _saved_model_hint(path: Path) -> str | None:
-    """What to say about a TensorFlow SavedModel (a folder holding ``saved_model.pb``, or that
-    file): Keras 3 loads neither as a model, and graphkit needs the Keras graph."""
-    if path.is_dir():
-        if not (path / "saved_model.pb").is_file():
-            return None
-        what = f"{path}: is a TensorFlow SavedModel folder"
-    elif path.name == "saved_model.pb":
-        what = f"{path}: is the graph of a TensorFlow SavedModel (folder {path.parent})"
-    else:
-        return None
-    return (
-        f"{what}, not a Keras model file: graphkit reads .keras (and legacy .h5) files; "
-        "save the model as .keras from the code that built or loads it (model.save('m.keras'))"
-    )
-
-
 # Keys that Keras 2 / tf.keras wrote into layer configs with their default value and that
 # Keras 3 refuses (keras-team/keras#20750 for time_major). A non-default value changes the
 # maths, so it is refused with the reason instead of being dropped.
@@ -273,124 +86,6 @@ def _strip_keras2_keys(config, where="model"):
         items = [_strip_keras2_keys(v, where) for v in config]
         return [v for v, _ in items], sum(n for _, n in items)
     return config, 0
-
-
-def read_config(path: Path, fmt: str) -> dict | None:
-    """The model config stored in a ``.keras`` or ``.h5`` file, as JSON data (None if none).
-
-    Read within ``graphkit.limits``: MAX_CONFIG_BYTES of text, MAX_JSON_DEPTH of nesting.
-    """
-    if fmt == "keras":
-        try:
-            with zipfile.ZipFile(path) as zf:
-                try:
-                    info = zf.getinfo("config.json")
-                except KeyError:
-                    raise GraphkitError(
-                        f"{path}: not a Keras .keras archive (no config.json inside)"
-                    ) from None
-                _check_members(path, [info], limits.MAX_CONFIG_BYTES)
-                data = _read_member(zf, info, path, cap=limits.MAX_CONFIG_BYTES, keep=True)
-        except GraphkitError:
-            raise
-        except _ZIP_ERRORS as exc:
-            raise GraphkitError(f"{path}: corrupt .keras archive ({one_line(exc)})") from exc
-        where = "config.json"
-    else:
-        data = _h5_config_bytes(path)
-        if data is None:
-            return None
-        where = "the model_config attribute"
-    return parse_config_json(_utf8(data, path, where), f"{path}: {where}")
-
-
-def _utf8(data: bytes, path: Path, where: str) -> str:
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise GraphkitError(
-            f"{path}: {where} is not UTF-8 text (byte {exc.start}); not a Keras model config"
-        ) from None
-
-
-def _h5_config_bytes(path: Path) -> bytes | None:
-    """The ``model_config`` attribute of an .h5 file, its size checked before it is read."""
-    import h5py
-    import numpy as np
-
-    try:
-        with h5py.File(path, "r") as f:
-            if "model_config" not in f.attrs:
-                return None
-            attr = f.attrs.get_id("model_config")
-            dtype = attr.dtype
-            if attr.shape not in ((), (1,)) or dtype.kind not in "SUO":
-                raise GraphkitError(f"{path}: the model_config attribute is not a text")
-            if dtype.kind in "SU" and dtype.itemsize > limits.MAX_CONFIG_BYTES:
-                raise GraphkitError(
-                    f"{path}: the model_config attribute holds {_size(dtype.itemsize)}, over "
-                    f"the limit of {_size(limits.MAX_CONFIG_BYTES)} "
-                    "(graphkit.limits.MAX_CONFIG_BYTES)"
-                )
-            # A variable-length string lives in the file itself (attributes have no
-            # compression): reading it costs at most the file's size.
-            raw = f.attrs["model_config"]
-    except GraphkitError:
-        raise
-    except Exception as exc:  # h5py/HDF5 on a damaged file: OSError, KeyError, RuntimeError...
-        raise GraphkitError(f"{path}: corrupt or truncated HDF5 file ({one_line(exc)})") from exc
-    if isinstance(raw, np.ndarray):
-        raw = raw.reshape(-1)[0]
-    if isinstance(raw, str):
-        raw = raw.encode("utf-8", "surrogatepass")
-    if not isinstance(raw, (bytes, np.bytes_)):
-        raise GraphkitError(f"{path}: the model_config attribute is not a text")
-    if len(raw) > limits.MAX_CONFIG_BYTES:
-        raise GraphkitError(
-            f"{path}: the model_config attribute holds {_size(len(raw))}, over the limit of "
-            f"{_size(limits.MAX_CONFIG_BYTES)} (graphkit.limits.MAX_CONFIG_BYTES)"
-        )
-    return bytes(raw)
-
-
-def parse_config_json(text: str, where: str) -> dict | None:
-    """``json.loads`` within ``limits.MAX_JSON_DEPTH``; a dict, or None for another value."""
-    import json
-
-    try:
-        config = json.loads(text)
-    except RecursionError:
-        raise GraphkitError(
-            f"{where} is nested deeper than the limit of {limits.MAX_JSON_DEPTH} levels "
-            "(graphkit.limits.MAX_JSON_DEPTH)"
-        ) from None
-    except ValueError as exc:
-        raise GraphkitError(
-            f"{where} is not valid JSON ({one_line(exc, with_type=False)})"
-        ) from exc
-    if json_depth(config) > limits.MAX_JSON_DEPTH:
-        raise GraphkitError(
-            f"{where} is nested more than {limits.MAX_JSON_DEPTH} levels deep, the limit "
-            "(graphkit.limits.MAX_JSON_DEPTH)"
-        )
-    return config if isinstance(config, dict) else None
-
-
-def json_depth(value: object) -> int:
-    """Nesting depth of parsed JSON (a scalar is 0), without recursion; stops counting one
-    level past ``limits.MAX_JSON_DEPTH``."""
-    deepest = 0
-    stack = [(value, 0)]
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, dict):
-            item = list(item.values())
-        if isinstance(item, list):
-            depth += 1
-            deepest = max(deepest, depth)
-            if depth <= limits.MAX_JSON_DEPTH:
-                stack.extend((v, depth) for v in item if isinstance(v, (dict, list)))
-    return deepest
 
 
 @contextlib.contextmanager

@@ -95,7 +95,7 @@ def lambda_entries(config) -> Iterator[tuple]:
 
 def file_lambdas(path) -> list[LambdaInfo]:
     """What graphkit can tell about every Lambda in a model file, from its config alone."""
-    from graphkit.io import check_model_file, read_config
+    from graphkit.model_files import check_model_file, read_config
 
     path, fmt = check_model_file(path)
     config = read_config(path, fmt)
