@@ -74,7 +74,7 @@ class Weights:
     def drop_unused(self, proto) -> None:
         """Remove the main graph's initializers that no node reads (a read inside a Loop/If/Scan
         body counts; so does a graph output), counting them in ``left_out``."""
-        from graphkit.onnx_passes.graph import node_reads
+        from graphkit.onnx_reads import node_reads
 
         graph = proto.graph
         read = {o.name for o in graph.output}.union(*(node_reads(n) for n in graph.node))

@@ -2,40 +2,19 @@
 loop over.
 
 A pass is a module declaring ``NAME``, ``SUMMARY``, ``CONFLICTS`` and ``apply(model)`` (see
-``base``). Adding one is that module, one line in ``PASSES`` and its test in
+``base``). Adding one is that module, one line in ``registry.PASSES`` and its test in
 tests/onnx_passes/. Importing this package is cheap: numpy and onnx load when a pass runs.
+
+The floors, so that no module imports one that imports it: ``graph`` and ``base`` (facts every
+pass reads), the pass modules, ``registry`` (imports the passes), ``runner``, this package.
 """
 
 from __future__ import annotations
 
-from graphkit.onnx_passes import (
-    drop_index_guards,
-    fix_shapes,
-    fuse_onehot,
-    int32_indices,
-    lower_gather,
-    onehot_arithmetic,
-)
-from graphkit.onnx_passes.base import OnnxPass, PassResult, resolve_passes, run_passes
+from graphkit.onnx_passes.base import OnnxPass, PassResult
 from graphkit.onnx_passes.lower_gather import OUT_OF_RANGE_NOTE
-
-PASSES: dict[str, OnnxPass] = {
-    p.NAME: p
-    for p in (
-        fuse_onehot,
-        lower_gather,
-        drop_index_guards,
-        int32_indices,
-        onehot_arithmetic,
-        fix_shapes,
-    )
-}
-
-
-def describe_passes() -> list[dict[str, str]]:
-    """Every registered pass as ``{"name", "summary"}``, in registry order."""
-    return [{"name": name, "summary": p.SUMMARY} for name, p in PASSES.items()]
-
+from graphkit.onnx_passes.registry import PASSES, describe_passes
+from graphkit.onnx_passes.runner import resolve_passes, run_passes
 
 __all__ = [
     "OUT_OF_RANGE_NOTE",

@@ -1,4 +1,7 @@
-"""What an ONNX pass is, what it reports, and the runner that applies passes then cleans up once.
+"""What an ONNX pass is and what it reports: the facts below every pass module.
+
+The runner that resolves names and applies passes is ``runner`` (it imports the passes, which
+import this module: kept apart so that no pass imports the package that imports it).
 
 A pass is a module (or any object) with:
 
@@ -8,7 +11,7 @@ A pass is a module (or any object) with:
   a conflict declared on either side is enough;
 - ``apply(model, **params) -> PassResult``: edit the ``onnx.ModelProto`` in place and say
   what it did and, for every candidate it left alone, why. It leaves dead nodes and node order
-  to the runner: ``run_passes`` removes dead nodes and sorts once, after the last pass.
+  to the runner: ``runner.run_passes`` removes dead nodes and sorts once, after the last pass.
 
 and, optionally:
 
@@ -25,11 +28,9 @@ and, optionally:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
-
-from graphkit.errors import GraphkitError
 
 
 @dataclass
@@ -49,91 +50,3 @@ class OnnxPass(Protocol):
 
 
 PHASES = ("rewrite", "deploy")  # the order passes run in, whatever the order of their names
-
-
-def _conflicts(p: OnnxPass) -> dict[str, str]:
-    declared = getattr(p, "CONFLICTS", ())
-    if isinstance(declared, Mapping):
-        return dict(declared)
-    return {name: "declared as conflicting" for name in declared}
-
-
-def _phase(p: OnnxPass) -> int:
-    return PHASES.index(getattr(p, "PHASE", "rewrite"))
-
-
-def resolve_passes(
-    names: Sequence[str],
-    registry: Mapping[str, OnnxPass] | None = None,
-    params: Mapping[str, Mapping[str, Any]] | None = None,
-) -> list[OnnxPass]:
-    """The passes called ``names``, in that order (deploy passes last, see ``PHASES``);
-    GraphkitError for an unknown or conflicting name, or parameters a pass refuses.
-
-    Cheap (nothing is run, onnx is not imported): call it before any slow work.
-    """
-    if registry is None:
-        from graphkit.onnx_passes import PASSES as registry
-    if isinstance(names, str):
-        names = [names]
-    known = ", ".join(registry)
-    passes = []
-    for name in dict.fromkeys(names):  # a pass named twice runs once
-        if name not in registry:
-            raise GraphkitError(f"unknown ONNX pass {name!r}: expected one of: {known}")
-        passes.append(registry[name])
-    chosen = list(dict.fromkeys(names))
-    for i, a in enumerate(chosen):
-        for b in chosen[i + 1 :]:
-            why = _conflicts(registry[a]).get(b) or _conflicts(registry[b]).get(a)
-            if why is not None:
-                raise GraphkitError(
-                    f"the ONNX passes {a} and {b} cannot be combined ({why}); pick one"
-                )
-    params = params or {}
-    for name in params:
-        if name not in chosen:
-            raise GraphkitError(f"parameters for the ONNX pass {name!r}, which is not run")
-    for p in passes:
-        given = dict(params.get(p.NAME, {}))
-        takes = dict(getattr(p, "PARAMS", {}))
-        for key in given:
-            if key not in takes:
-                expected = ", ".join(takes) or "none"
-                raise GraphkitError(
-                    f"the ONNX pass {p.NAME} has no parameter {key!r} (it takes: {expected})"
-                )
-        check = getattr(p, "check_params", None)
-        if check is not None:
-            check(**given)
-    return sorted(passes, key=_phase)  # stable: the given order within a phase
-
-
-def run_passes(
-    model,
-    names: Sequence[str],
-    registry: Mapping[str, OnnxPass] | None = None,
-    params: Mapping[str, Mapping[str, Any]] | None = None,
-) -> list[PassResult]:
-    """Run the passes called ``names`` on ``model`` in place, in order (deploy passes last),
-    each with its ``params[name]``; then clean up once.
-
-    The cleanup (dead nodes removed, nodes sorted topologically, subgraphs included) runs once
-    after the last pass, and only if a pass changed something: a model that no pass matched is
-    left exactly as it was. A deploy pass reads onnx's shape inference, which needs nodes in
-    order: it gets a cleaned graph too when a pass before it changed something.
-    """
-    from graphkit.onnx_passes import graph
-
-    passes = resolve_passes(names, registry, params)
-    params = params or {}
-    results, changed = [], False
-    for p in passes:
-        if changed and _phase(p) > 0:
-            graph.cleanup(model.graph)
-            changed = False
-        results.append(p.apply(model, **params.get(p.NAME, {})))
-        changed = changed or bool(results[-1].applied)
-    if changed:
-        graph.cleanup(model.graph)
-    return results

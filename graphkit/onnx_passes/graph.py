@@ -8,42 +8,27 @@ numpy and onnx are imported inside the functions: listing the passes stays cheap
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import TYPE_CHECKING
+
+# what a node reads, subgraphs included: below this module and onnx_weights, which both need it
+from graphkit.onnx_reads import node_reads, outer_reads, subgraphs
 
 if TYPE_CHECKING:
     import numpy as np
 
-
-def subgraphs(node) -> Iterator:
-    """The graphs held by a node's attributes (a Loop or Scan body, If branches)."""
-    for attr in node.attribute:
-        if attr.HasField("g"):
-            yield attr.g
-        yield from attr.graphs
-
-
-def outer_reads(graph) -> set[str]:
-    """Names that ``graph`` reads from an enclosing scope: read, at any depth, and not defined here.
-
-    A name that a subgraph defines itself (its inputs, initializers, node outputs) shadows the
-    outer one, so it is not an outer read.
-    """
-    defined = {i.name for i in graph.input} | {t.name for t in graph.initializer}
-    defined |= {s.values.name for s in graph.sparse_initializer}
-    reads = {o.name for o in graph.output}
-    for node in graph.node:
-        reads |= node_reads(node)
-        defined.update(node.output)
-    return reads - defined - {""}
-
-
-def node_reads(node) -> set[str]:
-    """Everything a node needs: its inputs and the outer names its subgraphs read."""
-    reads = {name for name in node.input if name}
-    for sub in subgraphs(node):
-        reads |= outer_reads(sub)
-    return reads
+__all__ = [
+    "GraphIndex",
+    "attribute",
+    "cleanup",
+    "metadata_int",
+    "metadata_ints",
+    "node_reads",
+    "onehot_depth",
+    "outer_reads",
+    "remove_dead_nodes",
+    "subgraphs",
+    "topological_sort",
+]
 
 
 class GraphIndex:
