@@ -44,13 +44,76 @@ TARGETS: dict[str, Target] = {
             "coreml",
             "CoreML MLProgram",
             "coreml_supported_mlprogram_ops.md",
-            ("drop_index_guards", "int32_indices", "onehot_arithmetic", "fix_shapes"),
+            (
+                "drop_index_guards",
+                "int32_indices",
+                "gather_nd",
+                "onehot_arithmetic",
+                "fix_shapes",
+            ),
             params={"onehot_arithmetic": {"tables": True}},
-            summary="iOS CoreML MLProgram (no Gather): every lookup as arithmetic one-hot -> "
-            "MatMul, guards dropped, int32 inputs, static shapes",
+            summary="iOS CoreML MLProgram (no Gather in the checker's list): every lookup as "
+            "GatherND (one-hot x table -> MatMul where the list lacks GatherND), OneHot as "
+            "arithmetic, guards dropped, int32 inputs, static shapes",
         ),
     )
 }
+
+# The forms of a table lookup, cheapest first (see ``lookup_cost``): the first one the provider's
+# list takes is the one a target's passes make.
+LOOKUP_FORMS = ("Gather", "GatherND", "one-hot x table")
+_LOOKUP_PASS = {"GatherND": "gather_nd"}  # a form -> the pass that makes it from a Gather
+
+
+def listed_ops(target: Target) -> set[str] | None:
+    """The op types (``ai.onnx`` domain) in the checker's list for ``target``, read from the
+    list bundled with the installed onnxruntime without importing it; None if not found."""
+    import importlib.util
+    import pathlib
+    import re
+
+    spec = importlib.util.find_spec("onnxruntime")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    for root in spec.submodule_search_locations:
+        path = pathlib.Path(root) / "tools" / "mobile_helpers" / target.ops_list
+        if path.is_file():
+            text = path.read_text(encoding="utf-8")
+            return set(re.findall(r"^\|ai\.onnx:(\w+)\|", text, re.MULTILINE))
+    return None
+
+
+def lookup_form(target: Target, listed: set[str] | None = None) -> str:
+    """The form a table lookup takes for ``target``: the cheapest of ``LOOKUP_FORMS`` that
+    the checker's list takes (``listed``, read from onnxruntime when not given)."""
+    if listed is None:
+        listed = listed_ops(target)
+    if listed is None:  # no list to read: the target as declared
+        return "GatherND" if "gather_nd" in target.passes else "Gather"
+    for form in LOOKUP_FORMS[:-1]:
+        if form in listed:
+            return form
+    return LOOKUP_FORMS[-1]
+
+
+def lookup_cost(vocab: int, dim: int, itemsize: int = 4) -> dict[str, dict[str, int]]:
+    """What one looked-up index (a token) costs in each form, and the table's bytes.
+
+    Gather and GatherND copy one row: 0 multiply-adds, ``dim`` numbers read. One-hot x table
+    builds a ``vocab``-wide one-hot row and multiplies it by the whole table: ``vocab x dim``
+    multiply-adds, every table number read. The table's bytes are the same in every form.
+    """
+    table_bytes = vocab * dim * itemsize
+    row = {"macs_per_token": 0, "reads_per_token": dim, "table_bytes": table_bytes}
+    return {
+        "Gather": dict(row),
+        "GatherND": dict(row),
+        "one-hot x table": {
+            "macs_per_token": vocab * dim,
+            "reads_per_token": vocab * dim,
+            "table_bytes": table_bytes,
+        },
+    }
 
 
 def check_target(name: str | None) -> Target | None:
@@ -105,12 +168,25 @@ def plan_passes(
                 cli=f"--target {chosen.name} needs --fixed-shape NAME=DIMS for every input "
                 f"(e.g. --fixed-shape tokens=1x64): {why}",
             )
-        names = [n for n in names if n not in chosen.passes] + list(chosen.passes)
+        form = lookup_form(chosen)
+        own = _target_passes(chosen, form)
+        names = [n for n in names if n not in own] + own
         for name, given in chosen.params.items():
-            params.setdefault(name, {}).update(given)
+            if form == "Gather" and name == "onehot_arithmetic":  # the list takes Gather
+                given = {k: v for k, v in given.items() if k != "tables"}
+            if given:
+                params.setdefault(name, {}).update(given)
     names = list(dict.fromkeys(names))  # a pass named twice runs once
     resolve_passes(names, params=params)
     return names, params
+
+
+def _target_passes(target: Target, form: str) -> list[str]:
+    """The target's passes, with its lookup pass only where the checker's list takes that form:
+    a list that lacks GatherND leaves the lookups to one-hot x table (``onehot_arithmetic``
+    with ``tables=True``), one that takes Gather leaves them as they are."""
+    lookup_passes = set(_LOOKUP_PASS.values())
+    return [n for n in target.passes if n not in lookup_passes or n == _LOOKUP_PASS.get(form)]
 
 
 def check_inputs_fixed(
@@ -134,8 +210,126 @@ def check_inputs_fixed(
 
 
 @dataclass
+class Lookup:
+    """One table lookup of an exported graph, in the form it has there, and what it costs."""
+
+    node: str
+    form: str  # one of LOOKUP_FORMS
+    vocab: int
+    dim: int  # numbers per row (the product of the table's other dims)
+    table_bytes: int
+    macs_per_token: int  # multiply-adds per looked-up index, in this form
+    onehot_macs_per_token: int  # the same lookup as one-hot x table
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "node": self.node,
+            "form": self.form,
+            "vocab": self.vocab,
+            "dim": self.dim,
+            "table_bytes": self.table_bytes,
+            "macs_per_token": self.macs_per_token,
+            "onehot_macs_per_token": self.onehot_macs_per_token,
+        }
+
+    def format(self) -> str:
+        text = (
+            f"{self.node} {self.form} on {self.vocab}x{self.dim} ({_size(self.table_bytes)}), "
+            f"{self.macs_per_token:,} MACs/token"
+        )
+        if self.form != LOOKUP_FORMS[-1]:
+            text += f" (one-hot x table: {self.onehot_macs_per_token:,})"
+        return text
+
+
+def _size(nbytes: int) -> str:
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if nbytes >= scale:
+            return f"{nbytes / scale:.1f} {unit}"
+    return f"{nbytes} B"
+
+
+_PASS_THROUGH = {"Cast", "Reshape", "Identity", "Flatten", "Squeeze", "Unsqueeze"}
+
+
+def _is_onehot(index, name: str) -> bool:
+    """``name`` is a one-hot: a OneHot, or onehot_arithmetic's Relu(1 - d*d), maybe reshaped
+    or cast on the way."""
+    for _ in range(8):
+        node = index.producer.get(name)
+        if node is None:
+            return False
+        if node.op_type == "OneHot":
+            return True
+        if node.op_type == "Relu":
+            sub = index.producer.get(node.input[0])
+            mul = (
+                index.producer.get(sub.input[1])
+                if sub is not None and sub.op_type == "Sub"
+                else None
+            )
+            return mul is not None and mul.op_type == "Mul" and mul.input[0] == mul.input[1]
+        if node.op_type not in _PASS_THROUGH:
+            return False
+        name = node.input[0]
+    return False
+
+
+def find_lookups(model) -> list[Lookup]:
+    """Every table lookup of ``model``'s main graph (an ``onnx.ModelProto``; table data need
+    not be loaded): a Gather (axis 0) or GatherND on a constant table, and a MatMul/Gemm of a
+    one-hot by a constant 2-D table."""
+    from graphkit.onnx_passes.graph import GraphIndex, attribute
+    from graphkit.onnx_weights import tensor_nbytes
+
+    index = GraphIndex(model.graph)
+    found = []
+    for node in model.graph.node:
+        op, label = node.op_type, node.name or node.output[0]
+        table = node.input[1] if op in ("MatMul", "Gemm") else node.input[0] if node.input else ""
+        dims = index.constant_shape(table) if table else None
+        if not dims:
+            continue
+        if op == "Gather" and attribute(node, "axis", 0) in (0, -len(dims)):
+            form = "Gather"
+        elif op == "GatherND" and attribute(node, "batch_dims", 0) == 0:
+            form = "GatherND"
+        elif (
+            op in ("MatMul", "Gemm")
+            and len(dims) == 2
+            and not attribute(node, "transA", 0)
+            and not attribute(node, "transB", 0)
+            and _is_onehot(index, node.input[0])
+        ):
+            form = "one-hot x table"
+        else:
+            continue
+        if form != "one-hot x table" and index.constant_shape(node.input[1]) is not None:
+            continue  # a constant index: shape arithmetic, not a lookup
+        vocab, dim = dims[0], 1
+        for d in dims[1:]:
+            dim *= d
+        tensor = index.initializers.get(table)
+        nbytes = tensor_nbytes(tensor) if tensor is not None else vocab * dim * 4
+        cost = lookup_cost(vocab, dim)
+        found.append(
+            Lookup(
+                label,
+                form,
+                vocab,
+                dim,
+                nbytes,
+                cost[form]["macs_per_token"],
+                cost["one-hot x table"]["macs_per_token"],
+            )
+        )
+    return found
+
+
+@dataclass
 class Coverage:
-    """What onnxruntime's mobile usability checker says of a model for one provider."""
+    """What onnxruntime's mobile usability checker says of a model for one provider, and the
+    form and cost of each table lookup in it."""
 
     target: str
     provider: str
@@ -146,11 +340,17 @@ class Coverage:
     dynamic_nodes: int = 0  # nodes refused for an input of unknown shape
     rank_nodes: int = 0  # nodes refused for an input of too high a rank
     caveats: list[str] = field(default_factory=list)  # the checker's unchecked conditions
+    lookups: list[Lookup] = field(default_factory=list)  # in the model as written
 
     @property
     def whole(self) -> bool:
         """One partition holding every node: the provider runs the whole model."""
         return self.partitions == 1 and self.handled == self.nodes
+
+    @property
+    def macs_per_token(self) -> int:
+        """Multiply-adds of every lookup for one index each, in their forms here."""
+        return sum(lk.macs_per_token for lk in self.lookups)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -164,15 +364,19 @@ class Coverage:
             "dynamic_nodes": self.dynamic_nodes,
             "rank_nodes": self.rank_nodes,
             "caveats": self.caveats,
+            "lookups": [lk.to_dict() for lk in self.lookups],
         }
 
     def format(self) -> str:
-        """One line: provider, nodes handled / total, partitions; then what it lacks, if any."""
+        """One line: provider, nodes handled / total, partitions; each lookup's form, MACs per
+        token and table bytes; then what the provider lacks, if any."""
         text = (
             f"{self.provider} {self.handled}/{self.nodes} nodes, {self.partitions} "
             f"partition{'s' if self.partitions != 1 else ''} (onnxruntime's mobile usability "
             "checker)"
         )
+        if self.lookups:
+            text += "; lookups: " + ", ".join(lk.format() for lk in self.lookups)
         missing = []
         if self.unsupported_ops:
             missing.append(f"ops {self.provider} lacks: {', '.join(self.unsupported_ops)}")
@@ -196,7 +400,7 @@ def coverage(path, target: str, optimize: bool = True) -> Coverage:
     from onnxruntime.tools.onnx_model_utils import optimize_model
 
     chosen = check_target(target)
-    path = pathlib.Path(path)
+    path = path_written = pathlib.Path(path)
     with tempfile.TemporaryDirectory(prefix="graphkit-coverage-") as tmp:
         if optimize:
             optimized = pathlib.Path(tmp) / path.name
@@ -205,6 +409,8 @@ def coverage(path, target: str, optimize: bool = True) -> Coverage:
         # the table's bytes are not needed: shape inference reads the dims
         model = onnx.load(str(path), load_external_data=False)
         model = onnx.shape_inference.infer_shapes(model, strict_mode=True)
+    # the lookups as written (the optimizer may fold a one-hot's arithmetic out of sight)
+    lookups = find_lookups(onnx.load(str(path_written), load_external_data=False))
     if chosen.ops_list == "nnapi_supported_ops.md":
         info = usability_checker.check_nnapi_partitions(model, require_fixed_input_sizes=True)
     else:
@@ -221,6 +427,7 @@ def coverage(path, target: str, optimize: bool = True) -> Coverage:
         info.nodes_unsupported_due_to_dynamic_input,
         info.num_unsupported_nodes_due_to_rank,
         info.supported_ops_checker.get_caveats(),
+        lookups,
     )
 
 

@@ -5,7 +5,9 @@ Dense) and a conv text classifier (Embedding -> Conv1D -> GlobalMaxPooling1D -> 
 as exported in the embedding form, the onehot-dense form and the onehot-dense form fused.
 For both targets: one partition holding every node (the checker's API), outputs equal to
 Keras within the ONNX tolerance and bit for bit equal to the export without --target, for
-every index of the vocabulary.
+every index of the vocabulary. For CoreML, the embedding form's lookup is a GatherND (no
+MatMul over the table); the one-hot form keeps the one-hot x table it asked for; the coverage
+line names each lookup's form, multiply-adds per token and table bytes.
 """
 
 from __future__ import annotations
@@ -23,7 +25,14 @@ from graphkit import GraphkitError
 from graphkit.cli import app
 from graphkit.conversion import convert
 from graphkit.onnx_export import export_onnx
-from graphkit.onnx_targets import TARGETS, coverage, plan_passes
+from graphkit.onnx_targets import (
+    TARGETS,
+    coverage,
+    find_lookups,
+    lookup_cost,
+    lookup_form,
+    plan_passes,
+)
 from graphkit.run import run_model
 
 VOCAB, DIM, LENGTH, BATCH = 20, 4, 8, 2
@@ -92,6 +101,21 @@ def test_the_provider_runs_the_whole_graph_exactly(kind, form, target, tmp_path)
     ops = {n.op_type for n in proto.graph.node}
     assert not ops & GUARD_OPS
     assert ("Gather" in ops) == (target == "nnapi" and form != "onehot-dense")
+    assert ("GatherND" in ops) == (target == "coreml" and form != "onehot-dense")
+    # each lookup's form and cost: a row copy where the form allows it, else one-hot x table
+    [lookup] = cov.lookups
+    rows = VOCAB + (form == "onehot-dense-fused")  # fuse_onehot's extra all-zero row
+    row_form = {"nnapi": "Gather", "coreml": "GatherND"}[target]
+    onehot = form == "onehot-dense"
+    assert lookup.form == ("one-hot x table" if onehot else row_form)
+    assert (lookup.vocab, lookup.dim, lookup.table_bytes) == (rows, DIM, rows * DIM * 4)
+    assert lookup.macs_per_token == (rows * DIM if onehot else 0) == cov.macs_per_token
+    assert lookup.onehot_macs_per_token == rows * DIM
+    assert f"{lookup.form} on {rows}x{DIM} ({rows * DIM * 4} B)" in report.format()
+    assert report.to_dict()["coverage"]["lookups"] == [lookup.to_dict()]
+    if lookup.form != "one-hot x table":  # no MatMul reads the table
+        [table] = [n.input[0] for n in proto.graph.node if n.op_type.startswith("Gather")]
+        assert not [n for n in proto.graph.node if n.op_type == "MatMul" and table in n.input]
     if "Gather" in ops:
         from tests.onnx_passes.helpers import assert_int32_indices
 
@@ -179,7 +203,10 @@ def test_cli_prints_one_coverage_line_and_json_holds_it(tmp_path):
     assert text.exit_code == 0, text.output
     lines = [line for line in text.stdout.splitlines() if line.startswith("  coverage:")]
     assert len(lines) == 1 and lines[0].startswith("  coverage: NNAPI ")
-    assert lines[0].endswith(" 1 partition (onnxruntime's mobile usability checker)")
+    assert " 1 partition (onnxruntime's mobile usability checker); lookups: " in lines[0]
+    assert lines[0].endswith(
+        f" Gather on {VOCAB}x{DIM} (320 B), 0 MACs/token (one-hot x table: 80)"
+    )
     assert "note: input contract: tokens in [0, 20)" in text.stdout
     data = runner.invoke(app, [*args, "-o", str(tmp_path / "b.onnx"), "--json"])
     assert data.exit_code == 0, data.output
@@ -187,6 +214,7 @@ def test_cli_prints_one_coverage_line_and_json_holds_it(tmp_path):
     assert report["target"] == "nnapi" and report["index_ranges"] == {"tokens": VOCAB}
     assert report["coverage"]["whole"] and report["coverage"]["provider"] == "NNAPI"
     assert report["deploy"]["index_dtype"] == "int32"
+    assert [lk["form"] for lk in report["coverage"]["lookups"]] == ["Gather"]
 
 
 def test_plan_puts_the_targets_passes_last_in_their_order():
@@ -197,6 +225,7 @@ def test_plan_puts_the_targets_passes_last_in_their_order():
         "fuse_onehot",
         "drop_index_guards",
         "int32_indices",
+        "gather_nd",
         "onehot_arithmetic",
         "fix_shapes",
     ]
@@ -208,3 +237,51 @@ def test_plan_puts_the_targets_passes_last_in_their_order():
     assert names == list(TARGETS["nnapi"].passes) and "onehot_arithmetic" not in params
     with pytest.raises(GraphkitError, match="target=.tpu.: expected one of: nnapi, coreml"):
         plan_passes(fixed_shapes={"t": "1x8"}, target="tpu")
+
+
+def test_coreml_embedding_costs_a_fraction_of_the_onehot_forms_macs(tmp_path):
+    """The CLI's coverage line, both variants of the bag model: GatherND at 0 MACs per token
+    where one-hot x table costs vocab x dim; both one partition, every node, verified."""
+    runner = CliRunner()
+    vocab, dim = 500, 16
+    tokens = keras.Input((LENGTH,), dtype="int32", name="tokens")
+    x = keras.layers.Embedding(vocab, dim, name="emb")(tokens)
+    model = keras.Model(tokens, keras.layers.Dense(2)(keras.layers.GlobalAveragePooling1D()(x)))
+    found = {}
+    for form, m in (("embedding", model), ("onehot", convert(model, "onehot-dense").model)):
+        m.save(tmp_path / f"{form}.keras")
+        args = ["export", str(tmp_path / f"{form}.keras"), "--onnx", "--target", "coreml"]
+        args += ["--fixed-shape", "tokens=1x8", "-o", str(tmp_path / f"{form}.onnx"), "--json"]
+        result = runner.invoke(app, args)
+        assert result.exit_code == 0, result.output
+        data = json.loads(result.stdout)
+        assert data["coverage"]["whole"] and data["verify"]["equivalent"]
+        [found[form]] = data["coverage"]["lookups"]
+    assert found["embedding"]["form"] == "GatherND" and found["onehot"]["form"] == "one-hot x table"
+    assert found["embedding"]["macs_per_token"] == 0
+    assert found["onehot"]["macs_per_token"] == vocab * dim == 8000
+    assert found["embedding"]["table_bytes"] == found["onehot"]["table_bytes"] == vocab * dim * 4
+    assert found["embedding"]["onehot_macs_per_token"] == found["onehot"]["macs_per_token"]
+    assert find_lookups(onnx.load(str(tmp_path / "embedding.onnx")))[0].form == "GatherND"
+
+
+def test_the_lookup_form_is_the_cheapest_the_checkers_list_takes(monkeypatch):
+    import graphkit.onnx_targets as targets
+
+    coreml = TARGETS["coreml"]
+    assert lookup_form(coreml) == "GatherND"  # onnxruntime 1.32's bundled list
+    assert lookup_form(TARGETS["nnapi"]) == "Gather"
+    assert lookup_form(coreml, {"Gather", "GatherND"}) == "Gather"
+    assert lookup_form(coreml, {"MatMul"}) == "one-hot x table"
+    cost = lookup_cost(20000, 64)
+    assert cost["GatherND"]["macs_per_token"] == 0 and cost["GatherND"]["reads_per_token"] == 64
+    assert cost["one-hot x table"]["macs_per_token"] == 1_280_000  # the issue's figure
+    shapes = {"fixed_shapes": {"t": "1x8"}, "target": "coreml"}
+    # a list without GatherND: the lookups fall back to one-hot x table
+    monkeypatch.setattr(targets, "listed_ops", lambda target: {"MatMul", "Relu"})
+    names, params = plan_passes(**shapes)
+    assert "gather_nd" not in names and params["onehot_arithmetic"] == {"tables": True}
+    # a list with Gather: lookups stay Gathers, no one-hot x table
+    monkeypatch.setattr(targets, "listed_ops", lambda target: {"Gather", "GatherND"})
+    names, params = plan_passes(**shapes)
+    assert "gather_nd" not in names and "onehot_arithmetic" not in params

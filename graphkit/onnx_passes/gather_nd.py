@@ -115,11 +115,13 @@ def apply(model) -> PassResult:
                 "GatherND",
                 [node.input[0], column],
                 [node.output[0]],
-                name=n(f"{base}_gather_nd"),
+                name=node.name or n(f"{base}_gather_nd"),  # the lookup keeps its name
                 **attrs,
             )
         )
         node.output[0] = n(f"{base}_unused")
+        if node.name:
+            node.name = n(f"{base}_replaced")
         g.node.extend(nodes)
         shape = "x".join(str(d) for d in dims)
         result.applied.append(f"{label}: Gather on a {shape} table -> GatherND (0 multiply-adds)")
