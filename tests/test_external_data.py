@@ -77,7 +77,7 @@ def test_model_and_data_are_one_unit(tmp_path, monkeypatch):
         export_onnx(_model(), out, external_data=True)
     out.write_bytes(before[0])
     # a failed export leaves both as they were, and no temporary folder
-    from graphkit import onnx_export
+    from graphkit.export import onnx as onnx_export
 
     real = onnx_export.trace
     wrong = _model()

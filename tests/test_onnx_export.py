@@ -111,7 +111,7 @@ def test_not_equivalent_export_keeps_no_file(tmp_path, monkeypatch):
     model = load_fixture("sequential")
     wrong = keras.models.clone_model(model)
     wrong.set_weights([w + 0.01 for w in model.get_weights()])  # same graph, other weights
-    from graphkit import onnx_export
+    from graphkit.export import onnx as onnx_export
 
     real = onnx_export.trace
     monkeypatch.setattr(onnx_export, "trace", lambda m, opset=17, w=None: real(wrong, opset, w))

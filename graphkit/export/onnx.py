@@ -1,4 +1,7 @@
-"""``graphkit.export_onnx``: Keras model -> ONNX through tf2onnx, checked, optionally rewritten, verified.
+"""The ONNX writer: Keras model -> ONNX through tf2onnx, checked, optionally rewritten, verified.
+
+``export_onnx`` composes the shared stages (``graphkit.export.stages``) around this
+module's own: trace with tf2onnx, the ONNX passes, the write with external data.
 
 tf2onnx's ``from_keras`` fails on Keras 3 models, so the model is traced through a
 ``tf.function`` with an input signature (``from_function``), which is also what
@@ -14,140 +17,17 @@ import os
 import time
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from graphkit.errors import GraphkitError, one_line
-from graphkit.progress import as_progress
+from graphkit.export.report import ExportReport
+from graphkit.export.stages import Check, Stages, load, repair, verify_against_keras, write_file
 
 DEFAULT_OPSET = 17
 VERIFY_SAMPLES = 64
-
-
-class NotEquivalentError(GraphkitError):
-    """The exported ONNX model does not compute what the Keras model computes (exit 1)."""
-
-    def __init__(self, message: str, report):
-        super().__init__(message)
-        self.report = report
-
-
-@dataclass
-class ExportReport:
-    source: str
-    output: str | None
-    opset: int
-    nodes: int
-    op_counts: dict[str, int]
-    export_seconds: float
-    size_bytes: int = 0
-    passes: list[Any] = field(default_factory=list)  # onnx_passes.PassResult, in the order run
-    verify: Any = None
-    inputs: list[str] = field(default_factory=list)
-    outputs: list[str] = field(default_factory=list)
-    repairs: list[Any] = field(default_factory=list)  # engine Findings of the repair rules
-    external_data: str | None = None  # the .onnx.data file beside the model, if any
-    external_bytes: int = 0
-    removed: str | None = None  # the data file of an earlier export, removed with --force
-    # --index-dtype/--fixed-shape: what was asked, and the inputs' types and shapes after
-    deploy: dict[str, Any] = field(default_factory=dict)
-    target: str | None = None  # --target: the execution provider the export is fitted to
-    coverage: Any = None  # onnx_targets.Coverage: what onnxruntime's checker says of it
-    index_ranges: dict[str, int] = field(default_factory=dict)  # input -> vocab (the contract)
-    # weights no node reads (seed states, untied tables the outputs skip): never written
-    left_out_initializers: int = 0
-    left_out_bytes: int = 0
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "source": self.source,
-            "output": self.output,
-            "opset": self.opset,
-            "nodes": self.nodes,
-            "op_counts": self.op_counts,
-            "export_seconds": round(self.export_seconds, 3),
-            "size_bytes": self.size_bytes,
-            "external_data": self.external_data,
-            "external_bytes": self.external_bytes,
-            "removed": self.removed,
-            "inputs": self.inputs,
-            "deploy": self.deploy or None,
-            "outputs": self.outputs,
-            "passes": [
-                {"name": p.name, "applied": p.applied, "skipped": p.skipped, "notes": p.notes}
-                for p in self.passes
-            ],
-            "repairs": [f.to_dict() for f in self.repairs],
-            "verify": self.verify.to_dict() if self.verify is not None else None,
-            "target": self.target,
-            "coverage": self.coverage.to_dict() if self.coverage is not None else None,
-            "index_ranges": self.index_ranges or None,
-            "left_out": {
-                "initializers": self.left_out_initializers,
-                "bytes": self.left_out_bytes,
-            },
-        }
-
-    def format(self) -> str:
-        """What ``graphkit export`` prints."""
-        lines = [
-            f"{self.source} -> {self.output}",
-            f"  opset {self.opset}, {self.nodes} nodes, {self.size_bytes:,} bytes, "
-            f"exported in {self.export_seconds:.1f} s",
-            "  ops: " + ", ".join(f"{op} {n}" for op, n in self.op_counts.items()),
-        ]
-        if self.deploy:  # --index-dtype/--fixed-shape: the signature a runtime will see
-            lines.append(
-                "  inputs: "
-                + ", ".join(
-                    f"{name} {i['dtype']} {_dims_text(i['shape'])}"
-                    for name, i in self.deploy["inputs"].items()
-                )
-            )
-        if self.left_out_initializers:
-            lines.append(
-                f"  left out {self.left_out_initializers} initializer(s) that no node reads "
-                f"({self.left_out_bytes:,} bytes)"
-            )
-        if self.removed:
-            lines.append(f"  removed {self.removed} (external data beside the model it replaced)")
-        if self.external_bytes:
-            where = self.external_data or "<model>.onnx.data"
-            lines.append(f"  weights: {self.external_bytes:,} bytes in external data, {where}")
-        for f in self.repairs:
-            if f.status == "repaired":
-                lines.append(f"  repaired {f.path} ({f.layer_class}): {'; '.join(f.notes)}")
-            else:
-                lines.append(f"  kept {f.path} ({f.layer_class}): {f.reason}")
-        for p in self.passes:
-            # sorted: tf2onnx's node order, and so the passes' order, varies between runs
-            lines += [f"  {p.name}: {line}" for line in sorted(p.applied)]
-            lines += [f"  {p.name}: skipped {line}" for line in sorted(p.skipped)]
-            lines += [f"  note: {note}" for note in p.notes]
-            if not (p.applied or p.skipped):
-                lines.append(f"  {p.name}: nothing to rewrite in this model")
-        if self.verify is None:
-            lines.append("  not verified (--no-verify)")
-        else:
-            worst = max((o.max_abs for o in self.verify.outputs), default=0.0)
-            fed = self.verify.describe_inputs()
-            lines.append(
-                f"  verified in onnxruntime on {self.verify.samples} samples ({fed}): "
-                f"equivalent, max abs error {worst:.3g}"
-            )
-            from graphkit.verification.coverage import describe_coverage
-
-            rows = describe_coverage(self.verify.coverage)
-            if rows or self.verify.weights is not None:
-                weights = self.verify.weights.summary() if self.verify.weights else ""
-                lines.append(f"  {'; '.join(x for x in (rows, weights) if x)}")
-            lines += [f"  note: {note}" for note in self.verify.notes]
-        if self.coverage is not None:  # --target: the provider's own checker, one line
-            lines.append(f"  coverage: {self.coverage.format()}")
-        return "\n".join(lines)
 
 
 def to_onnx_proto(model, opset: int = DEFAULT_OPSET):
@@ -441,9 +321,10 @@ def export_onnx(
     ``inputs``) for integer inputs whose range graphkit cannot read from the model.
     """
 
-    from graphkit.io import atomic_output, check_output_path, load_model
+    from graphkit.io import check_output_path
     from graphkit.onnx_passes import fix_shapes, run_passes
     from graphkit.onnx_targets import check_inputs_fixed, plan_passes
+    from graphkit.verification.inputs import parse_ranges
 
     # unknown or conflicting names, and bad parameters, fail before the slow export
     pass_names, params = plan_passes(
@@ -458,32 +339,23 @@ def export_onnx(
         fixed_shapes = fix_shapes.normalise_shapes(fixed_shapes)
     if target is not None:
         index_dtype = "int32"  # implied: the target's passes include int32_indices
-    if not 13 <= int(opset) <= 21:
-        raise GraphkitError(
-            f"opset={opset}: graphkit exports opsets 13 to 21",
-            cli=f"--opset {opset}: graphkit exports opsets 13 to 21",
-        )
-    from graphkit.verification.inputs import parse_ranges
-
     parse_ranges(ranges)  # a mistyped --range fails before the slow export
-    say = as_progress(progress)
-    check_export_options(  # before a load that may take a minute
-        model if isinstance(model, (str, os.PathLike)) else None,
+    stages = Stages(progress)
+    path_given = isinstance(model, (str, os.PathLike))
+    check_export_options(  # before a load that may take a minute (checks the opset too)
+        model if path_given else None,
         output,
         force=force,
         samples=samples,
         external_data=external_data,
         seq_len=seq_len,
+        opset=opset,
     )
-    source = None
-    if isinstance(model, (str, os.PathLike)):
-        source = str(model)
-        if output is None:
-            output = default_onnx_path(model)
-        say.step(f"loading {source}")
-        model = load_model(
-            model, unsafe=unsafe, imports=imports, compile=False, onehot_lambdas=onehot_lambdas
-        )
+    if output is None and path_given:
+        output = default_onnx_path(model)
+    model, source = load(
+        model, stages, unsafe=unsafe, imports=imports, onehot_lambdas=onehot_lambdas
+    )
     if output is not None:
         output = Path(output)
         if output.suffix.lower() != ".onnx":
@@ -491,33 +363,26 @@ def export_onnx(
         check_output_path(output, force=force)
 
     start = time.perf_counter()
-    from graphkit.conversion import repair
-    from graphkit.subclassed import functional_view
+    loaded = repair(model, source, stages, fixed_shapes=fixed_shapes)
+    check_inputs_fixed(target, loaded.input_shapes, fixed_shapes or {})
 
-    model = functional_view(model, source)  # a subclassed model: on the shape it was built with
-    if fixed_shapes:  # names and ranks known now: wrong ones fail before tf2onnx
-        fix_shapes.check_against({t.name: tuple(t.shape) for t in model.inputs}, fixed_shapes)
-        _check_fixed_shapes_fit(model, source, fixed_shapes)
-    check_inputs_fixed(target, {t.name: tuple(t.shape) for t in model.inputs}, fixed_shapes or {})
-
-    # Export what the eager call computes: Keras' TimeDistributed is wrong when traced.
     from graphkit import onnx_weights
 
-    say.step("tracing the model and converting it with tf2onnx")
-    exported, repairs = repair(model)
-    weights = None if external_data is None else onnx_weights.Weights(external=external_data)
-    proto, weights = trace(exported, opset, weights)
-    with onnx_weights.active(weights):  # the passes read and add tables of any size
-        pass_results = run_passes(proto, pass_names, params=params)
-    weights.drop_unused(proto)  # what no node reads is never written (counted, reported)
-    weights.prune(proto)  # tables a pass replaced (the unfused one) are not written
-    if not weights.arrays:  # else checked once written, with its data file
-        check_proto(proto)
+    with stages("trace", "tracing the model and converting it with tf2onnx"):
+        weights = None if external_data is None else onnx_weights.Weights(external=external_data)
+        proto, weights = trace(loaded.exported, opset, weights)
+    with stages("passes"):
+        with onnx_weights.active(weights):  # the passes read and add tables of any size
+            pass_results = run_passes(proto, pass_names, params=params)
+        weights.drop_unused(proto)  # what no node reads is never written (counted, reported)
+        weights.prune(proto)  # tables a pass replaced (the unfused one) are not written
+        if not weights.arrays:  # else checked once written, with its data file
+            check_proto(proto)
     seconds = time.perf_counter() - start
 
     counts = Counter(n.op_type for n in proto.graph.node)
     report = ExportReport(
-        source or f"<keras model {model.name!r}>",
+        loaded.source,
         None,
         opset,
         len(proto.graph.node),
@@ -526,7 +391,8 @@ def export_onnx(
         passes=pass_results,
         inputs=[i.name for i in proto.graph.input],
         outputs=[o.name for o in proto.graph.output],
-        repairs=repairs,
+        repairs=loaded.repairs,
+        stages=stages.seconds,
     )
     report.external_bytes = weights.external_bytes
     report.left_out_initializers, report.left_out_bytes = weights.left_out
@@ -535,22 +401,30 @@ def export_onnx(
     from graphkit.onnx_passes.drop_index_guards import index_ranges
 
     report.target, report.index_ranges = target, index_ranges(proto)
-    say.step("writing and checking the ONNX model")
-    check = _Check(samples, seq_len, inputs, say, ranges)
-    if output is None:
-        from graphkit.interrupts import temporary_directory
+    check = Check(samples, seq_len, inputs, stages.say, ranges) if verify else None
 
-        with temporary_directory(prefix="graphkit-export-") as folder:
-            written = folder / "model.onnx"
-            _write_checked(proto, weights, written, verify)
-            _verified(report, model, proto, written, verify, check)
-            return _covered(report, written, say)
-    if not weights.arrays:
-        with atomic_output(output, force=force) as tmp:  # removed again if verification fails
-            _write_checked(proto, weights, tmp, verify)
-            _verified(report, model, proto, tmp, verify, check)
-            _covered(report, tmp, say)
-            report.size_bytes = tmp.stat().st_size
+    def checked(path: Path) -> None:  # the written file: verified, then the target's checker
+        if check is not None:
+            from graphkit.backends.onnx_backend import OnnxBackend
+
+            verify_against_keras(
+                report, loaded.model, OnnxBackend(path), check, stages, label="ONNX export"
+            )
+        _covered(report, path, stages)
+
+    stages.say.step("writing and checking the ONNX model")
+    if output is None or not weights.arrays:
+        report.size_bytes = write_file(
+            output,
+            force=force,
+            write=lambda path: _write_checked(proto, weights, path, verify),
+            check=checked,
+            stages=stages,
+            prefix="graphkit-export-",
+            name="model.onnx",
+        )
+        if output is None:
+            return report
         stale = _data_path(output)
         if force and stale.exists():  # an earlier export's data: replaced by nothing
             stale.unlink()
@@ -558,17 +432,13 @@ def export_onnx(
     else:
         with _atomic_unit(output, force=force) as folder:  # .onnx and .onnx.data, or neither
             written = folder / output.name
-            _write_checked(proto, weights, written, verify)
-            _verified(report, model, proto, written, verify, check)
-            _covered(report, written, say)
+            with stages("write"):
+                _write_checked(proto, weights, written, verify)
+            checked(written)
             report.size_bytes = written.stat().st_size + _data_path(written).stat().st_size
         report.external_data = str(_data_path(output))
     report.output = str(output)
     return report
-
-
-def _dims_text(dims) -> str:
-    return "x".join("?" if d is None else str(d) for d in dims) or "scalar"
 
 
 def _deploy_summary(proto, index_dtype, fixed_shapes) -> dict[str, Any]:
@@ -585,24 +455,6 @@ def _deploy_summary(proto, index_dtype, fixed_shapes) -> dict[str, Any]:
         "fixed_shapes": {k: list(v) for k, v in (fixed_shapes or {}).items()},
         "inputs": inputs,
     }
-
-
-def _check_fixed_shapes_fit(model, source, fixed_shapes) -> None:
-    """Keras' shape rules on the fixed shapes: a length a convolution cannot take is refused
-    now, naming the layer, instead of failing in the check's first run."""
-    from graphkit.backends import KerasBackend
-
-    fixed = {name: tuple(dims) for name, dims in fixed_shapes.items()}
-    shapes = {t.name: fixed.get(t.name, tuple(t.shape)) for t in model.inputs}
-    if any(None in shape for shape in shapes.values()):
-        return  # an input left dynamic: the check finds its length
-    problem = KerasBackend(model, source).shape_problem(shapes)
-    if problem:
-        given = ", ".join(f"{n}={'x'.join(map(str, d))}" for n, d in fixed.items())
-        raise GraphkitError(
-            f"fixed_shapes={fixed!r}: the model does not take it: {problem}",
-            cli=f"--fixed-shape {given}: the model does not take it: {problem}",
-        )
 
 
 def _data_path(model_path: Path) -> Path:
@@ -672,60 +524,12 @@ def _atomic_unit(output: Path, *, force: bool):
         interrupts.unregister(str(folder))
 
 
-def _covered(report: ExportReport, path: Path, say) -> ExportReport:
+def _covered(report: ExportReport, path: Path, stages: Stages) -> ExportReport:
     """``--target``: what onnxruntime's mobile usability checker says of the written model."""
     if report.target is None:
         return report
     from graphkit.onnx_targets import coverage
 
-    say.step("running onnxruntime's mobile usability checker")
-    report.coverage = coverage(path, report.target)
-    return report
-
-
-@dataclass
-class _Check:
-    """What export's own check runs on (see ``export_onnx``)."""
-
-    samples: int
-    seq_len: int | None
-    inputs: Any
-    progress: Any
-    ranges: Any = None  # --range: the user's ranges of integer inputs
-
-
-def _verified(report, model, proto, path, verify, check: _Check):
-    if not verify:
-        return report
-    from graphkit.backends import KerasBackend, OnnxBackend
-    from graphkit.verification import check_signatures, fit_seq_len
-    from graphkit.verification import verify as run_verify
-    from graphkit.verification.inputs import apply_ranges, batch_size_apart
-
-    keras_side, onnx_side = KerasBackend(model, report.source), OnnxBackend(path)
-    length = check.seq_len
-    if check.inputs is None:  # both runtimes must take the length (onnxruntime may refuse it)
-        check.progress.step("checking the input length in Keras and onnxruntime")
-        specs = check_signatures(keras_side, onnx_side)
-        length = fit_seq_len(
-            [("Keras model", keras_side), ("ONNX export", onnx_side)],
-            apply_ranges(specs, check.ranges) if check.ranges else specs,
-            check.seq_len,
-            progress=check.progress,
-        )
-    result = run_verify(
-        keras_side,
-        onnx_side,
-        check.inputs,
-        samples=check.samples,
-        seq_len=length,
-        batch_size=batch_size_apart(16, int(length or 16)),
-        progress=check.progress,
-        **({"ranges": check.ranges} if check.ranges else {}),
-    )
-    report.verify = result
-    if not result.equivalent:
-        raise NotEquivalentError(
-            "the exported ONNX model does not match the Keras model; nothing was written", result
-        )
+    with stages("target", "running onnxruntime's mobile usability checker"):
+        report.coverage = coverage(path, report.target)
     return report

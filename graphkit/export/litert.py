@@ -1,0 +1,271 @@
+"""The LiteRT writer: Keras model -> ``.tflite`` with TensorFlow's TFLite converter, verified
+in the LiteRT runtime (``ai-edge-litert``) against the eager Keras call.
+
+``export_litert`` composes the shared stages (``graphkit.export.stages``) around this
+module's own: a frozen trace and the converter. Keras' own ``model.export(format="litert")``
+goes through a SavedModel on disk; graphkit traces the model with its weights bound as
+constants (``stateless_call``) and converts that concrete function directly. The Keras model
+itself must not be given to the converter as the trackable object: its variables then stay
+resource variables that the file never initialises (the outputs are NaN).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import Counter
+from pathlib import Path
+
+from graphkit.errors import GraphkitError, one_line
+from graphkit.export.report import ExportReport
+from graphkit.export.stages import Check, Stages, load, repair, verify_against_keras, write_file
+
+VERIFY_SAMPLES = 64
+# a FlatBuffer addresses at most 2 GiB (32-bit offsets): larger weights cannot be written
+FLATBUFFER_LIMIT = 2**31
+TARGETS = ("gpu-delegate",)
+INDEX_DTYPES = ("int32",)
+
+
+def default_litert_path(source: str | os.PathLike) -> Path:
+    return Path(source).with_suffix(".tflite")
+
+
+def check_litert_options(
+    model: str | os.PathLike | None,
+    output: str | os.PathLike | None,
+    *,
+    force: bool = False,
+    samples: int = VERIFY_SAMPLES,
+    seq_len: int | None = None,
+    target: str | None = None,
+    index_dtype: str | None = None,
+) -> Path | None:
+    """The output path (``model``'s ``.tflite`` beside it where ``output`` is None), checked,
+    and the options' values. Cheap: the CLI runs it before importing TensorFlow."""
+    from graphkit.io import check_output_path
+    from graphkit.verification import check_options
+
+    check_options(samples=samples, seq_len=seq_len)
+    if target is not None and target not in TARGETS:
+        raise GraphkitError(
+            f"target={target!r}: a LiteRT export fits {', '.join(TARGETS)}",
+            cli=f"--target {target}: with --litert, the target is {', '.join(TARGETS)} "
+            "(nnapi and coreml are ONNX targets: --onnx)",
+        )
+    if index_dtype is not None and index_dtype not in INDEX_DTYPES:
+        raise GraphkitError(
+            f"index_dtype={index_dtype!r}: the index type can be made int32",
+            cli=f"--index-dtype {index_dtype}: the index type can be made int32",
+        )
+    if output is None and model is None:
+        return None
+    path = Path(output) if output is not None else default_litert_path(model)
+    if path.suffix.lower() != ".tflite":
+        raise GraphkitError(f"{path}: a LiteRT output must end in .tflite")
+    return check_output_path(path, force=force)
+
+
+def export_litert(
+    model,
+    output: str | os.PathLike | None = None,
+    *,
+    verify: bool = True,
+    force: bool = False,
+    samples: int = VERIFY_SAMPLES,
+    seq_len: int | None = None,
+    unsafe: bool = False,
+    imports=(),
+    onehot_lambdas=(),
+    inputs=None,
+    progress=None,
+    index_dtype: str | None = None,
+    fixed_shapes=None,
+    target: str | None = None,
+    ranges=None,
+) -> ExportReport:
+    """Export ``model`` (Keras model or .keras/.h5 path) to a LiteRT flatbuffer at ``output``.
+
+    The repairs of the ONNX export apply (Keras' TimeDistributed is traced as the eager call
+    computes it); ``fixed_shapes`` (``{"tokens": (1, 16)}`` or ``"1x16"``) fixes input shapes
+    in the signature; ``index_dtype="int32"`` makes int64 integer inputs int32 in the
+    signature (cast back inside). The file has one signature, ``serving_default``, keyed by
+    the Keras input and output names. Unless ``verify=False`` it is run in the LiteRT runtime
+    against the eager Keras call with verify's rules (coverage of every table row, weights,
+    earned tolerance); a file that differs is never written (NotEquivalentError).
+    ``target="gpu-delegate"`` adds the GPU delegate's verdict (``report.coverage``).
+    Weights over 2 GiB are refused before conversion (the FlatBuffer limit).
+    """
+    from graphkit.io import check_output_path
+    from graphkit.onnx_passes import fix_shapes
+    from graphkit.verification.inputs import parse_ranges
+
+    if fixed_shapes:
+        fixed_shapes = fix_shapes.normalise_shapes(fixed_shapes)
+    parse_ranges(ranges)
+    path_given = isinstance(model, (str, os.PathLike))
+    check_litert_options(
+        model if path_given else None,
+        output,
+        force=force,
+        samples=samples,
+        seq_len=seq_len,
+        target=target,
+        index_dtype=index_dtype,
+    )
+    if output is None and path_given:
+        output = default_litert_path(model)
+    stages = Stages(progress)
+    model, source = load(
+        model, stages, unsafe=unsafe, imports=imports, onehot_lambdas=onehot_lambdas
+    )
+    if output is not None:
+        output = Path(output)
+        check_output_path(output, force=force)
+
+    start = time.perf_counter()
+    loaded = repair(model, source, stages, fixed_shapes=fixed_shapes)
+    with stages("trace", "tracing the model with its weights as constants"):
+        check_size(loaded.exported)
+        function, signature = frozen_function(loaded.exported, fixed_shapes, index_dtype)
+    with stages("convert", "converting with TensorFlow's TFLite converter"):
+        data = convert(function, loaded.exported)
+    from graphkit.export.litert_inspect import read_ops
+
+    ops = read_ops(data)
+    report = ExportReport(
+        loaded.source,
+        None,
+        None,
+        len(ops),
+        dict(sorted(Counter(ops).items())),
+        time.perf_counter() - start,
+        inputs=[name for name, _, _ in signature],
+        outputs=_output_names(loaded.exported),
+        repairs=loaded.repairs,
+        format_name="litert",
+        stages=stages.seconds,
+        target=target,
+    )
+    if index_dtype or fixed_shapes:
+        report.deploy = {
+            "index_dtype": index_dtype,
+            "fixed_shapes": {k: list(v) for k, v in (fixed_shapes or {}).items()},
+            "inputs": {
+                name: {"dtype": dtype, "shape": list(shape)} for name, shape, dtype in signature
+            },
+        }
+    guards = [op for op in ("LESS", "SELECT", "SELECT_V2") if op in report.op_counts]
+    if guards and "GATHER" in report.op_counts:
+        report.notes.append(
+            "Keras' negative-index wrap stays in front of each GATHER "
+            f"({', '.join(guards)}): index guards are removed in ONNX exports only"
+        )
+    check = Check(samples, seq_len, inputs, stages.say, ranges) if verify else None
+
+    def checked(path: Path) -> None:
+        from graphkit.backends.litert_backend import LiteRTBackend
+
+        candidate = LiteRTBackend(path)  # reads it back: a file the runtime refuses fails here
+        verify_against_keras(report, loaded.model, candidate, check, stages, label="LiteRT export")
+        if target == "gpu-delegate":
+            from graphkit.export.litert_inspect import gpu_delegate
+
+            with stages("target", "checking the GPU delegate's op support"):
+                report.coverage = gpu_delegate(data)
+
+    def write(path: Path) -> None:
+        try:
+            path.write_bytes(data)
+        except OSError as exc:
+            raise GraphkitError(f"{path.name}: cannot write it ({exc.strerror or exc})") from exc
+
+    report.size_bytes = write_file(
+        output,
+        force=force,
+        write=write,
+        check=checked,
+        stages=stages,
+        prefix="graphkit-litert-",
+        name="model.tflite",
+    )
+    if output is not None:
+        report.output = str(output)
+    return report
+
+
+def check_size(model) -> int:
+    """The weights' bytes; 2 GiB or more is refused now (a FlatBuffer cannot hold it)."""
+    import numpy as np
+
+    total = sum(int(np.prod(v.shape)) * np.dtype(v.dtype).itemsize for v in model.variables)
+    if total >= FLATBUFFER_LIMIT:
+        raise GraphkitError(
+            f"model {model.name!r} has {total:,} bytes of weights: a LiteRT (.tflite) file "
+            f"holds at most {FLATBUFFER_LIMIT:,} (a FlatBuffer's 32-bit offsets); export it to "
+            "ONNX with external data instead"
+        )
+    return total
+
+
+def frozen_function(model, fixed_shapes=None, index_dtype: str | None = None):
+    """A ``tf.function`` over the model's inputs only, its weights bound as constants, that
+    returns ``{output name: tensor}``: the converter freezes captured constants, and the
+    signature's keys are the Keras names. Returns ``(function, [(name, shape, dtype)])``."""
+    import keras
+    import tensorflow as tf
+
+    from graphkit.backends.keras_backend import stateless_serving_function
+
+    serve, specs, variables = stateless_serving_function(model)
+    inputs = specs[: len(specs) - len(variables)]
+    constants = [tf.constant(keras.ops.convert_to_numpy(v)) for v in variables]
+    names = _output_names(model)
+    fixed = fixed_shapes or {}
+    outer = []
+    for spec in inputs:
+        shape = tuple(fixed.get(spec.name, spec.shape))
+        dtype = spec.dtype
+        if index_dtype == "int32" and dtype == tf.int64:
+            dtype = tf.int32
+        outer.append(tf.TensorSpec(shape, dtype, name=spec.name))
+
+    @tf.function(input_signature=outer, autograph=False)
+    def frozen(*xs):
+        xs = [tf.cast(x, s.dtype) if x.dtype != s.dtype else x for x, s in zip(xs, inputs)]
+        outs = serve(*xs, *constants)
+        return dict(zip(names, outs))
+
+    signature = [
+        (s.name, [None if d is None else int(d) for d in s.shape], s.dtype.name) for s in outer
+    ]
+    return frozen, signature
+
+
+def convert(function, model) -> bytes:
+    """The TFLite converter over the frozen function, builtin ops only (what every LiteRT
+    runtime has; TensorFlow ops need the Flex delegate, which is not a mobile default)."""
+    import tensorflow as tf
+
+    from graphkit._tf import _stderr_fd_silenced
+
+    holder = tf.Module()
+    holder.serve = function  # a signature needs a trackable holder; no variables in it
+    try:
+        with _stderr_fd_silenced():
+            converter = tf.lite.TFLiteConverter.from_concrete_functions(
+                [function.get_concrete_function()], holder
+            )
+            converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+            return converter.convert()
+    except Exception as exc:
+        raise GraphkitError(
+            f"the TFLite converter cannot convert model {model.name!r}: "
+            f"{one_line(exc, with_type=False)}"
+        ) from exc
+
+
+def _output_names(model) -> list[str]:
+    from graphkit.inspect import output_names
+
+    return output_names(model)
