@@ -9,6 +9,7 @@ from typing import Any
 from graphkit import _keras_api
 from graphkit.engine import REWRITTEN, Plan, all_layer_names, is_graph_model
 from graphkit.errors import GraphkitError
+from graphkit.model_facts import output_names  # also read from here by graphkit.onnx_export
 
 
 @dataclass
@@ -177,46 +178,6 @@ def _holds_anchor(layer) -> bool:
     from graphkit.rules import anchored_by_any
 
     return any(anchored_by_any(inner) for inner in _keras_api.flatten_layers(layer))
-
-
-def output_names(model) -> list[str]:
-    """Unique names of a model's outputs, in ``model.outputs`` order.
-
-    The keys for a model that returns a flat dict (what callers index by); otherwise the
-    producing layers' names, as Keras reports them. A layer that gives two outputs (a shared
-    layer, ``Model(x, [d, d])``) names them ``d`` and ``d_1``: verify pairs outputs by these
-    names and export gives them to the ONNX outputs, so they must be unique.
-    """
-    names = _raw_output_names(model)
-    unique: list[str] = []
-    for name in names:
-        new, k = name, 1
-        while new in unique or (new != name and new in names):
-            new, k = f"{name}_{k}", k + 1
-        unique.append(new)
-    return unique
-
-
-def _raw_output_names(model) -> list[str]:
-    outputs = getattr(model, "outputs", None) or []
-    struct = _keras_api.outputs_struct(model)
-    if isinstance(struct, dict) and len(struct) == len(outputs):
-        if all(
-            isinstance(k, str) and not isinstance(v, (dict, list, tuple)) for k, v in struct.items()
-        ):
-            return sorted(struct)  # keras.tree.flatten's order
-    try:
-        names = list(model.output_names)
-        if len(names) == len(outputs):
-            return names
-    except Exception:
-        pass
-    try:
-        if len(outputs) == 1 and model.layers:  # Sequential: the last layer names the output
-            return [model.layers[-1].name]
-    except Exception:
-        pass
-    return [f"output_{i}" for i in range(len(outputs))]
 
 
 def _unwrapped_rows(rows: list[LayerRow], unwrapped: list[str]) -> dict[str, int]:

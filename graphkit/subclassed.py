@@ -46,7 +46,7 @@ def functional_view(model, source: str | None = None):
             f"{where}: the subclassed model {type(model).__name__} takes a nested input "
             f"({arg}: {shape}); graphkit reads subclassed models with one tensor input only"
         )
-    from graphkit.backends.keras_backend import smallest_vocab
+    from graphkit.model_facts import smallest_vocab
 
     dtype = "int32" if smallest_vocab(model)[0] is not None else "float32"
     name = arg[: -len("_shape")] if arg.endswith("_shape") else arg

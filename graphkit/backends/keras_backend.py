@@ -8,6 +8,9 @@ from graphkit import _keras_api
 from graphkit.backends.base import Backend, InputSpec
 from graphkit.errors import GraphkitError, one_line
 
+# smallest_vocab: re-exported for graphkit.backends (its public name there)
+from graphkit.model_facts import output_names, smallest_vocab  # noqa: F401
+
 
 def _np_dtype(dtype) -> str:
     import keras
@@ -72,16 +75,6 @@ def _index_consumers(model) -> dict[int, tuple[int, bool]]:
         except Exception:
             pass  # best effort: unknown structures fall back to the model-wide vocabulary
     return result
-
-
-def smallest_vocab(model) -> tuple[int | None, bool]:
-    """Smallest vocabulary of the model's index-reading layers, and whether any masks zeros."""
-    from graphkit.rules import index_range
-
-    ranges = [r for r in map(index_range, _keras_api.flatten_layers(model)) if r is not None]
-    if not ranges:
-        return None, False
-    return min(v for v, _ in ranges), any(m for _, m in ranges)
 
 
 def model_feed(model, args: list):
@@ -302,8 +295,6 @@ class KerasBackend(Backend):
         self.dataflow = trace_dataflow(model, self._callable())
         fallback = _index_consumers(model) if self.dataflow.error is not None else {}
         self.inputs = input_specs(model, self.dataflow, fallback)
-        from graphkit.inspect import output_names
-
         self.output_names = output_names(model)
         self.half_precision = any(
             str(getattr(layer, "compute_dtype", "")) in ("float16", "bfloat16")
