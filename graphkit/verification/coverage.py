@@ -94,8 +94,6 @@ class CoverageCounter:
     def state(self) -> dict:
         """The rows seen per table (runs ``[first, last]``) and the lookup values seen, with
         the tables' sizes: what ``merge_coverage`` unites over shards."""
-        from graphkit.verification.shards import row_runs
-
         tables = []
         for t in self._tables.values():
             entry = t.to_dict()
@@ -123,8 +121,6 @@ class CoverageCounter:
 def merge_coverage(states: list[dict]) -> list[TableCoverage]:
     """The coverage of one run over the shards whose ``CoverageCounter.state()`` these are:
     the union of the rows (values) each saw."""
-    from graphkit.verification.shards import runs_rows
-
     out = []
     for k, first in enumerate(states[0]["tables"] if states else []):
         parts = [s["tables"][k] for s in states]
@@ -149,3 +145,21 @@ def describe_coverage(tables: list[TableCoverage]) -> str:
         n = len(rows)
         return f"covering every row of {n} table{'s' if n != 1 else ''}"
     return "covering " + ", ".join(f"{t.covered}/{t.rows} rows of {t.table!r}" for t in partial)
+
+
+# Rows seen as runs: how a shard's state stores them (a JSON report holds it).
+def row_runs(rows: np.ndarray) -> list[list[int]]:
+    """Sorted distinct rows as ``[[first, last], ...]`` runs."""
+    rows = np.unique(np.asarray(rows, dtype=np.int64))
+    if not rows.size:
+        return []
+    breaks = np.flatnonzero(np.diff(rows) != 1)
+    starts = np.concatenate([[rows[0]], rows[breaks + 1]])
+    ends = np.concatenate([rows[breaks], [rows[-1]]])
+    return [[int(a), int(b)] for a, b in zip(starts, ends)]
+
+
+def runs_rows(runs: list[list[int]]) -> np.ndarray:
+    if not runs:
+        return np.zeros(0, dtype=np.int64)
+    return np.concatenate([np.arange(a, b + 1, dtype=np.int64) for a, b in runs])

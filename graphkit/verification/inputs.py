@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from graphkit.backends import Backend, InputSpec
+from graphkit.backends.base import Backend, InputSpec
 from graphkit.errors import GraphkitError, one_line
 
 

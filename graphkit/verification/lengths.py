@@ -20,7 +20,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from graphkit.backends import Backend, InputSpec
+from graphkit.backends.base import Backend, InputSpec
 from graphkit.errors import GraphkitError, one_line
 from graphkit.progress import SILENT, Progress
 

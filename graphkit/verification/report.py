@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import escape, quoteattr
 
-from graphkit.backends import InputSpec
+from graphkit.backends.base import InputSpec
 from graphkit.verification.coverage import TableCoverage, describe_coverage
 from graphkit.verification.stats import OutputStats
 

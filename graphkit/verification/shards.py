@@ -202,23 +202,6 @@ def merge_stats(parts: list) -> Any:
     return merged
 
 
-def row_runs(rows: np.ndarray) -> list[list[int]]:
-    """Sorted distinct rows as ``[[first, last], ...]`` runs."""
-    rows = np.unique(np.asarray(rows, dtype=np.int64))
-    if not rows.size:
-        return []
-    breaks = np.flatnonzero(np.diff(rows) != 1)
-    starts = np.concatenate([[rows[0]], rows[breaks + 1]])
-    ends = np.concatenate([rows[breaks], [rows[-1]]])
-    return [[int(a), int(b)] for a, b in zip(starts, ends)]
-
-
-def runs_rows(runs: list[list[int]]) -> np.ndarray:
-    if not runs:
-        return np.zeros(0, dtype=np.int64)
-    return np.concatenate([np.arange(a, b + 1, dtype=np.int64) for a, b in runs])
-
-
 def weights_from_dict(data: dict):
     """A WeightsReport back from its ``to_dict()`` (its timing is not kept)."""
     from graphkit.verification.weights import WeightPair, WeightsReport
