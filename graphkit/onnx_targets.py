@@ -59,6 +59,15 @@ TARGETS: dict[str, Target] = {
     )
 }
 
+# What onnxruntime's provider sources say beyond the checker's list, per target and lookup form:
+# the CoreML EP's GatherND builder (onnxruntime PR 28598) refuses indices that are not a constant
+# initializer (CoreML's gather_nd miscomputes them), so a device runs such a lookup on the CPU.
+PROVIDER_NOTES = {
+    ("coreml", "GatherND"): "GatherND on runtime indices: onnxruntime's CoreML EP builder takes "
+    "constant indices only (PR 28598), so a device runs this lookup on the CPU; the checker's "
+    "list does not say so",
+}
+
 # The forms of a table lookup, cheapest first (see ``lookup_cost``): the first one the provider's
 # list takes is the one a target's passes make.
 LOOKUP_FORMS = ("Gather", "GatherND", "one-hot x table")
@@ -305,7 +314,8 @@ def find_lookups(model) -> list[Lookup]:
         else:
             continue
         if form != "one-hot x table" and index.constant_shape(node.input[1]) is not None:
-            continue  # a constant index: shape arithmetic, not a lookup
+            continue  # a constant index: shape arithmetic, not a lookup (GatherND: its
+            # Unsqueeze of an input is not a constant, so a token lookup stays)
         vocab, dim = dims[0], 1
         for d in dims[1:]:
             dim *= d
@@ -341,6 +351,7 @@ class Coverage:
     rank_nodes: int = 0  # nodes refused for an input of too high a rank
     caveats: list[str] = field(default_factory=list)  # the checker's unchecked conditions
     lookups: list[Lookup] = field(default_factory=list)  # in the model as written
+    provider_notes: list[str] = field(default_factory=list)  # from the provider's sources
 
     @property
     def whole(self) -> bool:
@@ -365,6 +376,7 @@ class Coverage:
             "rank_nodes": self.rank_nodes,
             "caveats": self.caveats,
             "lookups": [lk.to_dict() for lk in self.lookups],
+            "provider_notes": self.provider_notes,
         }
 
     def format(self) -> str:
@@ -384,7 +396,8 @@ class Coverage:
             missing.append(f"{self.dynamic_nodes} node(s) on dynamic shapes")
         if self.rank_nodes:
             missing.append(f"{self.rank_nodes} node(s) on tensors of too high a rank")
-        return text + (f"; not handled: {'; '.join(missing)}" if missing else "")
+        text += f"; not handled: {'; '.join(missing)}" if missing else ""
+        return text + "".join(f"; note: {note}" for note in self.provider_notes)
 
 
 def coverage(path, target: str, optimize: bool = True) -> Coverage:
@@ -411,6 +424,11 @@ def coverage(path, target: str, optimize: bool = True) -> Coverage:
         model = onnx.shape_inference.infer_shapes(model, strict_mode=True)
     # the lookups as written (the optimizer may fold a one-hot's arithmetic out of sight)
     lookups = find_lookups(onnx.load(str(path_written), load_external_data=False))
+    notes = {
+        PROVIDER_NOTES[chosen.name, lk.form]
+        for lk in lookups
+        if (chosen.name, lk.form) in PROVIDER_NOTES  # a lookup's indices are never constant
+    }
     if chosen.ops_list == "nnapi_supported_ops.md":
         info = usability_checker.check_nnapi_partitions(model, require_fixed_input_sizes=True)
     else:
@@ -428,6 +446,7 @@ def coverage(path, target: str, optimize: bool = True) -> Coverage:
         info.num_unsupported_nodes_due_to_rank,
         info.supported_ops_checker.get_caveats(),
         lookups,
+        sorted(notes),
     )
 
 

@@ -11,7 +11,9 @@ onehot-dense --fuse-onehot) is exported, verified in onnxruntime, three ways: wi
 coreml``. Every file is then checked for both providers with onnxruntime's mobile usability
 checker (``graphkit.onnx_targets.coverage``: basic optimizations, shape inference, the
 provider's partitioning, as ``python -m onnxruntime.tools.check_onnx_model_mobile_usability``
-does). Prints a markdown table: nodes handled / total, partitions, the ops each provider lacks.
+does). Prints a markdown table: nodes handled / total, partitions, the ops each provider lacks,
+and the form of the file's table lookup with its multiply-adds per token (``Coverage.lookups``:
+Gather or GatherND copy a row, 0 MACs; one-hot x table costs vocab x dim).
 """
 
 from __future__ import annotations
@@ -50,6 +52,10 @@ def _cell(cov) -> str:
     return text
 
 
+def _lookups(cov) -> str:
+    return "; ".join(f"{lk.form}, {lk.macs_per_token:,} MACs/token" for lk in cov.lookups)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--vocab", type=int, default=20000)
@@ -68,11 +74,12 @@ def main():
     shape = f"1x{args.length}"
     print(
         f"Embedding({args.vocab}, {args.dim}), input fixed to {shape}; NNAPI and CoreML MLProgram "
-        "per onnxruntime's mobile usability checker (nodes handled / total, partitions)\n"
+        "per onnxruntime's mobile usability checker (nodes handled / total, partitions); the "
+        "lookup's form and multiply-adds per token in the file\n"
     )
     providers = [TARGETS[t].provider for t in TARGETS]
-    print("| model | form | export options | " + " | ".join(providers) + " |")
-    print("|---|---|---|" + "---|" * len(providers))
+    print("| model | form | export options | " + " | ".join(providers) + " | lookup |")
+    print("|---|---|---|" + "---|" * len(providers) + "---|")
     with tempfile.TemporaryDirectory() as tmp:
         for kind, model in _models(args.vocab, args.dim, args.length).items():
             onehot = convert(model, "onehot-dense").model
@@ -95,7 +102,8 @@ def main():
                     )
                     if fuse:
                         options = options.replace("`--fixed", "`--fuse-onehot --fixed")
-                    cells = [_cell(coverage(path, t)) for t in TARGETS]
+                    found = [coverage(path, t) for t in TARGETS]
+                    cells = [_cell(cov) for cov in found] + [_lookups(found[0])]
                     print(f"| {kind} | {form} | {options} | " + " | ".join(cells) + " |")
     print(f"\n({time.perf_counter() - start:.0f} s; every export verified against Keras)")
 

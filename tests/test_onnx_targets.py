@@ -26,6 +26,7 @@ from graphkit.cli import app
 from graphkit.conversion import convert
 from graphkit.onnx_export import export_onnx
 from graphkit.onnx_targets import (
+    PROVIDER_NOTES,
     TARGETS,
     coverage,
     find_lookups,
@@ -113,6 +114,10 @@ def test_the_provider_runs_the_whole_graph_exactly(kind, form, target, tmp_path)
     assert lookup.onehot_macs_per_token == rows * DIM
     assert f"{lookup.form} on {rows}x{DIM} ({rows * DIM * 4} B)" in report.format()
     assert report.to_dict()["coverage"]["lookups"] == [lookup.to_dict()]
+    # what the provider's sources add: CoreML's GatherND builder takes constant indices only
+    noted = [PROVIDER_NOTES["coreml", "GatherND"]] if lookup.form == "GatherND" else []
+    assert cov.provider_notes == noted
+    assert report.format().count("; note: GatherND on runtime indices") == len(noted)
     if lookup.form != "one-hot x table":  # no MatMul reads the table
         [table] = [n.input[0] for n in proto.graph.node if n.op_type.startswith("Gather")]
         assert not [n for n in proto.graph.node if n.op_type == "MatMul" and table in n.input]
