@@ -488,7 +488,7 @@ GPU_DELEGATE_OPS: dict[str, Callable[[OpFact], str | None] | None] = {
 # by name only. Ops the source accepts unconditionally are not listed here.
 CHECKED_BY_NAME_ONLY = frozenset(
     {
-        "AVERAGE_POOL_2D", "CONCATENATION", "CONV_2D", "DEPTHWISE_CONV_2D", "DEPTH_TO_SPACE",
+        "AVERAGE_POOL_2D", "CONV_2D", "DEPTHWISE_CONV_2D", "DEPTH_TO_SPACE",
         "DEQUANTIZE", "DYNAMIC_UPDATE_SLICE", "LSTM", "MAX_POOL_2D", "SPACE_TO_DEPTH",
         "TRANSPOSE_CONV", "RESIZE_BILINEAR", "PAD", "PADV2", "MIRROR_PAD", "STABLEHLO_CLAMP",
     }
