@@ -1,4 +1,5 @@
-"""``graphkit bench``: latency of a model and of its other variant, in Keras and in onnxruntime."""
+"""``graphkit bench``: latency of a model and of its other variant, in Keras and in onnxruntime;
+of an .onnx file in onnxruntime, of a .tflite file in LiteRT."""
 
 from __future__ import annotations
 
@@ -175,13 +176,15 @@ def bench(
 ) -> BenchReport:
     """Time Keras (the checked trace, or eager) and onnxruntime for ``model`` (and its other variant where it has one).
 
+    An ``.onnx`` file is timed in onnxruntime alone, a ``.tflite`` file in LiteRT alone.
+
     Variable axes are ``seq_len`` long; None: 64, or the length the model needs (noted).
     ``ranges``: ``{name: (low, high)}`` or ``["NAME=LOW:HIGH", ...]``, the values synthesized
     for integer inputs whose range graphkit cannot read from the model.
     ``progress``: a ``graphkit.progress.Progress``, or a function called with each step.
     ``batch``: the old name of ``batch_size`` (kept for one release).
     """
-    from graphkit.backends import KerasBackend, OnnxBackend, open_backend
+    from graphkit.backends import KerasBackend, LiteRTBackend, OnnxBackend, open_backend
     from graphkit.verification import fit_seq_len, has_variable_axes, synthesize
     from graphkit.verification.inputs import apply_ranges, parse_ranges
 
@@ -194,8 +197,12 @@ def bench(
     )
     if isinstance(model, (str, os.PathLike)):
         say.step(f"loading {model}")
-    if isinstance(model, (str, os.PathLike)) and Path(model).suffix.lower() == ".onnx":
-        backend = OnnxBackend(model, provider=provider)
+    suffix = Path(model).suffix.lower() if isinstance(model, (str, os.PathLike)) else ""
+    if suffix in (".onnx", ".tflite"):
+        if suffix == ".tflite":
+            backend, runtime = LiteRTBackend(model, provider=provider), "LiteRT"
+        else:
+            backend, runtime = OnnxBackend(model, provider=provider), "onnxruntime"
         specs = apply_ranges(backend.inputs, ranges) if ranges else backend.inputs
         choice = fit_seq_len(
             [("model", backend)], specs, seq_len, default=DEFAULT_SEQ_LEN, progress=say
@@ -205,9 +212,14 @@ def bench(
         data = next(synthesize(specs, batch_size, batch_size, choice.length, 0))
         report.fed = {k: (v.shape, str(v.dtype)) for k, v in data.items()}
         report.variable_axes = has_variable_axes(backend.inputs)
-        say.step(f"timing onnxruntime ({runs} runs)")
+        say.step(f"timing {runtime} ({runs} runs)")
         med, p90 = time_calls(lambda: backend.run(data), runs, warmup, say)
-        report.rows.append(BenchRow("model", f"onnxruntime {provider}", med, p90))
+        report.rows.append(BenchRow("model", f"{runtime.lower()} {provider}", med, p90))
+        if suffix == ".tflite":
+            report.notes.append(
+                "LiteRT ran with ai-edge-litert's default threads (its Python Interpreter "
+                "without num_threads: 1 thread)"
+            )
         return report
 
     keras_backend = open_backend(

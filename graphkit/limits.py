@@ -17,6 +17,12 @@ MAX_ONNX_FILE_BYTES = 2**31
 # 4300 digits with a traceback, and str.isdigit() accepts digits like '²' that int() refuses.
 MAX_METADATA_DIGITS = 18
 
+# --- LiteRT (.tflite) models (backends/litert_backend.py) ---
+
+# A flatbuffer's offsets are 32-bit, so a .tflite file whose weights sit inside the flatbuffer
+# is under 2 GiB; the file is read whole into memory before the interpreter sees it.
+MAX_TFLITE_FILE_BYTES = 2**31
+
 # --- .npz/.npy inputs (verification/inputs.py load_inputs) ---
 
 # Bytes of all arrays of one inputs file, checked from the .npy headers before anything is

@@ -1,4 +1,4 @@
-"""``graphkit run``: onnxruntime inference on inputs from a file."""
+"""``graphkit run``: onnxruntime (.onnx) or LiteRT (.tflite) inference on inputs from a file."""
 
 from __future__ import annotations
 
@@ -127,20 +127,23 @@ def run_model(
     force: bool = False,
     ranges=None,
 ) -> RunReport:
-    """Run an ONNX model on ``inputs`` (.npz/.npy, or a folder that ``verify --save`` wrote);
-    optionally save the outputs to ``output`` (.npz, never one of the inputs).
+    """Run an ONNX (onnxruntime) or .tflite (LiteRT) model on ``inputs`` (.npz/.npy, or a
+    folder that ``verify --save`` wrote); optionally save the outputs to ``output`` (.npz,
+    never one of the inputs).
 
     ``ranges``: ``{name: (low, high)}`` or ``["NAME=LOW:HIGH", ...]``, the values an integer
     input may hold where graphkit cannot read its range from the model (checked on the inputs).
     """
-    from graphkit.backends import OnnxBackend
+    from graphkit.backends import LiteRTBackend, OnnxBackend
     from graphkit.io import atomic_output, check_output_path
     from graphkit.verification import load_inputs
     from graphkit.verification.inputs import apply_ranges, fixed_batch, parse_ranges
 
-    if Path(model).suffix.lower() != ".onnx":
+    suffix = Path(model).suffix.lower()
+    if suffix not in (".onnx", ".tflite"):
         raise GraphkitError(
-            f"{model}: graphkit run takes an .onnx model (export one with graphkit export --onnx)"
+            f"{model}: graphkit run takes an .onnx model or a .tflite one (export one with "
+            "graphkit export --onnx or --litert)"
         )
     parse_ranges(ranges)
     if output is not None:
@@ -148,15 +151,16 @@ def run_model(
             raise GraphkitError(f"{output}: the output must end in .npz")
         check_not_an_input(output, "-o", [model, inputs])
         check_output_path(output, force=force)
-    backend = OnnxBackend(model, provider=provider)
+    if suffix == ".tflite":
+        backend, runtime = LiteRTBackend(model, provider=provider), "LiteRT"
+    else:
+        backend, runtime = OnnxBackend(model, provider=provider), "onnxruntime"
     specs = apply_ranges(backend.inputs, ranges) if ranges else backend.inputs
     arrays = load_inputs(inputs, specs)  # names, dtypes, shapes, batch and index ranges
     try:
         outs = _run_in_batches(backend, arrays, fixed_batch(specs))
     except Exception as exc:
-        raise GraphkitError(
-            f"{model}: onnxruntime failed: {one_line(exc, with_type=False)}"
-        ) from exc
+        raise GraphkitError(f"{model}: {runtime} failed: {one_line(exc, with_type=False)}") from exc
     named = dict(zip(backend.output_names, outs))
     if output is not None:
         with atomic_output(output, force=force) as tmp:

@@ -1,9 +1,10 @@
-"""Backends that run a model batch by batch: Keras (.keras/.h5/in-memory) and ONNX (onnxruntime).
+"""Backends that run a model batch by batch: Keras (.keras/.h5/in-memory), ONNX (onnxruntime)
+and LiteRT (.tflite, ai-edge-litert).
 
 ``verify``, ``export`` and ``bench`` only talk to this interface: a backend has a
 signature (named inputs with shape and dtype, and what index range each integer
 input takes), output names, notes on how it ran, and ``run(batch) -> list of arrays``.
-Importing this package imports neither TensorFlow nor onnxruntime.
+Importing this package imports neither TensorFlow nor onnxruntime nor LiteRT.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from graphkit.backends.keras_backend import (
     serving_function,
     smallest_vocab,
 )
+from graphkit.backends.litert_backend import LiteRTBackend
 from graphkit.backends.onnx_backend import OnnxBackend, check_file_exists, check_onnx_file
 
 __all__ = [
@@ -30,6 +32,7 @@ __all__ = [
     "InputSpec",
     "TableRead",
     "KerasBackend",
+    "LiteRTBackend",
     "OnnxBackend",
     "check_file_exists",
     "check_onnx_file",
@@ -46,13 +49,15 @@ __all__ = [
 def open_backend(
     source: Any, *, provider: str = "cpu", unsafe: bool = False, imports=(), onehot_lambdas=()
 ) -> Backend:
-    """A backend for a path (.keras, .h5, .onnx) or an in-memory Keras model."""
+    """A backend for a path (.keras, .h5, .onnx, .tflite) or an in-memory Keras model."""
     if isinstance(source, Backend):
         return source
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
         if path.suffix.lower() == ".onnx":
             return OnnxBackend(path, provider=provider)
+        if path.suffix.lower() == ".tflite":
+            return LiteRTBackend(path, provider=provider)
         from graphkit.io import load_model
 
         return KerasBackend(

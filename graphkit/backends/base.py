@@ -78,6 +78,9 @@ class Backend:
     half_precision: bool = (
         False  # computes in float16/bfloat16 somewhere (looser default tolerance)
     )
+    # a compiled runtime (onnxruntime, LiteRT) that rounds unlike Keras: verify earns its
+    # tolerance from a float64 run of the Keras side, or uses the fixed runtime tolerance
+    compiled_runtime: bool = False
     inputs: list[InputSpec]
     output_names: list[str]
     notes: list[str]  # what the user should know about how it ran (one line each)

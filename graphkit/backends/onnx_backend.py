@@ -354,6 +354,7 @@ def _onnx_index_info(
 
 class OnnxBackend(Backend):
     kind = "onnx"
+    compiled_runtime = True
 
     def __init__(self, path: str | os.PathLike, provider: str = "cpu", model=None):
         if provider not in PROVIDERS:

@@ -1,4 +1,4 @@
-"""``graphkit.verify``: do two models (Keras or ONNX, either variant) compute the same thing?
+"""``graphkit.verify``: do two models (Keras, ONNX or LiteRT, either variant) compute the same thing?
 
 Inputs come from a file or are synthesized from the signature; both models run
 batch by batch and only running statistics are kept, so memory stays bounded
@@ -9,11 +9,13 @@ Default tolerances (``|candidate - reference| <= atol + rtol * |reference|``):
 * Keras vs Keras: ``atol = rtol = 1e-6``. Embedding <-> OneHot + Dense is exact by
   construction (the report says ``exact``); the slack only admits the ulp-level rounding
   of folded transcendental activations (tanh, softmax...), and still catches any real change.
-* ONNX on either side: earned from the Keras model (``graphkit.verification.tolerance``):
+* a compiled runtime (ONNX in onnxruntime, .tflite in LiteRT: ``Backend.compiled_runtime``)
+  on either side: earned from the Keras model (``graphkit.verification.tolerance``):
   16 times the float32 model's own rounding error, measured by a float64 run of it on the
-  first batch. Where no float64 run can be made (ONNX against ONNX, mixed precision...):
-  ``atol = 1e-5, rtol = 1e-4``: a different runtime rounds differently.
-* float16/bfloat16 outputs, or ONNX with float16/bfloat16 computations inside (mixed
+  first batch. Where no float64 run can be made (ONNX against ONNX, ONNX against LiteRT,
+  LiteRT against LiteRT, mixed precision...): ``atol = 1e-5, rtol = 1e-4``: a different
+  runtime rounds differently.
+* float16/bfloat16 outputs, or a runtime with float16/bfloat16 computations inside (mixed
   precision): at least ``atol = rtol = 1e-3`` (one float16 ulp is ~1e-3).
 """
 
@@ -72,17 +74,26 @@ __all__ = [
 
 KERAS_TOLERANCE = (1e-6, 1e-6)  # (rtol, atol)
 ONNX_TOLERANCE = (1e-4, 1e-5)
+RUNTIME_TOLERANCE = ONNX_TOLERANCE  # any compiled runtime (ONNX, LiteRT), not only ONNX
 HALF_TOLERANCE = (1e-3, 1e-3)
 DEFAULT_SAMPLES = 256
 DEFAULT_BATCH = 32
 
 
+def _compiled(backend: Backend) -> bool:
+    """Is ``backend`` a compiled runtime (onnxruntime, LiteRT) that rounds unlike Keras?"""
+    return bool(getattr(backend, "compiled_runtime", False))
+
+
+_RUNTIME_LABELS = {"onnx": "ONNX", "litert": "LiteRT", "keras": "Keras"}
+
+
 def default_tolerances(ref: Backend, cand: Backend) -> tuple[float, float]:
-    if "onnx" not in (ref.kind, cand.kind):
+    if not (_compiled(ref) or _compiled(cand)):
         return KERAS_TOLERANCE
     if ref.half_precision or cand.half_precision:
         return HALF_TOLERANCE  # two runtimes rounding float16 intermediates differently
-    return ONNX_TOLERANCE
+    return RUNTIME_TOLERANCE
 
 
 def verify(
@@ -109,7 +120,8 @@ def verify(
 ) -> VerifyReport:
     """Compare ``candidate`` with ``reference`` output by output.
 
-    Each is a path (``.keras``, ``.h5``, ``.onnx``), an in-memory Keras model, or a Backend.
+    Each is a path (``.keras``, ``.h5``, ``.onnx``, ``.tflite``), an in-memory Keras model,
+    or a Backend.
     ``inputs`` is a ``.npz``/``.npy`` path or a dict of arrays; without it, ``samples``
     inputs are synthesized from the signature with ``seed``, variable axes ``seq_len``
     long: None gives 16 where both models take it, else a length they take (found from
@@ -128,8 +140,8 @@ def verify(
     (``graphkit.verification.shards.merge_reports``).
 
     ``rtol``/``atol``: a number for every output or ``{output: number}``; unset, Keras
-    against Keras is held to 1e-6, and a comparison with ONNX to a tolerance earned from
-    the Keras model's own float32 error (``graphkit.verification.tolerance``).
+    against Keras is held to 1e-6, and a comparison with ONNX or LiteRT to a tolerance earned
+    from the Keras model's own float32 error (``graphkit.verification.tolerance``).
     The weights the two models share are compared bit for bit too (``weights``): a copied
     weight that differs fails the verdict even where the sampled outputs agree.
 
@@ -374,11 +386,12 @@ def _per_output(value, name: str, label: str):
 
 def _output_stats(ref, cand, batch, r_out, c_out, rtol, atol, notes) -> dict[str, OutputStats]:
     """Each output's statistics with its tolerance: given (``rtol``/``atol``, per output or
-    for all), else earned from the model where ONNX is involved (the float32 reference's own
-    error, measured by a float64 run: ``graphkit.verification.tolerance``), else fixed."""
+    for all), else earned from the model where a compiled runtime (ONNX, LiteRT) is involved
+    (the float32 reference's own error, measured by a float64 run:
+    ``graphkit.verification.tolerance``), else fixed."""
     base_rtol, base_atol = default_tolerances(ref, cand)
     earned: dict = {}
-    if "onnx" in (ref.kind, cand.kind):
+    if _compiled(ref) or _compiled(cand):
         keras_side = next(
             ((b, out) for b, out in ((ref, r_out), (cand, c_out)) if b.kind == "keras"), None
         )
@@ -388,9 +401,10 @@ def _output_stats(ref, cand, batch, r_out, c_out, rtol, atol, notes) -> dict[str
             if _per_output(rtol, n, "rtol") is None or _per_output(atol, n, "atol") is None
         ]
         if wanted and keras_side is None:
+            labels = [_RUNTIME_LABELS.get(b.kind, b.kind) for b in (ref, cand)]
             notes.append(
-                f"ONNX against ONNX: fixed tolerances rtol={base_rtol:g} atol={base_atol:g} "
-                "(a tolerance is earned from a float64 run of a Keras model)"
+                f"{labels[0]} against {labels[1]}: fixed tolerances rtol={base_rtol:g} "
+                f"atol={base_atol:g} (a tolerance is earned from a float64 run of a Keras model)"
             )
         elif wanted and not (ref.half_precision or cand.half_precision):
             from graphkit.verification.tolerance import earn_tolerances
@@ -535,7 +549,10 @@ def _lambdas_per_model(sources, onehot_lambdas) -> list[dict]:
     out, seen = [], set()
     for source in sources:
         names = set()
-        if isinstance(source, (str, os.PathLike)) and Path(source).suffix.lower() != ".onnx":
+        if isinstance(source, (str, os.PathLike)) and Path(source).suffix.lower() not in (
+            ".onnx",
+            ".tflite",
+        ):
             names = {info.name for info in file_lambdas(source)}
         out.append({k: v for k, v in requested.items() if k in names})
         seen |= names

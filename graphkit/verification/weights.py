@@ -430,7 +430,18 @@ def _side(backend, notes: list[str], floats_only: bool) -> tuple[str, list[_Weig
         return "keras", _keras_weights(model, notes)
     if getattr(backend, "kind", None) == "onnx":
         return "onnx", _onnx_weights(backend.source, notes, floats_only)
+    if getattr(backend, "kind", None) == "litert":
+        return "litert", _litert_weights(backend)
     return None
+
+
+def _litert_weights(backend) -> list[_Weight]:
+    """A .tflite file's float constants (``LiteRTBackend.constants``: views of the file's
+    bytes, a FULLY_CONNECTED's weights back in Keras' (in, out) layout)."""
+    return [
+        _Weight(name, tuple(a.shape), a.dtype, _array_reader(a), order, role=role)
+        for order, (name, a, role) in enumerate(backend.constants())
+    ]
 
 
 # -------------------------------------------------------------------------- comparison
