@@ -164,8 +164,9 @@ _EXPORT_EPILOG = _epilog(
         "graphkit export model.keras --onnx",
         "graphkit export model.keras --onnx -o model.onnx --fuse-onehot --force",
         "graphkit export model.keras --onnx --target nnapi --fixed-shape tokens=1x64",
+        "graphkit export model.keras --litert -o model.tflite --target gpu-delegate",
     ],
-    f"0 exported (and verified); 1 the ONNX model differs from the Keras model; {BAD_INPUT}",
+    f"0 exported (and verified); 1 the exported model differs from the Keras model; {BAD_INPUT}",
 )
 
 
@@ -838,6 +839,11 @@ def _check_provider_applies(provider: str, reference: Path, candidate: Path) -> 
 
 
 def _check_any_model_file(path: Path) -> None:
+    if path.suffix.lower() == ".tflite":
+        from graphkit.backends.litert_backend import check_tflite_file
+
+        check_tflite_file(path)  # the backend reads and checks it in full once
+        return
     if path.suffix.lower() == ".onnx":
         from graphkit.backends import check_file_exists
 
@@ -876,12 +882,23 @@ def _write_text(path: Path, text: str) -> None:
 def export(
     model: Annotated[Path, typer.Argument(help="Keras model (.keras or .h5).")],
     onnx: Annotated[
-        bool, typer.Option("--onnx", help="Export to ONNX (the one format so far).")
+        bool, typer.Option("--onnx", help="Export to ONNX (tf2onnx; checked in onnxruntime).")
+    ] = False,
+    litert: Annotated[
+        bool,
+        typer.Option(
+            "--litert",
+            help="Export to LiteRT / TensorFlow Lite (.tflite; checked in the LiteRT runtime, "
+            "extra 'litert').",
+        ),
     ] = False,
     output: Annotated[
         Optional[Path],  # noqa: UP045
         typer.Option(
-            "-o", "--output", help="Output .onnx path. Default: <stem>.onnx beside the model."
+            "-o",
+            "--output",
+            help="Output .onnx or .tflite path. Default: <stem>.onnx or <stem>.tflite beside "
+            "the model.",
         ),
     ] = None,
     opset: Annotated[int, typer.Option("--opset", help="ONNX opset (13-21).")] = 17,
@@ -931,14 +948,16 @@ def export(
         Optional[str],  # noqa: UP045
         typer.Option(
             "--target",
-            metavar="nnapi|coreml",
-            help="Fit the export to a mobile execution provider so that it runs the whole graph "
-            "(needs --fixed-shape, implies --index-dtype int32; inputs must be indices in "
-            "[0, vocab)); onnxruntime's mobile usability checker reports the coverage.",
+            metavar="nnapi|coreml|gpu-delegate",
+            help="ONNX: fit the export to a mobile execution provider so that it runs the whole "
+            "graph (needs --fixed-shape, implies --index-dtype int32; inputs must be indices in "
+            "[0, vocab)); onnxruntime's mobile usability checker reports the coverage. "
+            "LiteRT: gpu-delegate reports the GPU delegate's verdict and the ops it lacks.",
         ),
     ] = None,
     no_verify: Annotated[
-        bool, typer.Option("--no-verify", help="Skip the onnxruntime-vs-Keras check after export.")
+        bool,
+        typer.Option("--no-verify", help="Skip the check of the export against Keras."),
     ] = False,
     external_data: Annotated[
         Optional[bool],  # noqa: UP045
@@ -976,67 +995,95 @@ def export(
     json_out: JsonOut = False,
     debug: Debug = False,
 ) -> None:
-    """Export to ONNX with tf2onnx (no unrolling), check it, and verify it in onnxruntime."""
-    if not onnx:
-        raise GraphkitError("choose the export format: --onnx")
+    """Export to ONNX (tf2onnx) or LiteRT (.tflite), check it, and verify it against Keras."""
+    if onnx == litert:
+        raise GraphkitError(
+            "choose one export format: --onnx or --litert"
+            if onnx
+            else "choose the export format: --onnx or --litert"
+        )
     from graphkit.io import check_model_file
     from graphkit.onnx_passes import fix_shapes
-    from graphkit.onnx_targets import plan_passes
     from graphkit.verification.inputs import parse_ranges
 
     parse_ranges(ranges)
-
-    # a mistyped or conflicting --pass, a bad deployment option, or --target without
-    # --fixed-shape fails now, not after TensorFlow's import (input names are checked once
-    # the model is loaded)
     shapes = fix_shapes.parse_fixed_shapes(fixed_shapes or ())
-    plan_passes(
-        passes or (),
-        fuse_onehot=fuse_onehot,
-        lower_gather=lower_gather,
-        index_dtype=index_dtype,
-        fixed_shapes=shapes,
-        target=target,
-    )
-    check_model_file(model)
-    from graphkit.onnx_export import NotEquivalentError, check_export_options, export_onnx
+    if litert:
+        onnx_only = {
+            "--opset": opset != 17,
+            "--pass": bool(passes),
+            "--fuse-onehot": fuse_onehot,
+            "--lower-gather": lower_gather,
+            "--external-data/--no-external-data": external_data is not None,
+        }
+        given = [flag for flag, used in onnx_only.items() if used]
+        if given:
+            raise GraphkitError(f"{given[0]} is an ONNX option: it does not apply with --litert")
+    else:
+        from graphkit.onnx_targets import plan_passes
 
-    check_export_options(
-        model,
-        output,
-        force=force,
-        samples=samples,
-        seq_len=seq_len,
-        opset=opset,
-        external_data=external_data,
+        # a mistyped or conflicting --pass, a bad deployment option, or --target without
+        # --fixed-shape fails now, not after TensorFlow's import (input names are checked
+        # once the model is loaded)
+        plan_passes(
+            passes or (),
+            fuse_onehot=fuse_onehot,
+            lower_gather=lower_gather,
+            index_dtype=index_dtype,
+            fixed_shapes=shapes,
+            target=target,
+        )
+    check_model_file(model)
+    from graphkit.export import (
+        NotEquivalentError,
+        check_export_options,
+        check_litert_options,
+        export_litert,
+        export_onnx,
     )
+
+    common = dict(force=force, samples=samples, seq_len=seq_len)
+    if litert:
+        check_litert_options(model, output, target=target, index_dtype=index_dtype, **common)
+    else:
+        check_export_options(model, output, opset=opset, external_data=external_data, **common)
     if inputs is not None:
         _check_inputs_file(inputs)
+    shared = dict(
+        verify=not no_verify,
+        index_dtype=index_dtype,
+        fixed_shapes=shapes or None,
+        target=target,
+        inputs=inputs,
+        ranges=ranges or None,
+        unsafe=unsafe,
+        imports=imports or (),
+        onehot_lambdas=onehot_lambdas or (),
+        **common,
+    )
+    import time
+
+    from graphkit import _entry
+
+    started = time.perf_counter()
     try:
         with _live("starting TensorFlow") as shown:
             _tensorflow(shown)
-            report = export_onnx(
-                model,
-                output,
-                opset=opset,
-                passes=passes or (),
-                fuse_onehot=fuse_onehot,
-                lower_gather=lower_gather,
-                verify=not no_verify,
-                external_data=external_data,
-                index_dtype=index_dtype,
-                fixed_shapes=shapes or None,
-                target=target,
-                force=force,
-                samples=samples,
-                seq_len=seq_len,
-                inputs=inputs,
-                ranges=ranges or None,
-                unsafe=unsafe,
-                imports=imports or (),
-                onehot_lambdas=onehot_lambdas or (),
-                progress=shown,
-            )
+            imported = time.perf_counter()
+            if litert:
+                report = export_litert(model, output, progress=shown, **shared)
+            else:
+                report = export_onnx(
+                    model,
+                    output,
+                    opset=opset,
+                    passes=passes or (),
+                    fuse_onehot=fuse_onehot,
+                    lower_gather=lower_gather,
+                    external_data=external_data,
+                    progress=shown,
+                    **shared,
+                )
     except NotEquivalentError as exc:
         if json_out:
             typer.echo(json.dumps(exc.report.to_dict(), indent=2))
@@ -1044,7 +1091,12 @@ def export(
             typer.echo(exc.report.format())
         _err(exc.for_cli())
         raise typer.Exit(1) from None
+    # the process's own stages: Python and graphkit's imports, then TensorFlow's
+    process = {"start-up": started - _entry.STARTED} if _entry.STARTED is not None else {}
+    report.stages = {**process, "tensorflow": imported - started, **report.stages}
     typer.echo(json.dumps(report.to_dict(), indent=2) if json_out else report.format())
+    if debug:
+        typer.echo(report.format_stages(), err=True)
 
 
 @app.command("run", epilog=_RUN_EPILOG)

@@ -1,0 +1,184 @@
+"""export --litert: a .tflite file written by TensorFlow's TFLite converter, verified in the
+LiteRT runtime against the eager Keras call (verify's coverage and tolerance rules).
+
+The issue's models, tiny: the bag (Embedding -> pooling -> Dense) and the conv text model,
+both variants, and a KerasHub BERT backbone; the GPU delegate's verdict; the deployment
+options; a file that differs is never written; the 2 GiB FlatBuffer limit answers before
+the converter starts.
+"""
+
+from __future__ import annotations
+
+import json
+
+import keras
+import keras_hub
+import numpy as np
+import pytest
+from ai_edge_litert.interpreter import Interpreter
+from typer.testing import CliRunner
+
+from graphkit import GraphkitError
+from graphkit.cli import app
+from graphkit.conversion import convert
+from graphkit.export import NotEquivalentError, export_litert
+from graphkit.export import litert as litert_writer
+
+VOCAB, DIM, LENGTH = 40, 4, 8
+
+
+def _model(kind: str):
+    init = keras.initializers.RandomNormal(seed=1)
+    tokens = keras.Input((LENGTH,), dtype="int32", name="tokens")
+    x = keras.layers.Embedding(VOCAB, DIM, embeddings_initializer=init, name="emb")(tokens)
+    if kind == "bag":
+        x = keras.layers.GlobalAveragePooling1D(name="pool")(x)
+    else:
+        x = keras.layers.Conv1D(3, 3, activation="relu", kernel_initializer=init, name="conv")(x)
+        x = keras.layers.GlobalMaxPooling1D(name="pool")(x)
+    out = keras.layers.Dense(4, kernel_initializer=init, name="head")(x)
+    return keras.Model(tokens, out, name=kind)
+
+
+def _form(kind: str, form: str):
+    model = _model(kind)
+    return model if form == "embedding" else convert(model, "onehot-dense").model
+
+
+def _run(path, **inputs):
+    interpreter = Interpreter(model_path=str(path))
+    return interpreter.get_signature_runner()(**inputs)
+
+
+@pytest.mark.parametrize("form", ["embedding", "onehot-dense"])
+@pytest.mark.parametrize("kind", ["bag", "conv"])
+def test_both_variants_export_verify_and_get_a_gpu_delegate_verdict(kind, form, tmp_path):
+    model = _form(kind, form)
+    out = tmp_path / f"{kind}.tflite"
+    report = export_litert(model, out, samples=16, target="gpu-delegate")
+    assert out.exists() and report.size_bytes == out.stat().st_size
+    assert report.format_name == "litert" and report.verify.equivalent
+    lookup = "GATHER" if form == "embedding" else "ONE_HOT"
+    assert lookup in report.op_counts
+    # every row of the table was read by the check, and it is said so
+    assert report.verify.coverage and all(t.complete for t in report.verify.coverage)
+    assert report.coverage is not None and report.coverage.to_dict()
+    assert "GPU delegate" in report.coverage.format()
+    # the file runs on its own, keyed by the Keras names, and gives what Keras gives
+    x = np.arange(3 * LENGTH, dtype=np.int32).reshape(3, LENGTH) % VOCAB
+    got = _run(out, tokens=x)
+    assert list(got) == ["head"]
+    np.testing.assert_allclose(got["head"], np.asarray(model(x)), rtol=1e-5, atol=1e-6)
+    # each stage has its time
+    assert {"repair", "trace", "convert", "write", "verify", "target"} <= set(report.stages)
+
+
+def test_a_kerashub_backbone_exports_and_verifies(tmp_path):
+    backbone = keras_hub.models.BertBackbone(
+        vocabulary_size=300,
+        num_layers=1,
+        num_heads=2,
+        hidden_dim=16,
+        intermediate_dim=32,
+        max_sequence_length=32,
+    )
+    out = tmp_path / "bert.tflite"
+    report = export_litert(
+        backbone,
+        out,
+        samples=8,
+        fixed_shapes={"token_ids": (1, 16), "segment_ids": (1, 16), "padding_mask": (1, 16)},
+        target="gpu-delegate",
+    )
+    assert report.verify.equivalent
+    assert set(report.inputs) == {"token_ids", "segment_ids", "padding_mask"}
+    assert set(report.outputs) == {"sequence_output", "pooled_output"}
+    assert report.deploy["inputs"]["token_ids"]["shape"] == [1, 16]
+    assert "GATHER" in report.op_counts and report.coverage is not None
+
+
+def test_index_dtype_int32_makes_int64_inputs_int32(tmp_path):
+    tokens = keras.Input((LENGTH,), dtype="int64", name="tokens")
+    x = keras.layers.Embedding(VOCAB, DIM, name="emb")(tokens)
+    model = keras.Model(tokens, keras.layers.GlobalAveragePooling1D()(x))
+    out = tmp_path / "m.tflite"
+    report = export_litert(model, out, samples=8, index_dtype="int32")
+    assert report.deploy["inputs"]["tokens"]["dtype"] == "int32"
+    details = Interpreter(model_path=str(out)).get_signature_runner().get_input_details()
+    assert details["tokens"]["dtype"] == np.int32
+    x = np.arange(2 * LENGTH, dtype=np.int32).reshape(2, LENGTH)
+    np.testing.assert_allclose(
+        next(iter(_run(out, tokens=x).values())),
+        np.asarray(model(x.astype("int64"))),
+        rtol=1e-6,
+        atol=1e-7,
+    )
+
+
+def test_a_file_that_differs_is_never_written(tmp_path, monkeypatch):
+    model = _model("bag")
+    wrong = keras.models.clone_model(model)
+    wrong.set_weights([w + 0.01 for w in model.get_weights()])
+    real = litert_writer.frozen_function
+    monkeypatch.setattr(litert_writer, "frozen_function", lambda m, *a, **k: real(wrong, *a, **k))
+    out = tmp_path / "bad.tflite"
+    with pytest.raises(NotEquivalentError) as info:
+        export_litert(model, out, samples=8)
+    assert not info.value.report.equivalent
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_weights_over_the_flatbuffer_limit_are_refused_before_converting(tmp_path, monkeypatch):
+    model = _model("bag")
+    monkeypatch.setattr(litert_writer, "FLATBUFFER_LIMIT", 100)
+
+    def never(*args, **kwargs):
+        raise AssertionError("the converter must not start")
+
+    monkeypatch.setattr(litert_writer, "convert", never)
+    with pytest.raises(GraphkitError, match="a LiteRT .* file holds at most 100"):
+        export_litert(model, tmp_path / "m.tflite")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory):
+    path = tmp_path_factory.mktemp("litert") / "bag.keras"
+    _model("bag").save(path)
+    return path
+
+
+def test_cli_export_litert_json_and_stage_times(tmp_path):
+    path = tmp_path / "bag.keras"
+    _model("bag").save(path)
+    runner = CliRunner()
+    res = runner.invoke(
+        app, ["export", str(path), "--litert", "--samples", "8", "--json", "--debug"]
+    )
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.stdout)
+    assert data["format"] == "litert" and data["output"] == str(tmp_path / "bag.tflite")
+    assert data["verify"]["equivalent"] is True
+    assert {"tensorflow", "load", "trace", "convert", "verify"} <= set(data["stages"])
+    assert "stages: " in res.stderr
+    # verify reads the file it wrote, against the Keras model
+    res = runner.invoke(app, ["verify", str(path), str(tmp_path / "bag.tflite")])
+    assert res.exit_code == 0, res.output
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--onnx", "--litert"], "choose one export format: --onnx or --litert"),
+        ([], "choose the export format: --onnx or --litert"),
+        (["--litert", "--opset", "13"], "--opset is an ONNX option"),
+        (["--litert", "--fuse-onehot"], "--fuse-onehot is an ONNX option"),
+        (["--litert", "--target", "nnapi"], "--target nnapi: with --litert, the target is"),
+        (["--litert", "-o", "x.onnx"], "a LiteRT output must end in .tflite"),
+        (["--onnx", "--target", "gpu-delegate"], "gpu-delegate"),
+    ],
+)
+def test_cli_refuses_options_that_do_not_fit_the_format(saved, argv, message):
+    res = CliRunner().invoke(app, ["export", str(saved), *argv])
+    assert res.exit_code == 2
+    assert message in res.stderr and "Traceback" not in res.output
