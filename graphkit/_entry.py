@@ -9,14 +9,11 @@ from __future__ import annotations
 
 import time
 
-# when the console script started (None when the CLI is called another way, as in tests):
-# export's "start-up" stage is measured from here
-STARTED: float | None = None
-
 
 def main() -> None:
-    global STARTED
-    STARTED = time.perf_counter()
+    from graphkit import _started
+
+    _started.STARTED = time.perf_counter()  # export's "start-up" stage is measured from here
     from graphkit import interrupts
 
     interrupts.install()

@@ -1063,7 +1063,7 @@ def export(
     )
     import time
 
-    from graphkit import _entry
+    from graphkit import _started
 
     started = time.perf_counter()
     try:
@@ -1092,7 +1092,8 @@ def export(
         _err(exc.for_cli())
         raise typer.Exit(1) from None
     # the process's own stages: Python and graphkit's imports, then TensorFlow's
-    process = {"start-up": started - _entry.STARTED} if _entry.STARTED is not None else {}
+    began = _started.STARTED
+    process = {"start-up": started - began} if began is not None else {}
     report.stages = {**process, "tensorflow": imported - started, **report.stages}
     typer.echo(json.dumps(report.to_dict(), indent=2) if json_out else report.format())
     if debug:

@@ -7,9 +7,10 @@ Prints one line per variant: median export seconds over --repeat exports (verifi
 excluded), node count, and the Keras 3 TimeDistributed comparison point from the README.
 
 Then the whole process, as a user runs it, against Keras' own exporter on the same saved
-model (both in fresh interpreters, best of --repeat): ``graphkit export m.keras --onnx``
-(load, trace, write, and verify in onnxruntime) versus ``keras.saving.load_model(m)`` +
-``model.export(path, format="onnx")`` (no check).
+model (both in fresh interpreters, alternating, best of --repeat), for ONNX and LiteRT:
+``graphkit export m.keras --onnx|--litert`` (load, trace, convert, write, and verify in
+onnxruntime or LiteRT) versus ``keras.saving.load_model(m)`` + ``model.export(path,
+format="onnx"|"litert")`` (no check), with the time of each stage of both.
 """
 
 from __future__ import annotations
@@ -65,17 +66,25 @@ def _variants(args) -> None:
 
 
 KERAS_EXPORT = r"""
-import sys
+import sys, time
+start = time.perf_counter()
 from graphkit._tf import quiet_tensorflow; quiet_tensorflow()
 import keras, numpy as np
+imported = time.perf_counter()
 model = keras.saving.load_model(sys.argv[1])
 model(np.zeros((1, 64), "int32"))  # Keras' exporter refuses a model never called
-model.export(sys.argv[2], format="onnx", verbose=False)
+loaded = time.perf_counter()
+model.export(sys.argv[2], format=sys.argv[3], verbose=False)
+done = time.perf_counter()
+print(f"tensorflow {imported - start:.2f} s, load {loaded - imported:.2f} s, "
+      f"export {done - loaded:.2f} s", file=sys.stderr)
 """
 
 
 def whole_process(vocab: int, dim: int, repeat: int) -> None:
-    """Wall time of the graphkit CLI process versus Keras' own export, same model file."""
+    """Wall time of the graphkit CLI process versus Keras' own export, same model file, each
+    in a fresh interpreter, alternating (so that a busy machine slows both alike); best of
+    ``repeat``. graphkit's stages come from ``--debug``; Keras' from timers in its script."""
     import os
     import subprocess
     import sys
@@ -91,32 +100,30 @@ def whole_process(vocab: int, dim: int, repeat: int) -> None:
         x = keras.layers.GlobalAveragePooling1D()(x)
         keras.Model(tokens, keras.layers.Dense(8)(x)).save(path)
 
-        def best(argv):
-            times = []
-            for _ in range(repeat):
-                start = time.perf_counter()
-                subprocess.run(argv, check=True, capture_output=True, env=env)
-                times.append(time.perf_counter() - start)
-            return min(times)
+        def timed(argv):
+            start = time.perf_counter()
+            done = subprocess.run(argv, check=True, capture_output=True, env=env, text=True)
+            lines = [ln for ln in done.stderr.splitlines() if ln.strip()]
+            return time.perf_counter() - start, (lines[-1] if lines else "")
 
-        ours = best(
-            [
-                sys.executable,
-                "-m",
-                "graphkit",
-                "export",
-                str(path),
-                "--onnx",
-                "-o",
-                str(Path(tmp) / "g.onnx"),
-                "--force",
-            ]
-        )
-        theirs = best([sys.executable, "-c", KERAS_EXPORT, str(path), str(Path(tmp) / "k.onnx")])
-        print(
-            f"whole process, Embedding({vocab}, {dim}) length 64: graphkit export {ours:.2f} s "
-            f"(verified), Keras model.export {theirs:.2f} s (unchecked): {ours / theirs:.2f}x"
-        )
+        for fmt, flag, suffix in (("onnx", "--onnx", "onnx"), ("litert", "--litert", "tflite")):
+            ours_argv = [sys.executable, "-m", "graphkit", "export", str(path), flag]
+            ours_argv += ["-o", str(Path(tmp) / f"g.{suffix}"), "--force", "--debug"]
+            theirs_argv = [sys.executable, "-c", KERAS_EXPORT, str(path)]
+            theirs_argv += [str(Path(tmp) / f"k.{suffix}"), fmt]
+            ours, theirs = [], []
+            for _ in range(repeat):  # alternating: load from elsewhere hits both
+                ours.append(timed(ours_argv))
+                theirs.append(timed(theirs_argv))
+            best_ours, best_theirs = min(ours), min(theirs)
+            print(
+                f"{fmt:>6}, Embedding({vocab}, {dim}) length 64, best of {repeat}: "
+                f"graphkit export {best_ours[0]:.2f} s (verified), "
+                f"Keras model.export {best_theirs[0]:.2f} s (unchecked): "
+                f"{best_ours[0] / best_theirs[0]:.2f}x"
+            )
+            print(f"        graphkit {best_ours[1]}")
+            print(f"        Keras    {best_theirs[1]}")
 
 
 if __name__ == "__main__":
