@@ -324,3 +324,32 @@ def test_missing_runtime_is_one_line(files, monkeypatch):
     monkeypatch.setitem(sys.modules, "ai_edge_litert.interpreter", None)
     with pytest.raises(GraphkitError, match=r"pip install 'keras-graphkit\[litert\]'"):
         LiteRTBackend(files["folder"] / "bag.tflite")
+
+
+def test_float16_weights_read_through_dequantize(files, tmp_path):
+    import tensorflow as tf
+
+    from graphkit.backends import LiteRTBackend
+    from graphkit.verification import verify
+
+    model = files["bag"]
+    weights = [tf.constant(v.numpy()) for v in model.trainable_variables]
+    spec = [tf.TensorSpec((None, None), tf.int32, name="tokens")]
+    function = tf.function(
+        lambda x: {"scores": model.stateless_call(weights, [], x)[0]}, input_signature=spec
+    )
+    converter = tf.lite.TFLiteConverter.from_concrete_functions(
+        [function.get_concrete_function()], model
+    )
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.target_spec.supported_types = [tf.float16]
+    path = tmp_path / "f16.tflite"
+    path.write_bytes(converter.convert())
+    backend = LiteRTBackend(path)
+    assert backend.half_precision  # float16 constants: the float16 tolerance
+    assert backend.inputs[0].vocab == 50  # the GATHER's table through its DEQUANTIZE
+    report = verify(files["folder"] / "bag.keras", path, samples=64)
+    assert report.equivalent, report.format()
+    assert all(s.rtol == 1e-3 and s.atol == 1e-3 for s in report.outputs)
+    # the float32 Keras table and kernel, cast to float16, are the file's constants
+    assert report.weights.count("equal") == 2 and report.weights.ok

@@ -531,11 +531,17 @@ class LiteRTBackend(Backend):
         Arrays are views of the file's bytes (no copy)."""
         graph, out = self.graph, []
         roles: dict[int, str] = {}
+        # a float16 weight reaches its op through a DEQUANTIZE: the role is the constant's
+        stored = {
+            op.outputs[0]: op.inputs[0]
+            for op in graph.ops
+            if op.name == "DEQUANTIZE" and op.inputs and op.outputs
+        }
         for op in graph.ops:
             if op.name == "FULLY_CONNECTED" and len(op.inputs) > 1:
-                roles.setdefault(op.inputs[1], "kernel")
+                roles.setdefault(stored.get(op.inputs[1], op.inputs[1]), "kernel")
             elif op.name == "GATHER" and op.inputs:
-                roles.setdefault(op.inputs[0], "table")
+                roles.setdefault(stored.get(op.inputs[0], op.inputs[0]), "table")
             elif op.name == "ONE_HOT":
                 roles.update({t: "one-hot value" for t in op.inputs[2:4]})  # 1.0 and 0.0
         g = graph.subgraph
