@@ -353,3 +353,24 @@ def test_float16_weights_read_through_dequantize(files, tmp_path):
     assert all(s.rtol == 1e-3 and s.atol == 1e-3 for s in report.outputs)
     # the float32 Keras table and kernel, cast to float16, are the file's constants
     assert report.weights.count("equal") == 2 and report.weights.ok
+
+
+def test_unfrozen_variables_are_noted_and_give_no_range(files, tmp_path):
+    """Tracing ``model(x)`` and converting with the model as trackable_obj keeps the weights
+    as resource variables that nothing in the file initializes (TensorFlow 2.21)."""
+    import tensorflow as tf
+
+    from graphkit.backends import LiteRTBackend
+
+    model = files["bag"]
+    spec = [tf.TensorSpec((None, None), tf.int32, name="tokens")]
+    function = tf.function(lambda x: {"scores": model(x)}, input_signature=spec)
+    converter = tf.lite.TFLiteConverter.from_concrete_functions(
+        [function.get_concrete_function()], model
+    )
+    path = tmp_path / "variables.tflite"
+    path.write_bytes(converter.convert())
+    backend = LiteRTBackend(path)
+    assert any("VAR_HANDLE" in n and "uninitialized" in n for n in backend.notes), backend.notes
+    (spec,) = backend.inputs
+    assert spec.role is None and "no constant table" in spec.note  # verify asks for --range
