@@ -290,3 +290,19 @@ def test_the_lookup_form_is_the_cheapest_the_checkers_list_takes(monkeypatch):
     monkeypatch.setattr(targets, "listed_ops", lambda target: {"Gather", "GatherND"})
     names, params = plan_passes(**shapes)
     assert "gather_nd" not in names and "onehot_arithmetic" not in params
+
+
+def test_lower_gather_asks_for_one_hot_x_table_and_coreml_keeps_it(tmp_path):
+    """--lower-gather --target coreml: the user's one-hot MatMul stays, priced in the report."""
+    report = export_onnx(
+        _model("bag"),
+        tmp_path / "m.onnx",
+        lower_gather=True,
+        fixed_shapes={"tokens": (BATCH, LENGTH)},
+        target="coreml",
+    )
+    cov = report.coverage
+    assert cov.whole and report.verify.equivalent and not cov.provider_notes
+    assert [(lk.form, lk.macs_per_token) for lk in cov.lookups] == [
+        ("one-hot x table", VOCAB * DIM)
+    ]

@@ -20,7 +20,8 @@ from graphkit.onnx_passes.graph import GraphIndex, attribute
 
 NAME = "gather_nd"
 SUMMARY = "Gather on a constant table (axis 0) becomes GatherND(table, Unsqueeze(i, -1)), exactly"
-CONFLICTS = {"lower_gather": "both rewrite table Gathers, to OneHot -> MatMul or to GatherND"}
+# lower_gather (a rewrite pass, so it runs first) leaves no Gather: a one-hot asked for stays
+CONFLICTS: dict[str, str] = {}
 PHASE = "deploy"  # after int32_indices (it sees Gathers) and drop_index_guards
 MIN_OPSET = 11  # GatherND
 _INT64 = 7  # TensorProto.INT64 (onnx is imported only when the pass runs)

@@ -12,8 +12,7 @@ import numpy as np
 import onnx
 import pytest
 
-from graphkit import GraphkitError
-from graphkit.onnx_passes import resolve_passes, run_passes
+from graphkit.onnx_passes import run_passes
 from tests.onnx_passes.helpers import elem_types, ops, parse, run
 
 GATHER = """
@@ -154,6 +153,11 @@ def test_coreml_mlprogram_runs_the_result_whole_and_not_the_gather():
     assert not after.unsupported_ops
 
 
-def test_it_cannot_be_combined_with_lower_gather():
-    with pytest.raises(GraphkitError, match="lower_gather and gather_nd cannot be combined"):
-        resolve_passes(["lower_gather", "gather_nd"])
+def test_a_one_hot_asked_for_with_lower_gather_stays():
+    """lower_gather is a rewrite pass: it runs first, whatever the order of the names, and
+    leaves gather_nd nothing to rewrite (--lower-gather --target coreml keeps the MatMul)."""
+    model = parse(GATHER.format(itype="int64", vtype="float"), table=_table())
+    lowered, nd = run_passes(model, ["gather_nd", "lower_gather"])
+    assert (lowered.name, nd.name) == ("lower_gather", "gather_nd")
+    assert lowered.applied and not nd.applied and "GatherND" not in ops(model)
+    assert "MatMul" in ops(model)
