@@ -5,7 +5,11 @@ A target is data: the provider's name as onnxruntime's checker reports it, the c
 of the ops that provider runs, and the deploy passes that make a graphkit export one
 partition for it. ``plan_passes`` turns export options (passes, aliases, index type, fixed
 shapes, target) into the pass names and parameters the runner takes; the CLI calls it before
-TensorFlow is imported, so that a mistake answers at once. ``coverage`` runs the checker.
+TensorFlow is imported, so that a mistake answers at once. ``coverage`` runs the checker and
+prices each table lookup of the file (``find_lookups``, ``lookup_cost``): a target's lookups
+take the cheapest form its checker's list takes (``lookup_form``: Gather, then GatherND, then
+one-hot x table), and ``PROVIDER_NOTES`` say where the provider's sources refuse what the list
+takes.
 
 Importing this module is cheap: onnx and onnxruntime load when the checker runs.
 """

@@ -8,7 +8,9 @@ It is computed in float32, exact for indices below 2**24 (larger depths are left
 An index outside ``[0, V)`` gives a zero row, where ONNX's OneHot wraps ``-V..-1``.
 
 With ``tables=True``, a Gather on a constant float table becomes the same arithmetic one-hot
-times the table (a MatMul): for runtimes without Gather (CoreML MLProgram). A one-hot row
+times the table (a MatMul): the fallback for a provider whose list has neither Gather nor
+GatherND (``gather_nd`` runs first for CoreML MLProgram and leaves it nothing; the
+``vocab x dim`` multiply-adds per index are why it is the last choice). A one-hot row
 times the table is the table's row exactly (every other term is an exact zero), so the
 output is the Gather's bit for bit for every index in range.
 """
