@@ -24,6 +24,7 @@ __all__ = [
     "bench",
     "convert",
     "convert_file",
+    "export_litert",
     "export_onnx",
     "run_model",
     "inspect_model",
@@ -42,7 +43,8 @@ _LAZY = {
     "load_model": ("graphkit.io", "load_model"),
     "save_model": ("graphkit.io", "save_model"),
     "verify": ("graphkit.verification", "verify"),
-    "export_onnx": ("graphkit.onnx_export", "export_onnx"),
+    "export_onnx": ("graphkit.export.onnx", "export_onnx"),
+    "export_litert": ("graphkit.export.litert", "export_litert"),
 }
 
 

@@ -209,32 +209,42 @@ def check_size(model) -> int:
 
 
 def frozen_function(model, fixed_shapes=None, index_dtype: str | None = None):
-    """A ``tf.function`` over the model's inputs only, its weights bound as constants, that
-    returns ``{output name: tensor}``: the converter freezes captured constants, and the
-    signature's keys are the Keras names. Returns ``(function, [(name, shape, dtype)])``."""
+    """A ``tf.function`` over the model's inputs only, its weights bound as constants
+    (``stateless_call``), that returns ``{output name: tensor}``: the converter freezes
+    captured constants, and the signature's keys are the Keras names. The model is traced
+    inside it with the signature's own shapes, so that fixed shapes reach every layer (a
+    recurrent layer's loop then has static shapes). Returns ``(function, [(name, shape,
+    dtype)])``."""
     import keras
     import tensorflow as tf
 
-    from graphkit.backends.keras_backend import stateless_serving_function
+    from graphkit.backends.keras_backend import model_feed
 
-    serve, specs, variables = stateless_serving_function(model)
-    inputs = specs[: len(specs) - len(variables)]
-    constants = [tf.constant(keras.ops.convert_to_numpy(v)) for v in variables]
+    if not getattr(model, "inputs", None):
+        raise GraphkitError(
+            f"model {model.name!r} has no defined inputs; build it on an Input first"
+        )
+    trainable = [tf.constant(keras.ops.convert_to_numpy(v)) for v in model.trainable_variables]
+    frozen_values = [
+        tf.constant(keras.ops.convert_to_numpy(v)) for v in model.non_trainable_variables
+    ]
     names = _output_names(model)
     fixed = fixed_shapes or {}
+    dtypes = [tf.as_dtype(t.dtype) for t in model.inputs]
     outer = []
-    for spec in inputs:
-        shape = tuple(fixed.get(spec.name, spec.shape))
-        dtype = spec.dtype
+    for t, dtype in zip(model.inputs, dtypes):
+        shape = tuple(fixed.get(t.name, tuple(t.shape)))
         if index_dtype == "int32" and dtype == tf.int64:
             dtype = tf.int32
-        outer.append(tf.TensorSpec(shape, dtype, name=spec.name))
+        outer.append(tf.TensorSpec(shape, dtype, name=t.name))
 
     @tf.function(input_signature=outer, autograph=False)
     def frozen(*xs):
-        xs = [tf.cast(x, s.dtype) if x.dtype != s.dtype else x for x, s in zip(xs, inputs)]
-        outs = serve(*xs, *constants)
-        return dict(zip(names, outs))
+        xs = [tf.cast(x, d) if x.dtype != d else x for x, d in zip(xs, dtypes)]
+        out, _ = model.stateless_call(
+            trainable, frozen_values, model_feed(model, list(xs)), training=False
+        )
+        return dict(zip(names, keras.tree.flatten(out)))
 
     signature = [
         (s.name, [None if d is None else int(d) for d in s.shape], s.dtype.name) for s in outer
@@ -259,10 +269,28 @@ def convert(function, model) -> bytes:
             converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
             return converter.convert()
     except Exception as exc:
-        raise GraphkitError(
-            f"the TFLite converter cannot convert model {model.name!r}: "
-            f"{one_line(exc, with_type=False)}"
-        ) from exc
+        message = (
+            f"the TFLite converter cannot convert model {model.name!r}: {_converter_error(exc)}"
+        )
+        if "TensorList" in message:  # a recurrent layer's loop over a dynamic shape
+            hint = "a recurrent layer's loop needs static shapes in LiteRT: fix the inputs' shapes"
+            raise GraphkitError(
+                f"{message}; {hint} (fixed_shapes=)",
+                cli=f"{message}; {hint} (--fixed-shape NAME=DIMS)",
+            ) from exc
+        raise GraphkitError(message) from exc
+
+
+def _converter_error(exc: Exception) -> str:
+    """The converter's first ``error:`` line without its MLIR source location (which names
+    the Python file that ran, not the model)."""
+    import re
+
+    text = str(exc)
+    found = re.search(r"error: (.*)", text)
+    if found:
+        return found.group(1).strip().rstrip(".")
+    return one_line(exc, with_type=False)
 
 
 def _output_names(model) -> list[str]:
