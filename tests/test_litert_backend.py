@@ -374,3 +374,19 @@ def test_unfrozen_variables_are_noted_and_give_no_range(files, tmp_path):
     assert any("VAR_HANDLE" in n and "uninitialized" in n for n in backend.notes), backend.notes
     (spec,) = backend.inputs
     assert spec.role is None and "no constant table" in spec.note  # verify asks for --range
+
+
+def test_keras_own_litert_export_is_compared_as_the_keras_output(files, tmp_path):
+    """Keras' ``model.export(format="litert")`` names its one output ``output_0``."""
+    from graphkit.backends import LiteRTBackend
+    from graphkit.verification import verify
+
+    path = tmp_path / "keras_export.tflite"
+    files["bag"].export(str(path), format="litert", verbose=False)
+    assert LiteRTBackend(path).output_names == ["output_0"]
+    report = verify(files["folder"] / "bag.keras", path, samples=64)
+    assert report.equivalent, report.format()
+    assert [s.name for s in report.outputs] == ["scores"]
+    assert any("'output_0'" in n and "compared as 'scores'" in n for n in report.notes)
+    two = verify(files["folder"] / "two_out.keras", files["folder"] / "two_out.tflite", samples=8)
+    assert not any("output_0" in n for n in two.notes)

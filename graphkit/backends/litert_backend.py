@@ -411,7 +411,8 @@ class LiteRTBackend(Backend):
         if not ins or not outs:
             raise GraphkitError(f"{path}: not a model graphkit can run (no inputs or no outputs)")
         self._in_details = ins
-        self.output_names = list(outs)
+        self._output_keys = list(outs)  # the file's names, what ``run`` reads
+        self.output_names = list(outs)  # the names verify pairs (see ``take_output_names``)
         try:
             self.graph = TFLiteGraph(data, subgraph)
         except Exception as exc:  # verified by the interpreter; an odd file still never crashes
@@ -489,6 +490,19 @@ class LiteRTBackend(Backend):
             )
         return notes
 
+    @property
+    def generic_output_names(self) -> bool:
+        """Are the outputs named ``output_0`` .. ``output_N-1``, TensorFlow's names for a
+        function's flat outputs (Keras' own ``model.export(format="litert")`` writes them)?"""
+        return self._output_keys == [f"output_{i}" for i in range(len(self._output_keys))]
+
+    def take_output_names(self, names: list[str]) -> None:
+        """Call the outputs ``names`` (the other model's) from now on; the file's keys still
+        say what ``run`` reads."""
+        if len(names) != len(self._output_keys):
+            raise GraphkitError(f"{len(names)} names for {len(self._output_keys)} outputs")
+        self.output_names = list(names)
+
     def shape_problem(self, shapes: dict[str, tuple]) -> str | None:
         for spec in self.inputs:
             got = shapes.get(spec.name)
@@ -512,7 +526,7 @@ class LiteRTBackend(Backend):
             raise GraphkitError(problem)
         if self._runner is not None:
             out = self._runner(**feed)
-            return [np.array(out[name]) for name in self.output_names]
+            return [np.array(out[key]) for key in self._output_keys]
         it = self.interpreter
         for name, x in feed.items():
             it.resize_tensor_input(int(self._in_details[name]["index"]), list(x.shape))
@@ -521,7 +535,7 @@ class LiteRTBackend(Backend):
             it.set_tensor(int(self._in_details[name]["index"]), x)
         it.invoke()
         outs = {d["name"]: d for d in it.get_output_details()}
-        return [np.array(it.get_tensor(int(outs[name]["index"]))) for name in self.output_names]
+        return [np.array(it.get_tensor(int(outs[key]["index"]))) for key in self._output_keys]
 
     def constants(self) -> list[tuple[str, np.ndarray, str | None]]:
         """The file's float constants as (name, array, role), for the weights comparison:

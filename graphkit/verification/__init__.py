@@ -174,6 +174,7 @@ def verify(
             )
         )
     ref, cand = backends
+    renamed = _name_generic_output(ref, cand)
     specs = apply_ranges(check_signatures(ref, cand), ranges)
     for label, value in (("rtol", rtol), ("atol", atol)):
         unknown = (
@@ -279,6 +280,7 @@ def verify(
         done += n
         report_to.advance(done - offset, total if shard is None else count)
     notes = list(dict.fromkeys([*ref.notes, *cand.notes, *notes_early]))  # verify(m, m): once
+    notes += renamed
     notes += [f"input {s.name!r}: {s.note}" for s in specs if s.role == "range" and s.note]
     if choice is not None and choice.note and has_variable_axes(specs):
         notes.append(choice.note)
@@ -334,6 +336,28 @@ def verify(
         saved = writer.close(report.to_dict())  # one rename: all or nothing
         report.notes += [saved.note(), *saved.notes]
     return report
+
+
+def _name_generic_output(ref: Backend, cand: Backend) -> list[str]:
+    """A .tflite file whose one output is TensorFlow's generic ``output_0`` (Keras' own
+    ``model.export(format="litert")``) against a model with one named output: the same
+    output, named as the other model names it. With several outputs, nothing says which
+    is which, and the names stay (check_signatures refuses them)."""
+    for side, other in ((cand, ref), (ref, cand)):
+        take = getattr(side, "take_output_names", None)
+        if (
+            take is not None
+            and getattr(side, "generic_output_names", False)
+            and len(side.output_names) == 1 == len(other.output_names)
+            and not getattr(other, "generic_output_names", False)
+            and side.output_names != other.output_names
+        ):
+            take(list(other.output_names))
+            return [
+                f"{side.source}: its one output {'output_0'!r} (TensorFlow's name for a "
+                f"function's output) is compared as {other.output_names[0]!r}"
+            ]
+    return []
 
 
 def _identity(source) -> Any:
