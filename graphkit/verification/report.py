@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from xml.sax.saxutils import escape, quoteattr
 
 from graphkit.backends.base import InputSpec
 from graphkit.verification.coverage import TableCoverage, describe_coverage
@@ -208,6 +207,9 @@ class VerifyReport:
         if self.weights is not None and self.weights.compared:
             failures = self.weights.failures()
             cases.append(("weights", "; ".join(failures) or None, self.weights.summary()))
+        # here, not at the top: xml.sax pulls urllib, http and ssl (20 ms of every start-up)
+        from xml.sax.saxutils import escape, quoteattr
+
         failed = sum(1 for _, msg, _ in cases if msg)
         name = f"{Path(self.reference).name} vs {Path(self.candidate).name}"
         parts = [
