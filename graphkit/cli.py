@@ -474,11 +474,11 @@ def demo(
 def verify(
     reference: Annotated[
         Optional[Path],  # noqa: UP045
-        typer.Argument(help="Reference model (.keras, .h5 or .onnx).", show_default=False),
+        typer.Argument(help="Reference model (.keras, .h5, .onnx or .tflite).", show_default=False),
     ] = None,
     candidate: Annotated[
         Optional[Path],  # noqa: UP045
-        typer.Argument(help="Candidate model (.keras, .h5 or .onnx).", show_default=False),
+        typer.Argument(help="Candidate model (.keras, .h5, .onnx or .tflite).", show_default=False),
     ] = None,
     more: Annotated[
         Optional[list[Path]],  # noqa: UP045
@@ -833,9 +833,13 @@ def _check_provider_applies(provider: str, reference: Path, candidate: Path) -> 
         Path(p).suffix.lower() == ".onnx" for p in (reference, candidate)
     ):
         raise GraphkitError(
-            f"--provider {provider}: both models are Keras models and run in TensorFlow; "
-            "--provider chooses onnxruntime's device for an .onnx model"
+            f"--provider {provider}: Keras models run in TensorFlow and .tflite files in LiteRT "
+            "on the CPU; --provider chooses onnxruntime's device for an .onnx model"
         )
+
+
+def _runtime_of(model: Path) -> str:
+    return "LiteRT" if Path(model).suffix.lower() == ".tflite" else "onnxruntime"
 
 
 def _check_any_model_file(path: Path) -> None:
@@ -1103,7 +1107,7 @@ def export(
 @app.command("run", epilog=_RUN_EPILOG)
 @cli_command
 def run_onnx(
-    model: Annotated[Path, typer.Argument(help="ONNX model.")],
+    model: Annotated[Path, typer.Argument(help="ONNX (.onnx) or LiteRT (.tflite) model.")],
     inputs: Annotated[
         Path,
         typer.Option(
@@ -1119,7 +1123,7 @@ def run_onnx(
         ),
     ] = None,
     provider: Annotated[
-        str, typer.Option("--provider", help="cpu or cuda (needs the gpu extra).")
+        str, typer.Option("--provider", help="cpu or cuda (cuda: .onnx only, needs the gpu extra).")
     ] = "cpu",
     force: Annotated[
         bool, typer.Option("--force", help="Overwrite an existing output file.")
@@ -1129,13 +1133,13 @@ def run_onnx(
     timeout: Timeout = None,
     debug: Debug = False,
 ) -> None:
-    """Run an ONNX model in onnxruntime on inputs from a file."""
+    """Run an ONNX model in onnxruntime, or a .tflite file in LiteRT, on inputs from a file."""
     from graphkit.run import run_model
     from graphkit.verification.inputs import parse_ranges
 
     parse_ranges(ranges)
     _check_timeout(timeout)
-    with _time_limit(timeout), progress(f"running {model} in onnxruntime..."):
+    with _time_limit(timeout), progress(f"running {model} in {_runtime_of(model)}..."):
         report = run_model(
             model, inputs, output, provider=provider, force=force, ranges=ranges or None
         )
@@ -1145,7 +1149,9 @@ def run_onnx(
 @app.command(epilog=_BENCH_EPILOG)
 @cli_command
 def bench(
-    model: Annotated[Path, typer.Argument(help="Keras model (.keras/.h5) or ONNX model.")],
+    model: Annotated[
+        Path, typer.Argument(help="Keras model (.keras/.h5), ONNX model or .tflite file.")
+    ],
     batch_size: Annotated[int, typer.Option("--batch-size", help="Samples per batch.")] = 32,
     batch: Annotated[
         Optional[int],  # noqa: UP045
@@ -1160,7 +1166,7 @@ def bench(
     ] = None,
     runs: Annotated[int, typer.Option("--runs", help="Timed runs per row.")] = 30,
     provider: Annotated[
-        str, typer.Option("--provider", help="onnxruntime provider: cpu or cuda.")
+        str, typer.Option("--provider", help="onnxruntime provider: cpu or cuda (.tflite: cpu).")
     ] = "cpu",
     ranges: Ranges = None,
     unsafe: Unsafe = False,
@@ -1170,7 +1176,8 @@ def bench(
     timeout: Timeout = None,
     debug: Debug = False,
 ) -> None:
-    """Median and p90 latency: Keras (checked trace), onnxruntime, both variants, fused and not."""
+    """Median and p90 latency: Keras (checked trace), onnxruntime, both variants, fused and not;
+    an .onnx or .tflite file alone in its runtime."""
     from graphkit.bench import check_bench_options
     from graphkit.verification.inputs import parse_ranges
 

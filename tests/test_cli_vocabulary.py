@@ -69,7 +69,7 @@ def test_bench_takes_batch_size_and_keeps_batch_as_a_hidden_alias():
 def test_provider_for_two_keras_models_is_refused(tmp_path):
     result = invoke("verify", tmp_path / "a.keras", tmp_path / "b.keras", "--provider", "cuda")
     assert result.exit_code == 2
-    assert result.stderr.startswith("error: --provider cuda: both models are Keras models")
+    assert result.stderr.startswith("error: --provider cuda: Keras models run in TensorFlow")
 
 
 def test_python_errors_name_arguments_and_the_cli_names_flags():

@@ -382,6 +382,7 @@ class LiteRTBackend(Backend):
                 f"{path}: LiteRT cannot load it ({one_line(exc, with_type=False)})"
             ) from exc
         self.interpreter = interpreter
+        self._quiet = False  # the first run is made with fd 2 silenced (see ``run``)
         self._data = data
         signatures = interpreter.get_signature_list()
         self.signature = self._pick_signature(signatures, signature)
@@ -524,6 +525,16 @@ class LiteRTBackend(Backend):
         problem = self.shape_problem({k: v.shape for k, v in feed.items()})
         if problem:
             raise GraphkitError(problem)
+        if not self._quiet:  # LiteRT logs "Created TensorFlow Lite XNNPACK delegate" on fd 2
+            from graphkit._tf import _stderr_fd_silenced
+
+            with _stderr_fd_silenced():
+                outputs = self._run(feed)
+            self._quiet = True
+            return outputs
+        return self._run(feed)
+
+    def _run(self, feed: dict[str, np.ndarray]) -> list[np.ndarray]:
         if self._runner is not None:
             out = self._runner(**feed)
             return [np.array(out[key]) for key in self._output_keys]
