@@ -55,22 +55,50 @@ def _run(path, **inputs):
 def test_both_variants_export_verify_and_get_a_gpu_delegate_verdict(kind, form, tmp_path):
     model = _form(kind, form)
     out = tmp_path / f"{kind}.tflite"
-    report = export_litert(model, out, samples=16, target="gpu-delegate")
+    report = export_litert(
+        model, out, samples=16, target="gpu-delegate", fixed_shapes={"tokens": (2, LENGTH)}
+    )
     assert out.exists() and report.size_bytes == out.stat().st_size
     assert report.format_name == "litert" and report.verify.equivalent
-    lookup = "GATHER" if form == "embedding" else "ONE_HOT"
-    assert lookup in report.op_counts
+    # the lookup in a form the GPU delegate's rules take: a flat int32 GATHER (the converter
+    # fuses the int32 one-hot x table into an EMBEDDING_LOOKUP), no negative-index wrap
+    assert {"GATHER", "EMBEDDING_LOOKUP"} & set(report.op_counts)
+    assert not {"SELECT", "SELECT_V2", "LESS", "CAST"} & set(report.op_counts)
+    verdict = report.coverage
+    assert verdict.op_check_passes, verdict.format()
+    assert "all" in verdict.format() and "ops supported" in verdict.format()
+    assert any("[0, vocab)" in note for note in report.notes)
     # every row of the table was read by the check, and it is said so
     assert report.verify.coverage and all(t.complete for t in report.verify.coverage)
-    assert report.coverage is not None and report.coverage.to_dict()
-    assert "GPU delegate" in report.coverage.format()
     # the file runs on its own, keyed by the Keras names, and gives what Keras gives
-    x = np.arange(3 * LENGTH, dtype=np.int32).reshape(3, LENGTH) % VOCAB
+    x = np.arange(2 * LENGTH, dtype=np.int32).reshape(2, LENGTH) % VOCAB
     got = _run(out, tokens=x)
     assert list(got) == ["head"]
     np.testing.assert_allclose(got["head"], np.asarray(model(x)), rtol=1e-5, atol=1e-6)
     # each stage has its time
     assert {"repair", "trace", "convert", "write", "verify", "target"} <= set(report.stages)
+    # the classes' own calls are back once the trace is done
+    assert keras.layers.Embedding.call.__name__ == "call"
+
+
+@pytest.mark.parametrize("form", ["embedding", "onehot-dense"])
+def test_without_the_target_the_op_check_names_what_the_delegate_refuses(form, tmp_path):
+    from graphkit.export.litert_inspect import gpu_delegate
+
+    model = _form("bag", form)
+    out = tmp_path / "bag.tflite"
+    report = export_litert(model, out, samples=8, fixed_shapes={"tokens": (2, LENGTH)})
+    assert report.coverage is None and report.verify.equivalent
+    verdict = gpu_delegate(out.read_bytes())
+    assert not verdict.op_check_passes
+    refused = {issue.op for issue in verdict.issues}
+    assert refused & {"SELECT", "SELECT_V2", "GATHER", "ONE_HOT", "CAST"}, verdict.format()
+
+
+def test_gpu_delegate_needs_fixed_shapes(tmp_path):
+    with pytest.raises(GraphkitError, match="'tokens' has the dynamic shape \\(None, 8\\)"):
+        export_litert(_model("bag"), tmp_path / "m.tflite", target="gpu-delegate")
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_a_kerashub_backbone_exports_and_verifies(tmp_path):

@@ -125,9 +125,18 @@ def export_litert(
 
     start = time.perf_counter()
     loaded = repair(model, source, stages, fixed_shapes=fixed_shapes)
+    if target == "gpu-delegate":
+        _check_inputs_fixed(loaded.input_shapes, fixed_shapes or {})
     with stages("trace", "tracing the model with its weights as constants"):
         check_size(loaded.exported)
         function, signature = frozen_function(loaded.exported, fixed_shapes, index_dtype)
+        if target == "gpu-delegate":
+            from graphkit.export.litert_gpu import gpu_lookups
+
+            with gpu_lookups():  # the lookups in the forms the GPU delegate's rules take
+                function.get_concrete_function()
+        else:
+            function.get_concrete_function()
     with stages("convert", "converting with TensorFlow's TFLite converter"):
         data = convert(function, loaded.exported)
     from graphkit.export.litert_inspect import read_ops
@@ -155,6 +164,15 @@ def export_litert(
                 name: {"dtype": dtype, "shape": list(shape)} for name, shape, dtype in signature
             },
         }
+    if target == "gpu-delegate":
+        from graphkit.export.litert_gpu import NOTE
+
+        report.notes.append(NOTE)
+        if "EMBEDDING_LOOKUP" in report.op_counts and "ONE_HOT" not in report.op_counts:
+            report.notes.append(
+                "the TFLite converter fused each int32 ONE_HOT -> FULLY_CONNECTED into one "
+                "EMBEDDING_LOOKUP (the same rows, read instead of multiplied)"
+            )
     guards = [op for op in ("LESS", "SELECT", "SELECT_V2") if op in report.op_counts]
     if guards and "GATHER" in report.op_counts:
         report.notes.append(
@@ -192,6 +210,21 @@ def export_litert(
     if output is not None:
         report.output = str(output)
     return report
+
+
+def _check_inputs_fixed(declared: dict[str, tuple], fixed) -> None:
+    """gpu-delegate: every input's shape static once ``fixed`` applies (the delegate's rules
+    refuse the SHAPE arithmetic a dynamic dimension brings)."""
+    for name, dims in declared.items():
+        if name not in fixed and any(d is None for d in dims):
+            shape = "(" + ", ".join(str(d) for d in dims) + ("," if len(dims) == 1 else "") + ")"
+            why = "(the GPU delegate's rules take static shapes)"
+            raise GraphkitError(
+                f"target='gpu-delegate': input {name!r} has the dynamic shape {shape}: fix it "
+                f"with fixed_shapes={{{name!r}: DIMS}} {why}",
+                cli=f"--target gpu-delegate: input {name!r} has the dynamic shape {shape}: fix "
+                f"it with --fixed-shape {name}=DIMS {why}",
+            )
 
 
 def check_size(model) -> int:
