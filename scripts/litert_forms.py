@@ -4,9 +4,10 @@
     TF_CPP_MIN_LOG_LEVEL=3 .venv/bin/python scripts/litert_forms.py
 
 Each form goes through ``graphkit.export.litert.export_litert`` (frozen trace, TensorFlow's
-TFLite converter, verified in the LiteRT runtime against Keras) with the input fixed at 1 x 16
-and ``target="gpu-delegate"``, whose verdict puts TensorFlow's Analyzer beside graphkit's op
-check (``graphkit.export.litert_inspect``). The arithmetic one-hot (``Relu(1 - d*d)``) is an
+TFLite converter, verified in the LiteRT runtime against Keras) with the input fixed at 1 x 16,
+twice: as Keras traces it, and with ``target="gpu-delegate"`` (lookups fitted to the GPU
+delegate's rules, ``graphkit.export.litert_gpu``). Each file's verdict puts TensorFlow's
+Analyzer beside graphkit's op check (``graphkit.export.litert_inspect``). The arithmetic one-hot (``Relu(1 - d*d)``) is an
 ONNX pass only (``graphkit/onnx_passes/onehot_arithmetic.py``): there is no Keras form of it to
 convert, so it has no row.
 """
@@ -48,7 +49,7 @@ def rows(reasons: set[str]) -> list[tuple[str, str, str, str, str]]:
     quiet_tensorflow()
     from graphkit.conversion import convert
     from graphkit.export.litert import export_litert
-    from graphkit.export.litert_inspect import read_ops
+    from graphkit.export.litert_inspect import gpu_delegate, read_ops
 
     model = bag_model()
     forms = [
@@ -58,18 +59,21 @@ def rows(reasons: set[str]) -> list[tuple[str, str, str, str, str]]:
     out = []
     with tempfile.TemporaryDirectory() as folder:
         for label, form in forms:
-            path = Path(folder) / "model.tflite"
-            report = export_litert(
-                form, path, force=True, fixed_shapes={"tokens": (1, LENGTH)}, target="gpu-delegate"
-            )
-            verdict = report.coverage
-            ops = read_ops(path.read_bytes())
-            issues = ", ".join(
-                f"{i.op} x{i.count}" if i.count > 1 else i.op for i in verdict.issues
-            )
-            reasons.update({f"{i.op}: {i.reason}" for i in verdict.issues})
-            check = "supported" if verdict.op_check_passes else "not supported"
-            out.append((label, op_summary(ops), verdict.analyzer, check, issues or "none"))
+            for target in (None, "gpu-delegate"):
+                path = Path(folder) / "model.tflite"
+                export_litert(
+                    form, path, force=True, fixed_shapes={"tokens": (1, LENGTH)}, target=target
+                )
+                data = path.read_bytes()
+                verdict = gpu_delegate(data)
+                ops = read_ops(data)
+                issues = ", ".join(
+                    f"{i.op} x{i.count}" if i.count > 1 else i.op for i in verdict.issues
+                )
+                reasons.update({f"{i.op}: {i.reason}" for i in verdict.issues})
+                check = "supported" if verdict.op_check_passes else "not supported"
+                name = f"{label}, `--target gpu-delegate`" if target else f"{label}, as traced"
+                out.append((name, op_summary(ops), verdict.analyzer, check, issues or "none"))
     return out
 
 

@@ -177,7 +177,7 @@ def export_litert(
     if guards and "GATHER" in report.op_counts:
         report.notes.append(
             "Keras' negative-index wrap stays in front of each GATHER "
-            f"({', '.join(guards)}): index guards are removed in ONNX exports only"
+            f"({', '.join(guards)}); the gpu-delegate target traces lookups without it"
         )
     check = Check(samples, seq_len, inputs, stages.say, ranges) if verify else None
 
