@@ -135,6 +135,13 @@ def check_target(name: str | None) -> Target | None:
         return None
     if name not in TARGETS:
         known = ", ".join(TARGETS)
+        if name == "gpu-delegate":  # LiteRT's (graphkit.export.litert.TARGETS)
+            raise GraphkitError(
+                f"target={name!r} is a LiteRT target (export_litert); an ONNX export takes "
+                f"one of: {known}",
+                cli=f"--target {name} is a LiteRT target (--litert); with --onnx the target "
+                f"is one of: {known}",
+            )
         raise GraphkitError(
             f"target={name!r}: expected one of: {known}",
             cli=f"--target {name}: expected one of: {known}",

@@ -203,7 +203,10 @@ def test_cli_export_litert_json_and_stage_times(tmp_path):
         (["--litert", "--fuse-onehot"], "--fuse-onehot is an ONNX option"),
         (["--litert", "--target", "nnapi"], "--target nnapi: with --litert, the target is"),
         (["--litert", "-o", "x.onnx"], "a LiteRT output must end in .tflite"),
-        (["--onnx", "--target", "gpu-delegate"], "gpu-delegate"),
+        (
+            ["--onnx", "--target", "gpu-delegate"],
+            "--target gpu-delegate is a LiteRT target (--litert)",
+        ),
     ],
 )
 def test_cli_refuses_options_that_do_not_fit_the_format(saved, argv, message):
