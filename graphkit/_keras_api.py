@@ -328,3 +328,39 @@ def replace_in_graphs(root, old, new) -> int:
     if changed:
         new._inbound_nodes = list(old._inbound_nodes)
     return changed
+
+
+def integer_inputs_as_given():
+    """A context manager: while active, a Functional model takes integer tensors in the
+    integer dtype they come in, where Keras casts each input to its Input's dtype
+    (``Functional._convert_inputs_to_tensors``). An int64 index input traced from an int32
+    signature then reaches its lookups as int32, with no int32 -> int64 -> int32 CAST pair
+    (which LiteRT's GPU delegate refuses). Not thread-safe: for the length of one trace."""
+    from contextlib import contextmanager
+
+    @contextmanager
+    def active():
+        from keras import ops
+        from keras.src.models.functional import Functional
+
+        original = Functional._convert_inputs_to_tensors
+
+        def convert(self, flat_inputs):
+            converted = original(self, flat_inputs)
+            return [
+                x
+                if x is not None
+                and ops.is_tensor(x)
+                and "int" in str(x.dtype)
+                and "int" in str(getattr(t, "dtype", ""))
+                else c
+                for x, c, t in zip(flat_inputs, converted, self._inputs)
+            ]
+
+        Functional._convert_inputs_to_tensors = convert
+        try:
+            yield
+        finally:
+            Functional._convert_inputs_to_tensors = original
+
+    return active()

@@ -61,20 +61,19 @@ class _Group(TyperGroup):
             with _one_line_usage():
                 return super().invoke(ctx)
         except _UsageError as exc:
-            if argv[:1] == ["verify"] and "--json" in argv:  # CI parses stdout: a report
-                typer.echo(
-                    json.dumps(
-                        {"status": "error", "error": exc.format_message(), "equivalent": None},
-                        indent=2,
-                    )
-                )
+            if argv[:1] in (["verify"], ["export"]) and "--json" in argv:  # CI parses stdout
+                report = {"status": "error", "error": exc.format_message()}
+                if argv[:1] == ["verify"]:
+                    report["equivalent"] = None
+                typer.echo(json.dumps(report, indent=2))
             raise
 
 
 app = typer.Typer(
     cls=_Group,
     name="graphkit",
-    help="Rewrite and convert Keras model graphs: Embedding <-> OneHot + Dense, verify, ONNX.",
+    help="Rewrite and convert Keras model graphs: Embedding <-> OneHot + Dense, verify, "
+    "export to ONNX and LiteRT.",
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -164,7 +163,8 @@ _EXPORT_EPILOG = _epilog(
         "graphkit export model.keras --onnx",
         "graphkit export model.keras --onnx -o model.onnx --fuse-onehot --force",
         "graphkit export model.keras --onnx --target nnapi --fixed-shape tokens=1x64",
-        "graphkit export model.keras --litert -o model.tflite --target gpu-delegate",
+        "graphkit export model.keras --litert -o model.tflite --fixed-shape tokens=1x64 "
+        "--target gpu-delegate",
     ],
     f"0 exported (and verified); 1 the exported model differs from the Keras model; {BAD_INPUT}",
 )
@@ -261,6 +261,11 @@ def _warn(message: str) -> None:
     typer.echo(f"warning: {message}", err=True)
 
 
+# commands whose --json answers a bad input with {"status": "error", ...} on stdout (verify
+# writes its own: it also holds a JUnit report)
+_JSON_ERRORS = {"export"}
+
+
 def cli_command(func):
     """Run a command body: quiet TensorFlow, turn GraphkitError into one `error:` line + exit 2."""
 
@@ -273,6 +278,8 @@ def cli_command(func):
         except GraphkitError as exc:
             if _state["debug"]:
                 traceback.print_exc()
+            if func.__name__ in _JSON_ERRORS and kwargs.get("json_out"):  # CI parses stdout
+                typer.echo(json.dumps({"status": "error", "error": exc.for_cli()}, indent=2))
             _err(exc.for_cli())
             raise typer.Exit(2) from None
         except KeyboardInterrupt:  # under main() only if a library replaced its SIGINT handler
@@ -905,7 +912,10 @@ def export(
             "the model.",
         ),
     ] = None,
-    opset: Annotated[int, typer.Option("--opset", help="ONNX opset (13-21).")] = 17,
+    opset: Annotated[
+        Optional[int],  # noqa: UP045
+        typer.Option("--opset", help="ONNX opset (13-21). [default: 17]"),
+    ] = None,
     passes: Annotated[
         Optional[list[str]],  # noqa: UP045
         typer.Option(
@@ -956,7 +966,9 @@ def export(
             help="ONNX: fit the export to a mobile execution provider so that it runs the whole "
             "graph (needs --fixed-shape, implies --index-dtype int32; inputs must be indices in "
             "[0, vocab)); onnxruntime's mobile usability checker reports the coverage. "
-            "LiteRT: gpu-delegate reports the GPU delegate's verdict and the ops it lacks.",
+            "LiteRT: gpu-delegate (needs --fixed-shape, implies --index-dtype int32) traces "
+            "lookups in forms the GPU delegate's rules take (inputs must be indices in "
+            "[0, vocab)) and reports every op the rules refuse, beside TensorFlow's Analyzer.",
         ),
     ] = None,
     no_verify: Annotated[
@@ -1012,9 +1024,11 @@ def export(
 
     parse_ranges(ranges)
     shapes = fix_shapes.parse_fixed_shapes(fixed_shapes or ())
+    if not litert and opset is None:
+        opset = 17  # ONNX's default (None only tells that --opset was not given)
     if litert:
         onnx_only = {
-            "--opset": opset != 17,
+            "--opset": opset is not None,
             "--pass": bool(passes),
             "--fuse-onehot": fuse_onehot,
             "--lower-gather": lower_gather,
@@ -1048,7 +1062,9 @@ def export(
 
     common = dict(force=force, samples=samples, seq_len=seq_len)
     if litert:
-        check_litert_options(model, output, target=target, index_dtype=index_dtype, **common)
+        check_litert_options(
+            model, output, target=target, index_dtype=index_dtype, verify=not no_verify, **common
+        )
     else:
         check_export_options(model, output, opset=opset, external_data=external_data, **common)
     if inputs is not None:

@@ -136,19 +136,27 @@ def _part(ctx, node, name, args) -> None:
             del node.attr[key]
 
 
-def check_preprocessing(model) -> None:
-    """Refuse string preprocessing layers (regexes, string tables): ONNX has no form for them."""
+# layers that look values up in a TensorFlow hash table: TFLite's builtin ops hold none
+TABLE_LAYERS = {"IntegerLookup", "StringLookup"}
+
+
+def check_preprocessing(model, fmt: str = "ONNX") -> None:
+    """Refuse string preprocessing layers (regexes, string tables): ``fmt`` (ONNX, LiteRT)
+    has no form for them; for LiteRT, hash-table lookups too."""
+    refused = set(STRING_LAYERS) | (TABLE_LAYERS if fmt == "LiteRT" else set())
     for layer in model._flatten_layers(include_self=False, recursive=True):
-        if type(layer).__name__ in STRING_LAYERS:
+        name = type(layer).__name__
+        if name in refused:
+            what = "string preprocessing" if name in STRING_LAYERS else "a hash-table lookup"
             raise GraphkitError(
-                f"layer {layer.name!r} ({type(layer).__name__}) is string preprocessing, which "
-                "graphkit cannot export to ONNX: export the model after its preprocessing "
-                "(the one that takes its token ids)"
+                f"layer {layer.name!r} ({name}) is {what}, which graphkit cannot export to "
+                f"{fmt}: export the model after its preprocessing (the one that takes its "
+                "token ids)"
             )
     for t in getattr(model, "inputs", None) or []:
         if "string" in str(t.dtype):
             raise GraphkitError(
-                f"input {t.name!r} holds strings, which graphkit cannot export to ONNX: "
+                f"input {t.name!r} holds strings, which graphkit cannot export to {fmt}: "
                 "export the model after its preprocessing (the one that takes token ids)"
             )
 

@@ -213,3 +213,62 @@ def test_cli_refuses_options_that_do_not_fit_the_format(saved, argv, message):
     res = CliRunner().invoke(app, ["export", str(saved), *argv])
     assert res.exit_code == 2
     assert message in res.stderr and "Traceback" not in res.output
+
+
+def test_without_verification_the_runtime_is_not_needed(tmp_path, monkeypatch):
+    import importlib.util
+    import sys
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "ai_edge_litert" else real(name, *a),
+    )
+    # verifying needs the runtime: refused before anything slow, in one line
+    with pytest.raises(GraphkitError, match=r"needs the LiteRT runtime: pip install"):
+        export_litert(_model("bag"), tmp_path / "a.tflite")
+    assert list(tmp_path.iterdir()) == []
+    # --no-verify writes the file without it (the interpreter import would fail)
+    monkeypatch.setitem(sys.modules, "ai_edge_litert.interpreter", None)
+    report = export_litert(_model("bag"), tmp_path / "b.tflite", verify=False)
+    assert (tmp_path / "b.tflite").exists() and report.verify is None
+
+
+def test_json_names_the_written_file_and_holds_no_onnx_fields(tmp_path):
+    out = tmp_path / "m.tflite"
+    data = export_litert(_model("bag"), out, samples=8).to_dict()
+    assert data["verify"]["candidate"] == str(out)  # not the temporary file it ran on
+    assert data["format"] == "litert" and "opset" not in data and "passes" not in data
+
+
+def test_a_difference_is_named_as_a_litert_model(tmp_path, monkeypatch):
+    model = _model("bag")
+    wrong = keras.models.clone_model(model)
+    wrong.set_weights([w + 0.01 for w in model.get_weights()])
+    real = litert_writer.frozen_function
+    monkeypatch.setattr(litert_writer, "frozen_function", lambda m, *a, **k: real(wrong, *a, **k))
+    with pytest.raises(NotEquivalentError, match="the exported LiteRT model does not match"):
+        export_litert(model, tmp_path / "bad.tflite", samples=8)
+
+
+def test_cli_json_reports_an_error_on_stdout(saved, tmp_path):
+    res = CliRunner().invoke(
+        app, ["export", str(saved), "--litert", "-o", str(tmp_path / "x.onnx"), "--json"]
+    )
+    assert res.exit_code == 2
+    data = json.loads(res.stdout)
+    assert data["status"] == "error" and "must end in .tflite" in data["error"]
+
+
+def test_mixed_precision_table_is_explained(tmp_path):
+    keras.config.set_dtype_policy("mixed_float16")
+    try:
+        model = _model("bag")
+    finally:
+        keras.config.set_dtype_policy("float32")
+    with pytest.raises(
+        GraphkitError, match="takes no float16 table .* export the model in float32"
+    ):
+        export_litert(model, tmp_path / "m.tflite", samples=8)
+    assert list(tmp_path.iterdir()) == []

@@ -31,6 +31,15 @@ MISSING_RUNTIME = (
 DEFAULT_SIGNATURE = "serving_default"
 
 
+def check_runtime() -> None:
+    """GraphkitError (one line) unless the LiteRT runtime can be imported; imports nothing
+    heavy: only whether the package is there."""
+    import importlib.util
+
+    if importlib.util.find_spec("ai_edge_litert") is None:
+        raise GraphkitError(MISSING_RUNTIME)
+
+
 def _interpreter_class():
     """ai-edge-litert's Interpreter, imported on first use (an optional extra)."""
     try:
@@ -384,6 +393,15 @@ class LiteRTBackend(Backend):
         self.interpreter = interpreter
         self._quiet = False  # the first run is made with fd 2 silenced (see ``run``)
         self._data = data
+        try:  # the ops' own checks (operand counts, tensor indices) run here, not mid-verify
+            from graphkit._tf import _stderr_fd_silenced
+
+            with _stderr_fd_silenced():  # LiteRT's XNNPACK line
+                interpreter.allocate_tensors()
+        except Exception as exc:
+            raise GraphkitError(
+                f"{path}: LiteRT cannot prepare it ({one_line(exc, with_type=False)})"
+            ) from exc
         signatures = interpreter.get_signature_list()
         self.signature = self._pick_signature(signatures, signature)
         self.notes = []
@@ -445,8 +463,7 @@ class LiteRTBackend(Backend):
         self.half_precision = self._uses_half()
         self.notes += self._file_notes()
 
-    @staticmethod
-    def _pick_signature(signatures: dict, wanted: str | None) -> str | None:
+    def _pick_signature(self, signatures: dict, wanted: str | None) -> str | None:
         if wanted is not None:
             if wanted not in signatures:
                 raise GraphkitError(
@@ -459,9 +476,15 @@ class LiteRTBackend(Backend):
             return DEFAULT_SIGNATURE
         if len(signatures) == 1:
             return next(iter(signatures))
+        names = ", ".join(sorted(signatures)[:8])
+        message = (
+            f"{self.source}: the file has {len(signatures)} signatures ({names}) and none is "
+            f"{DEFAULT_SIGNATURE!r}"
+        )
         raise GraphkitError(
-            f"the file has {len(signatures)} signatures ({', '.join(sorted(signatures)[:8])}) "
-            f"and none is {DEFAULT_SIGNATURE!r}: pick one with LiteRTBackend(path, signature=...)"
+            f"{message}: pick one with LiteRTBackend(path, signature=...)",
+            cli=f"{message}: graphkit's commands run {DEFAULT_SIGNATURE!r} or a file's only "
+            "signature (from Python: LiteRTBackend(path, signature=...))",
         )
 
     def _uses_half(self) -> bool:

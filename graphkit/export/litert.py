@@ -40,6 +40,7 @@ def check_litert_options(
     seq_len: int | None = None,
     target: str | None = None,
     index_dtype: str | None = None,
+    verify: bool = True,
 ) -> Path | None:
     """The output path (``model``'s ``.tflite`` beside it where ``output`` is None), checked,
     and the options' values. Cheap: the CLI runs it before importing TensorFlow."""
@@ -47,6 +48,10 @@ def check_litert_options(
     from graphkit.verification import check_options
 
     check_options(samples=samples, seq_len=seq_len)
+    if verify:  # the check runs in LiteRT: its runtime must be there before a slow export
+        from graphkit.backends.litert_backend import check_runtime
+
+        check_runtime()
     if target is not None and target not in TARGETS:
         raise GraphkitError(
             f"target={target!r}: a LiteRT export fits {', '.join(TARGETS)}",
@@ -102,6 +107,8 @@ def export_litert(
 
     if fixed_shapes:
         fixed_shapes = fix_shapes.normalise_shapes(fixed_shapes)
+    if target == "gpu-delegate" and index_dtype is None:
+        index_dtype = "int32"  # implied: the delegate's rules take int32 indices only
     parse_ranges(ranges)
     path_given = isinstance(model, (str, os.PathLike))
     check_litert_options(
@@ -112,6 +119,7 @@ def export_litert(
         seq_len=seq_len,
         target=target,
         index_dtype=index_dtype,
+        verify=verify,
     )
     if output is None and path_given:
         output = default_litert_path(model)
@@ -128,15 +136,15 @@ def export_litert(
     if target == "gpu-delegate":
         _check_inputs_fixed(loaded.input_shapes, fixed_shapes or {})
     with stages("trace", "tracing the model with its weights as constants"):
-        check_size(loaded.exported)
-        function, signature = frozen_function(loaded.exported, fixed_shapes, index_dtype)
-        if target == "gpu-delegate":
-            from graphkit.export.litert_gpu import gpu_lookups
+        from graphkit import tf_graph_fixes
 
-            with gpu_lookups():  # the lookups in the forms the GPU delegate's rules take
-                function.get_concrete_function()
-        else:
-            function.get_concrete_function()
+        tf_graph_fixes.check_preprocessing(loaded.exported, "LiteRT")
+        check_size(loaded.exported)
+        gpu = target == "gpu-delegate"
+        function, signature = frozen_function(
+            loaded.exported, fixed_shapes, index_dtype, cast_back=not gpu
+        )
+        _trace(function, loaded.exported, gpu=gpu)
     with stages("convert", "converting with TensorFlow's TFLite converter"):
         data = convert(function, loaded.exported)
     from graphkit.export.litert_inspect import read_ops
@@ -173,19 +181,16 @@ def export_litert(
                 "the TFLite converter fused each int32 ONE_HOT -> FULLY_CONNECTED into one "
                 "EMBEDDING_LOOKUP (the same rows, read instead of multiplied)"
             )
-    guards = [op for op in ("LESS", "SELECT", "SELECT_V2") if op in report.op_counts]
-    if guards and "GATHER" in report.op_counts:
-        report.notes.append(
-            "Keras' negative-index wrap stays in front of each GATHER "
-            f"({', '.join(guards)}); the gpu-delegate target traces lookups without it"
-        )
     check = Check(samples, seq_len, inputs, stages.say, ranges) if verify else None
 
     def checked(path: Path) -> None:
-        from graphkit.backends.litert_backend import LiteRTBackend
+        if check is not None:  # read back in LiteRT: a file the runtime refuses fails here
+            from graphkit.backends.litert_backend import LiteRTBackend
 
-        candidate = LiteRTBackend(path)  # reads it back: a file the runtime refuses fails here
-        verify_against_keras(report, loaded.model, candidate, check, stages, label="LiteRT export")
+            candidate = LiteRTBackend(path)
+            verify_against_keras(
+                report, loaded.model, candidate, check, stages, label="LiteRT export"
+            )
         if target == "gpu-delegate":
             from graphkit.export.litert_inspect import gpu_delegate
 
@@ -209,6 +214,8 @@ def export_litert(
     )
     if output is not None:
         report.output = str(output)
+        if report.verify is not None:  # it ran on the temporary file that became ``output``
+            report.verify.candidate = str(output)
     return report
 
 
@@ -227,6 +234,29 @@ def _check_inputs_fixed(declared: dict[str, tuple], fixed) -> None:
             )
 
 
+def _trace(function, model, *, gpu: bool) -> None:
+    """Trace ``function`` now (the "trace" stage), lookups in the GPU delegate's forms with
+    ``gpu``; a model TensorFlow cannot trace is one GraphkitError."""
+    from contextlib import nullcontext
+
+    from graphkit._keras_api import integer_inputs_as_given
+    from graphkit.export.litert_gpu import gpu_lookups
+
+    try:
+        # gpu: int32 indices stay int32 from the signature to the lookups (no CAST pair)
+        with (
+            gpu_lookups() if gpu else nullcontext(),
+            integer_inputs_as_given() if gpu else nullcontext(),
+        ):
+            function.get_concrete_function()
+    except GraphkitError:
+        raise
+    except Exception as exc:
+        raise GraphkitError(
+            f"TensorFlow cannot trace model {model.name!r}: {one_line(exc, with_type=False)}"
+        ) from exc
+
+
 def check_size(model) -> int:
     """The weights' bytes; 2 GiB or more is refused now (a FlatBuffer cannot hold it)."""
     import numpy as np
@@ -241,7 +271,9 @@ def check_size(model) -> int:
     return total
 
 
-def frozen_function(model, fixed_shapes=None, index_dtype: str | None = None):
+def frozen_function(
+    model, fixed_shapes=None, index_dtype: str | None = None, *, cast_back: bool = True
+):
     """A ``tf.function`` over the model's inputs only, its weights bound as constants
     (``stateless_call``), that returns ``{output name: tensor}``: the converter freezes
     captured constants, and the signature's keys are the Keras names. The model is traced
@@ -273,7 +305,8 @@ def frozen_function(model, fixed_shapes=None, index_dtype: str | None = None):
 
     @tf.function(input_signature=outer, autograph=False)
     def frozen(*xs):
-        xs = [tf.cast(x, d) if x.dtype != d else x for x, d in zip(xs, dtypes)]
+        if cast_back:  # else int32 indices go in as they are (see ``_trace``'s gpu)
+            xs = [tf.cast(x, d) if x.dtype != d else x for x, d in zip(xs, dtypes)]
         out, _ = model.stateless_call(
             trainable, frozen_values, model_feed(model, list(xs)), training=False
         )
@@ -305,6 +338,11 @@ def convert(function, model) -> bytes:
         message = (
             f"the TFLite converter cannot convert model {model.name!r}: {_converter_error(exc)}"
         )
+        if "GatherV2" in message and "neither a custom op nor a flex op" in message:
+            raise GraphkitError(
+                f"{message}; TFLite's builtin GATHER takes no float16 table (a mixed-precision "
+                "Embedding): export the model in float32, or to ONNX"
+            ) from exc
         if "TensorList" in message:  # a recurrent layer's loop over a dynamic shape
             hint = "a recurrent layer's loop needs static shapes in LiteRT: fix the inputs' shapes"
             raise GraphkitError(

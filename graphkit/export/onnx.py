@@ -438,6 +438,8 @@ def export_onnx(
             report.size_bytes = written.stat().st_size + _data_path(written).stat().st_size
         report.external_data = str(_data_path(output))
     report.output = str(output)
+    if report.verify is not None:  # it ran on the temporary file that became ``output``
+        report.verify.candidate = str(output)
     return report
 
 

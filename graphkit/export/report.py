@@ -10,6 +10,8 @@ from graphkit.errors import GraphkitError
 
 # the formats graphkit writes: the runtime that verifies each, for the report's lines
 RUNTIMES = {"onnx": "onnxruntime", "litert": "LiteRT"}
+# to_dict's keys that only an ONNX export has
+ONNX_ONLY = ("opset", "external_data", "external_bytes", "removed", "passes", "left_out")
 
 
 class NotEquivalentError(GraphkitError):
@@ -81,6 +83,9 @@ class ExportReport:
             "notes": self.notes,
             "stages": {name: round(s, 3) for name, s in self.stages.items()},
         }
+        if self.format_name != "onnx":  # ONNX's own facts: not there to mislead
+            for key in ONNX_ONLY:
+                out.pop(key)
         return out
 
     def format_stages(self) -> str:

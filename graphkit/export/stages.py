@@ -158,8 +158,9 @@ def verify_against_keras(
         )
     report.verify = result
     if not result.equivalent:
+        what = {"onnx": "ONNX model", "litert": "LiteRT model"}.get(report.format_name, label)
         raise NotEquivalentError(
-            f"the exported {label} does not match the Keras model; nothing was written", result
+            f"the exported {what} does not match the Keras model; nothing was written", result
         )
 
 

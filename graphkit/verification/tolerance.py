@@ -182,14 +182,12 @@ def tolerance_from(e_abs: float, e_rel: float, samples: int) -> EarnedTolerance:
     """The tolerance that an error of ``e_abs`` (``e_rel``) measured on ``samples`` earns."""
     atol = max(K * e_abs, FLOOR_ATOL)
     rtol = max(K * e_rel, FLOOR_RTOL)
+    on = f"on {samples} sample{'' if samples == 1 else 's'}"
     if K * e_abs < FLOOR_ATOL:
         why = f"floor {FLOOR_ATOL:.2g} (the float32 reference's own error {e_abs:.2g} is below it"
-        source = f"earned: {why} on {samples} samples, float64 run)"
+        source = f"earned: {why} {on}, float64 run)"
     else:
-        source = (
-            f"earned: {K}x the float32 reference's own error {e_abs:.2g} "
-            f"on {samples} samples (float64 run)"
-        )
+        source = f"earned: {K}x the float32 reference's own error {e_abs:.2g} {on} (float64 run)"
     return EarnedTolerance(rtol, atol, e_abs, e_rel, samples, source)
 
 

@@ -1,0 +1,77 @@
+"""Review of issue 21: bugs pinned by failing tests (LiteRT export).
+
+- a model that runs eagerly but cannot be traced gives a traceback with --litert, where
+  --onnx gives one ``error:`` line;
+- ``--target gpu-delegate`` on a model with an int64 index input writes a file that fails
+  its own GPU op check (an int64 -> int32 CAST), where the ONNX targets imply int32 indices;
+- a lookup-table layer (IntegerLookup) gives the converter's "'tf.Placeholder' op is neither
+  a custom op nor a flex op" instead of naming the layer, as the ONNX export does.
+"""
+
+from __future__ import annotations
+
+import keras
+import pytest
+from typer.testing import CliRunner
+
+from graphkit import GraphkitError
+from graphkit.cli import app
+from graphkit.export import export_litert
+
+
+@keras.saving.register_keras_serializable(package="graphkit_review21")
+class PythonIf(keras.layers.Layer):
+    """Runs eagerly, but a Python ``if`` on a tensor cannot be traced with autograph off."""
+
+    def call(self, x):
+        if keras.ops.sum(x) > 0:
+            return x * 2.0
+        return x
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+
+def _untraceable():
+    tokens = keras.Input((4,), dtype="int32", name="tokens")
+    x = keras.layers.Embedding(20, 4, name="emb")(tokens)
+    x = PythonIf(name="python_if")(x)
+    x = keras.layers.GlobalAveragePooling1D()(x)
+    return keras.Model(tokens, x)
+
+
+def test_litert_trace_failure_is_one_error_line(tmp_path):
+    path = tmp_path / "untraceable.keras"
+    _untraceable().save(path)
+    result = CliRunner().invoke(
+        app, ["export", str(path), "--litert", "-o", str(tmp_path / "m.tflite")]
+    )
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    assert "error:" in result.output
+    assert not (tmp_path / "m.tflite").exists()
+
+
+def test_gpu_delegate_int64_input_passes_its_own_op_check(tmp_path):
+    tokens = keras.Input((8,), dtype="int64", name="tokens")
+    x = keras.layers.Embedding(30, 4, name="emb")(tokens)
+    x = keras.layers.GlobalAveragePooling1D()(x)
+    model = keras.Model(tokens, keras.layers.Dense(2, name="head")(x))
+    report = export_litert(
+        model,
+        tmp_path / "m.tflite",
+        samples=8,
+        target="gpu-delegate",
+        fixed_shapes={"tokens": (1, 8)},
+    )
+    assert report.coverage.op_check_passes, report.coverage.format()
+
+
+def test_lookup_table_layer_is_named_in_the_litert_error(tmp_path):
+    ids = keras.Input((None,), dtype="int32", name="ids")
+    x = keras.layers.IntegerLookup(vocabulary=[3, 7, 9], name="lookup")(ids)
+    x = keras.layers.Embedding(5, 4)(x)
+    model = keras.Model(ids, keras.layers.GlobalAveragePooling1D()(x))
+    with pytest.raises(GraphkitError) as info:
+        export_litert(model, tmp_path / "m.tflite", samples=8)
+    assert "lookup" in str(info.value) and "tf.Placeholder" not in str(info.value)
