@@ -1,11 +1,9 @@
-"""Review of issue 21: bugs pinned by failing tests (LiteRT export).
+"""LiteRT export at its edges (found in review, each once a bug):
 
-- a model that runs eagerly but cannot be traced gives a traceback with --litert, where
-  --onnx gives one ``error:`` line;
-- ``--target gpu-delegate`` on a model with an int64 index input writes a file that fails
-  its own GPU op check (an int64 -> int32 CAST), where the ONNX targets imply int32 indices;
-- a lookup-table layer (IntegerLookup) gives the converter's "'tf.Placeholder' op is neither
-  a custom op nor a flex op" instead of naming the layer, as the ONNX export does.
+- a model that runs eagerly but cannot be traced is one ``error:`` line, as with --onnx;
+- ``--target gpu-delegate`` on a model with an int64 index input passes its own GPU op check
+  (int32 indices implied, and kept int32 from the signature to the lookup: no CAST pair);
+- a lookup-table layer (IntegerLookup) is named in the error, as the ONNX export does.
 """
 
 from __future__ import annotations
