@@ -559,3 +559,17 @@ def test_a_fixed_shape_the_convolutions_cannot_take_is_refused_naming_the_layer(
     assert list(tmp_path.iterdir()) == []
     fine = export_onnx(model, tmp_path / "y.onnx", fixed_shapes={model.inputs[0].name: (2, 40)})
     assert fine.verify.equivalent
+
+
+def test_bench_says_when_it_times_another_batch_than_asked(tmp_path):
+    from graphkit.bench import bench
+
+    tokens = keras.Input((None,), dtype="int32", name="tokens")
+    x = keras.layers.Embedding(20, 4, name="emb")(tokens)
+    model = keras.Model(tokens, keras.layers.GlobalAveragePooling1D()(x))
+    report = bench(model, batch_size=8, seq_len=8, runs=2, warmup=1, both_variants=False)
+    assert report.fed["tokens"][0] == (7, 8)
+    assert any("timed batch 7, not 8" in note for note in report.notes)
+    report = bench(model, batch_size=8, seq_len=6, runs=2, warmup=1, both_variants=False)
+    assert report.fed["tokens"][0] == (8, 6)
+    assert not any("timed batch" in note for note in report.notes)

@@ -397,7 +397,7 @@ def test_no_length_fits_names_the_cause_and_the_flag():
     with pytest.raises(GraphkitError) as info:
         graphkit.verify(model, model, samples=2)
     message = str(info.value)
-    assert message.startswith("no input length up to 4096 fits the model: at length 16 the ")
+    assert message.startswith("no input length from 1 to 4096 fits the model: at length 16 the ")
     assert "layer 'fold' (Reshape)" in message and "pass seq_len=L" in message
     assert "pass --seq-len L" in info.value.for_cli()
     assert graphkit.verify(model, model, samples=2, seq_len=9).seq_len == 9
@@ -437,3 +437,19 @@ def test_progress_hears_each_step_and_the_samples():
     # 20 samples of 16 steps cannot reach 299 rows: verify synthesized more, and said so
     assert report.samples > 20 and counted[-1] == (report.samples, report.samples)
     assert any(f"synthesized {report.samples} samples, not 20" in n for n in report.notes)
+
+
+def test_a_model_with_a_position_table_gets_a_shorter_length():
+    """A model that refuses lengths past its position table (KerasHub's, 32 rows) gets a
+    shorter length than the default 64, with a note, where only longer ones were tried."""
+    import keras_hub
+
+    from graphkit.backends import KerasBackend
+    from graphkit.verification import fit_seq_len
+
+    tokens = keras.Input((None,), dtype="int32", name="tokens")
+    x = keras_hub.layers.TokenAndPositionEmbedding(50, 32, 4, name="tok_pos")(tokens)
+    model = keras.Model(tokens, keras.layers.GlobalAveragePooling1D()(x))
+    backend = KerasBackend(model)
+    choice = fit_seq_len([("model", backend)], backend.inputs, None, default=64)
+    assert choice.length == 32 and "not 64" in choice.note

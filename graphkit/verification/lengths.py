@@ -102,6 +102,11 @@ def fit_seq_len(
     candidates = []
     if minimum is not None and minimum > start:
         candidates.append(minimum)
+    else:  # shorter first: a model with a position table refuses what is longer than it
+        length = start // 2
+        while length >= max(1, minimum or 1):
+            candidates.append(length)
+            length //= 2
     length = start * 2
     while length <= MAX_SEQ_LEN:
         if minimum is None or length > minimum:
@@ -123,7 +128,7 @@ def fit_seq_len(
                 "--seq-len sets another",
             )
         tried.append(length)
-    head = f"no input length up to {max(tried)} fits the model: {problem}"
+    head = f"no input length from {min(tried)} to {max(tried)} fits the model: {problem}"
     raise GraphkitError(
         f"{head}; pass seq_len=L (a length the model takes) or inputs=FILE.npz",
         cli=f"{head}; pass --seq-len L (a length the model takes) or --inputs FILE.npz",
