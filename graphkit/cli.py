@@ -174,6 +174,7 @@ _RUN_EPILOG = _epilog(
     [
         "graphkit run model.onnx --inputs batch.npz",
         "graphkit run model.onnx --inputs batch.npz -o outputs.npz --json",
+        "graphkit run model.tflite --inputs batch.npz",
     ],
     f"0 ran; {BAD_INPUT}",
 )

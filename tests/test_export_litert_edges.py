@@ -17,7 +17,7 @@ from graphkit.cli import app
 from graphkit.export import export_litert
 
 
-@keras.saving.register_keras_serializable(package="graphkit_review21")
+@keras.saving.register_keras_serializable(package="graphkit_litert_edges")
 class PythonIf(keras.layers.Layer):
     """Runs eagerly, but a Python ``if`` on a tensor cannot be traced with autograph off."""
 
@@ -73,3 +73,17 @@ def test_lookup_table_layer_is_named_in_the_litert_error(tmp_path):
     with pytest.raises(GraphkitError) as info:
         export_litert(model, tmp_path / "m.tflite", samples=8)
     assert "lookup" in str(info.value) and "tf.Placeholder" not in str(info.value)
+
+
+def test_a_tflite_file_named_onnx_is_recognised(tmp_path):
+    tokens = keras.Input((4,), dtype="int32", name="tokens")
+    x = keras.layers.Embedding(20, 4, name="emb")(tokens)
+    model = keras.Model(tokens, keras.layers.GlobalAveragePooling1D()(x))
+    keras_path, out = tmp_path / "m.keras", tmp_path / "m.tflite"
+    model.save(keras_path)
+    export_litert(model, out, samples=8)
+    wrong = tmp_path / "m.onnx"
+    wrong.write_bytes(out.read_bytes())
+    res = CliRunner().invoke(app, ["verify", str(keras_path), str(wrong)])
+    assert res.exit_code == 2
+    assert "not an ONNX model but a LiteRT (.tflite) file: name it .tflite" in res.stderr

@@ -55,6 +55,10 @@ def check_onnx_file(path: str | os.PathLike):
     try:
         model = onnx.load_model_from_string(data)
     except Exception as exc:
+        if data[4:8] == b"TFL3":  # a LiteRT flatbuffer's identifier
+            raise GraphkitError(
+                f"{path}: not an ONNX model but a LiteRT (.tflite) file: name it .tflite"
+            ) from exc
         raise GraphkitError(
             f"{path}: not a valid ONNX model ({one_line(exc, with_type=False)[:300]})"
         ) from exc
