@@ -324,6 +324,8 @@ def _cloned(model) -> tuple[Any, str]:
 
 def _copy_weights(model, twin) -> str | None:
     """Copy ``model``'s weights into ``twin`` by order, float ones cast to float64."""
+    import keras
+
     try:
         source, target = list(model.weights), list(twin.weights)
     except Exception as exc:
@@ -336,11 +338,10 @@ def _copy_weights(model, twin) -> str | None:
                 f"weight {getattr(a, 'path', a.name)!r} has shape {tuple(a.shape)} but the "
                 f"rebuilt model's {getattr(b, 'path', b.name)!r} has {tuple(b.shape)}"
             )
-        value = np.asarray(a)
-        if value.dtype.kind == "f" and str(b.dtype) != "float64":
+        if "float" in str(a.dtype) and str(b.dtype) != "float64":
             return f"weight {getattr(b, 'path', b.name)!r} of the rebuilt model is {b.dtype}"
-        try:
-            b.assign(value.astype(str(b.dtype)))
+        try:  # cast by the backend: no host copies of a large table
+            b.assign(keras.ops.cast(getattr(a, "value", a), str(b.dtype)))
         except Exception as exc:
             return f"weight {getattr(a, 'path', a.name)!r} cannot be copied ({one_line(exc)})"
     return None
