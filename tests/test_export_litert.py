@@ -272,3 +272,14 @@ def test_mixed_precision_table_is_explained(tmp_path):
     ):
         export_litert(model, tmp_path / "m.tflite", samples=8)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_model_fixed_to_batch_one_earns_its_tolerance_on_32_samples(tmp_path):
+    """The first batch of a batch-1 file is one sample: the tolerance is earned on the first
+    32 samples instead (the Keras model takes any batch), and the report says so."""
+    report = export_litert(
+        _model("conv"), tmp_path / "m.tflite", samples=40, fixed_shapes={"tokens": (1, LENGTH)}
+    )
+    assert report.verify.equivalent
+    sources = [o.tolerance_from for o in report.verify.outputs]
+    assert sources and all("on 32 samples" in s for s in sources), sources

@@ -12,7 +12,7 @@ Default tolerances (``|candidate - reference| <= atol + rtol * |reference|``):
 * a compiled runtime (ONNX in onnxruntime, .tflite in LiteRT: ``Backend.compiled_runtime``)
   on either side: earned from the Keras model (``graphkit.verification.tolerance``):
   16 times the float32 model's own rounding error, measured by a float64 run of it on the
-  first batch. Where no float64 run can be made (ONNX against ONNX, ONNX against LiteRT,
+  first batch (the first ``EARN_SAMPLES`` samples where that batch is smaller). Where no float64 run can be made (ONNX against ONNX, ONNX against LiteRT,
   LiteRT against LiteRT, mixed precision...): ``atol = 1e-5, rtol = 1e-4``: a different
   runtime rounds differently.
 * float16/bfloat16 outputs, or a runtime with float16/bfloat16 computations inside (mixed
@@ -78,6 +78,9 @@ RUNTIME_TOLERANCE = ONNX_TOLERANCE  # any compiled runtime (ONNX, LiteRT), not o
 HALF_TOLERANCE = (1e-3, 1e-3)
 DEFAULT_SAMPLES = 256
 DEFAULT_BATCH = 32
+# a tolerance is earned on at least this many samples (the first ones), also where the first
+# batch is smaller (a candidate fixed to batch 1: one sample would be a thin basis)
+EARN_SAMPLES = 32
 
 
 def _compiled(backend: Backend) -> bool:
@@ -217,6 +220,10 @@ def verify(
         total = cover_samples(specs, samples, seq_len)
         stream = synthesize(specs, total, batch_size, seq_len, seed)
         source = f"synthesized (seed {seed})"
+        first_args = (specs, total, batch_size, seq_len, seed)
+
+        def earn_from():  # the stream's first samples again (it is reproducible)
+            return _first_samples(synthesize(*first_args), EARN_SAMPLES)
     else:
         if isinstance(inputs, dict):
             arrays = validate_inputs(inputs, specs)
@@ -227,6 +234,9 @@ def verify(
         total = len(next(iter(arrays.values())))
         stream = batches_of(arrays, batch_size)
         seed = None
+
+        def earn_from():
+            return {k: v[:EARN_SAMPLES] for k, v in arrays.items()}
 
     if inputs is None:
         sizes = batch_plan(specs, total, batch_size, seq_len)
@@ -257,14 +267,18 @@ def verify(
             if not stats:  # the first: every shard earns its tolerances from the same batch
                 r_out = _named_outputs(ref, batch, "reference", hint)
                 c_out = _named_outputs(cand, batch, "candidate", hint)
-                stats = _output_stats(ref, cand, batch, r_out, c_out, rtol, atol, notes_early)
+                stats = _output_stats(
+                    ref, cand, batch, r_out, c_out, rtol, atol, notes_early, earn_from
+                )
             if i >= stop_batch:
                 break
             continue
         r_out = _named_outputs(ref, batch, "reference", hint)
         c_out = _named_outputs(cand, batch, "candidate", hint)
         if not stats:
-            stats = _output_stats(ref, cand, batch, r_out, c_out, rtol, atol, notes_early)
+            stats = _output_stats(
+                ref, cand, batch, r_out, c_out, rtol, atol, notes_early, earn_from
+            )
         for name, s in stats.items():  # paired by name, never by position
             s.update(np.asarray(r_out[name]), np.asarray(c_out[name]), done)
         if locate and divergence is None and not all(s.ok for s in stats.values()):
@@ -408,7 +422,37 @@ def _per_output(value, name: str, label: str):
     return value
 
 
-def _output_stats(ref, cand, batch, r_out, c_out, rtol, atol, notes) -> dict[str, OutputStats]:
+def _first_samples(stream, count: int) -> dict[str, np.ndarray]:
+    """The first ``count`` samples of a stream of batches, as one batch."""
+    parts: list[dict] = []
+    for batch in stream:
+        parts.append(batch)
+        if sum(len(next(iter(b.values()))) for b in parts) >= count:
+            break
+    return {k: np.concatenate([b[k] for b in parts])[:count] for k in parts[0]}
+
+
+def _earn_batch(keras_backend, batch, outputs, earn_from):
+    """``(batch, outputs)`` to earn tolerances on: the first batch, or the first
+    ``EARN_SAMPLES`` samples where the first batch is smaller and the Keras model takes any
+    batch size (its outputs on them run now). Falls back to the first batch on any failure."""
+    size = len(next(iter(batch.values()))) if batch else 0
+    if earn_from is None or size >= EARN_SAMPLES:
+        return batch, outputs
+    if any(spec.shape and spec.shape[0] is not None for spec in keras_backend.inputs):
+        return batch, outputs  # the Keras model itself is fixed to a batch size
+    try:
+        more = earn_from()
+        if len(next(iter(more.values()))) <= size:
+            return batch, outputs
+        return more, dict(zip(keras_backend.output_names, keras_backend.run(more)))
+    except Exception:  # the first batch's basis, as before: the comparison itself decides
+        return batch, outputs
+
+
+def _output_stats(
+    ref, cand, batch, r_out, c_out, rtol, atol, notes, earn_from=None
+) -> dict[str, OutputStats]:
     """Each output's statistics with its tolerance: given (``rtol``/``atol``, per output or
     for all), else earned from the model where a compiled runtime (ONNX, LiteRT) is involved
     (the float32 reference's own error, measured by a float64 run:
@@ -433,7 +477,8 @@ def _output_stats(ref, cand, batch, r_out, c_out, rtol, atol, notes) -> dict[str
         elif wanted and not (ref.half_precision or cand.half_precision):
             from graphkit.verification.tolerance import earn_tolerances
 
-            got = earn_tolerances(keras_side[0], batch, keras_side[1])
+            data, outputs = _earn_batch(keras_side[0], batch, keras_side[1], earn_from)
+            got = earn_tolerances(keras_side[0], data, outputs)
             if isinstance(got, str):
                 notes.append(
                     f"no float64 run of the Keras model ({got}): fixed tolerances "
