@@ -37,11 +37,10 @@ def saved_keras_version(path: str | Path) -> str | None:
             if len(data) <= MAX_METADATA_BYTES:
                 meta = json.loads(data)
                 raw = meta.get("keras_version") if isinstance(meta, dict) else None
-        else:
-            import h5py
+        else:  # read in a child process: a damaged file cannot crash this one
+            from graphkit.h5_probe import probe
 
-            with h5py.File(path, "r") as f:
-                raw = f.attrs.get("keras_version")
+            raw = probe(path).version
     except Exception:  # a file Keras then fails on in its own way; the version is a bonus
         return None
     if isinstance(raw, bytes):

@@ -255,43 +255,11 @@ def _utf8(data: bytes, path: Path, where: str) -> str:
 
 
 def _h5_config_bytes(path: Path) -> bytes | None:
-    """The ``model_config`` attribute of an .h5 file, its size checked before it is read."""
-    import h5py
-    import numpy as np
+    """The ``model_config`` attribute of an .h5 file, its size checked before it is read; read
+    in a child process (``graphkit.h5_probe``): a damaged file cannot crash this one."""
+    from graphkit.h5_probe import probe
 
-    try:
-        with h5py.File(path, "r") as f:
-            if "model_config" not in f.attrs:
-                return None
-            attr = f.attrs.get_id("model_config")
-            dtype = attr.dtype
-            if attr.shape not in ((), (1,)) or dtype.kind not in "SUO":
-                raise GraphkitError(f"{path}: the model_config attribute is not a text")
-            if dtype.kind in "SU" and dtype.itemsize > limits.MAX_CONFIG_BYTES:
-                raise GraphkitError(
-                    f"{path}: the model_config attribute holds {_size(dtype.itemsize)}, over "
-                    f"the limit of {_size(limits.MAX_CONFIG_BYTES)} "
-                    "(graphkit.limits.MAX_CONFIG_BYTES)"
-                )
-            # A variable-length string lives in the file itself (attributes have no
-            # compression): reading it costs at most the file's size.
-            raw = f.attrs["model_config"]
-    except GraphkitError:
-        raise
-    except Exception as exc:  # h5py/HDF5 on a damaged file: OSError, KeyError, RuntimeError...
-        raise GraphkitError(f"{path}: corrupt or truncated HDF5 file ({one_line(exc)})") from exc
-    if isinstance(raw, np.ndarray):
-        raw = raw.reshape(-1)[0]
-    if isinstance(raw, str):
-        raw = raw.encode("utf-8", "surrogatepass")
-    if not isinstance(raw, (bytes, np.bytes_)):
-        raise GraphkitError(f"{path}: the model_config attribute is not a text")
-    if len(raw) > limits.MAX_CONFIG_BYTES:
-        raise GraphkitError(
-            f"{path}: the model_config attribute holds {_size(len(raw))}, over the limit of "
-            f"{_size(limits.MAX_CONFIG_BYTES)} (graphkit.limits.MAX_CONFIG_BYTES)"
-        )
-    return bytes(raw)
+    return probe(path).config
 
 
 def parse_config_json(text: str, where: str) -> dict | None:

@@ -490,3 +490,45 @@ def test_an_interrupt_while_keras_extracts_leaves_nothing(tmp_path, signum):
     assert b"error: interrupted" in err
     left = [str(p.relative_to(tmpdir)) for p in tmpdir.rglob("*")]
     assert left == [], f"{len(left)} left, e.g. {left[:3]}"
+
+
+# --- .h5 read in a child process: a file that crashes or hangs HDF5 is one line ---------------
+
+
+def test_an_h5_file_that_crashes_the_hdf5_library_is_one_error(tmp_path, monkeypatch):
+    """HDF5 is C: a damaged heap under a string attribute crashed the test process once (a
+    fuzzed file, SIGSEGV). The reader runs in a child; here the child crashes on purpose."""
+    from graphkit import h5_probe
+
+    path = tmp_path / "crash.h5"
+    path.write_bytes(H5)
+    monkeypatch.setattr(
+        h5_probe, "_CHILD", "import os, signal; os.kill(os.getpid(), signal.SIGSEGV)"
+    )
+    with pytest.raises(
+        GraphkitError,
+        match=r"crash.h5: corrupt HDF5 file: the HDF5 library "
+        r"crashed reading it \(signal 11\)",
+    ):
+        gio.read_config(*gio.check_model_file(path))
+    res = CliRunner().invoke(app, ["inspect", str(path)])
+    assert res.exit_code == 2 and "crashed reading it" in res.stderr
+
+
+def test_an_h5_file_that_hangs_the_reader_is_stopped(tmp_path, monkeypatch):
+    from graphkit import h5_probe
+
+    path = tmp_path / "hang.h5"
+    path.write_bytes(H5)
+    monkeypatch.setattr(h5_probe, "_CHILD", "import time; time.sleep(60)")
+    monkeypatch.setattr(h5_probe, "TIMEOUT_SECONDS", 1)
+    with pytest.raises(GraphkitError, match="did not finish in 1 s"):
+        gio.read_config(*gio.check_model_file(path))
+
+
+def test_the_child_reads_what_the_file_holds():
+    from graphkit import h5_probe
+
+    facts = h5_probe.probe(FIXTURES / "legacy_keras2.h5")
+    assert facts.config is not None and b'"class_name"' in facts.config
+    assert facts.version is not None and facts.version.startswith("2.")

@@ -1,0 +1,163 @@
+"""Read a legacy ``.h5`` file's facts in a child process, so that a damaged file cannot crash
+graphkit.
+
+The HDF5 library is C: on a damaged file (a fuzzed global heap under a variable-length
+string attribute, for one) it can crash the process with a segmentation fault instead of
+raising, which no ``except`` catches. So before anything in graphkit's process (or Keras')
+reads an ``.h5`` file, a child process opens it with h5py, reads the ``model_config`` and
+``keras_version`` attributes, and walks every group and dataset: their attributes, shapes,
+types and data (the reads Keras' loader makes). If the child dies, the file is refused in one
+line; if it finishes, the same reads are safe in this process. One child per file version
+(path, size, modification time), cached.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from graphkit import limits
+from graphkit.errors import GraphkitError
+
+# a damaged file can also make HDF5 loop: the child is stopped after this many seconds
+TIMEOUT_SECONDS = 120
+
+_CHILD = r"""
+import base64, json, sys
+import h5py
+import numpy as np
+
+path, max_config, block = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+out = {"config": None, "version": None, "problem": None}
+try:
+    with h5py.File(path, "r") as f:
+        if "model_config" in f.attrs:
+            attr = f.attrs.get_id("model_config")
+            dtype = attr.dtype
+            if attr.shape not in ((), (1,)) or dtype.kind not in "SUO":
+                out["problem"] = "the model_config attribute is not a text"
+            elif dtype.kind in "SU" and dtype.itemsize > max_config:
+                out["problem"] = f"size:{dtype.itemsize}"
+            else:
+                raw = f.attrs["model_config"]
+                if isinstance(raw, np.ndarray):
+                    raw = raw.reshape(-1)[0]
+                if isinstance(raw, str):
+                    raw = raw.encode("utf-8", "surrogatepass")
+                if not isinstance(raw, (bytes, np.bytes_)):
+                    out["problem"] = "the model_config attribute is not a text"
+                elif len(raw) > max_config:
+                    out["problem"] = f"size:{len(raw)}"
+                else:
+                    out["config"] = base64.b64encode(bytes(raw)).decode("ascii")
+        version = f.attrs.get("keras_version")
+        if isinstance(version, bytes):
+            version = version.decode("ascii", "replace")
+        out["version"] = version if isinstance(version, str) else None
+
+        def visit(name, obj):
+            for key in list(obj.attrs):  # what Keras reads: weight_names, layer_names...
+                obj.attrs[key]
+            if isinstance(obj, h5py.Dataset):
+                if obj.shape is None or obj.ndim == 0:
+                    obj[()]
+                else:
+                    rows = max(1, block // max(1, obj.dtype.itemsize * int(np.prod(obj.shape[1:]) or 1)))
+                    for start in range(0, obj.shape[0], rows):
+                        obj[start : start + rows]
+
+        for key in list(f.attrs):
+            f.attrs[key]
+        f.visititems(visit)
+except Exception as exc:
+    text = " ".join(f"{type(exc).__name__}: {exc}".split())
+    out["error"] = text[:300]
+sys.stdout.write(json.dumps(out))
+"""
+
+
+@dataclass(frozen=True)
+class H5Facts:
+    """What the child read: the ``model_config`` bytes (None: no such attribute) and the
+    ``keras_version`` attribute (None: none, or not text)."""
+
+    config: bytes | None
+    version: str | None
+
+
+_cache: dict[tuple, H5Facts | GraphkitError] = {}
+
+
+def probe(path: str | os.PathLike) -> H5Facts:
+    """Read ``path``'s facts in a child process (see the module's text); GraphkitError, one
+    line, for a damaged file, including one that crashes or hangs the HDF5 library."""
+    path = Path(path)
+    try:
+        st = path.stat()
+    except OSError as exc:
+        raise GraphkitError(f"{path}: cannot read it ({exc.strerror or exc})") from None
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns, st.st_ino)
+    if key not in _cache:
+        try:
+            _cache[key] = _run_child(path)
+        except GraphkitError as exc:  # asked again (version, then config): the same answer
+            _cache[key] = exc
+    found = _cache[key]
+    if isinstance(found, GraphkitError):
+        raise GraphkitError(str(found))
+    return found
+
+
+def _run_child(path: Path) -> H5Facts:
+    argv = [sys.executable, "-c", _CHILD, str(path), str(limits.MAX_CONFIG_BYTES), str(64 << 20)]
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+    try:
+        done = subprocess.run(
+            argv, capture_output=True, timeout=TIMEOUT_SECONDS, env=env, stdin=subprocess.DEVNULL
+        )
+    except subprocess.TimeoutExpired:
+        raise GraphkitError(
+            f"{path}: corrupt HDF5 file: reading it did not finish in {TIMEOUT_SECONDS} s"
+        ) from None
+    if done.returncode != 0:
+        how = (
+            f"the HDF5 library crashed reading it (signal {-done.returncode})"
+            if done.returncode < 0
+            else f"the reader failed ({_last_line(done.stderr)})"
+        )
+        raise GraphkitError(f"{path}: corrupt HDF5 file: {how}")
+    try:
+        out = json.loads(done.stdout)
+    except ValueError:
+        raise GraphkitError(f"{path}: corrupt HDF5 file: the reader gave no answer") from None
+    if out.get("error"):
+        raise GraphkitError(f"{path}: corrupt or truncated HDF5 file ({out['error']})")
+    problem = out.get("problem")
+    if problem and problem.startswith("size:"):
+        size = int(problem[5:])
+        raise GraphkitError(
+            f"{path}: the model_config attribute holds {_size(size)}, over the limit of "
+            f"{_size(limits.MAX_CONFIG_BYTES)} (graphkit.limits.MAX_CONFIG_BYTES)"
+        )
+    if problem:
+        raise GraphkitError(f"{path}: {problem}")
+    config = base64.b64decode(out["config"]) if out.get("config") is not None else None
+    version = out.get("version")
+    return H5Facts(config, version if isinstance(version, str) else None)
+
+
+def _last_line(stderr: bytes) -> str:
+    lines = [ln for ln in stderr.decode("utf-8", "replace").splitlines() if ln.strip()]
+    return lines[-1][:200] if lines else "no message"
+
+
+def _size(n: int) -> str:
+    for unit, shift in (("GiB", 30), ("MiB", 20), ("KiB", 10)):
+        if n >= 1 << shift:
+            return f"{n / (1 << shift):.1f}".removesuffix(".0") + f" {unit}"
+    return f"{n} bytes"
