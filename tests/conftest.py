@@ -9,8 +9,16 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+from hypothesis import settings  # noqa: E402
 
 import graphkit  # noqa: E402,F401  (registers graphkit's layers once Keras is imported)
+
+# The fuzz tests draw the same examples on every run by default, so that the suite (and CI)
+# gives the same answer twice; HYPOTHESIS_PROFILE=explore draws new ones each run, to look
+# for new failures (a fuzzed .h5 that crashed the HDF5 library was found that way).
+settings.register_profile("repeatable", derandomize=True)
+settings.register_profile("explore", derandomize=False)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "repeatable"))
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 KERAS3_FIXTURES = [
