@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from graphkit.errors import GraphkitError
+
 PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
 
 
@@ -97,3 +99,19 @@ class Backend:
         """Run ``batch`` once to see whether the model takes it (raises where it does not).
         Unlike ``run``, it decides nothing about how later batches run."""
         return self.run(batch)
+
+
+def as_declared_dtype(x, spec: InputSpec, declared_by: str) -> np.ndarray:
+    """``x`` in the dtype the model file declares for input ``spec``; integers that would not
+    fit are refused, not wrapped (an int64 Keras input against a file with int32 inputs).
+    ``declared_by`` names the file in the message ("the ONNX model")."""
+    x = np.asarray(x)
+    want = np.dtype(spec.dtype)
+    if x.dtype.kind in "iu" and want.kind in "iu" and x.size and x.dtype != want:
+        info = np.iinfo(want)
+        if x.min() < info.min or x.max() > info.max:
+            raise GraphkitError(
+                f"input {spec.name!r}: values outside the range of {want}, the type "
+                f"{declared_by} declares for it"
+            )
+    return np.ascontiguousarray(x, dtype=want)

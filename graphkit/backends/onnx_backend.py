@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from graphkit.backends.base import PROVIDERS, Backend, InputSpec, TableRead
+from graphkit.backends.base import PROVIDERS, Backend, InputSpec, TableRead, as_declared_dtype
 from graphkit.backends.dataflow import MASK_WORDS
 from graphkit.errors import GraphkitError, one_line
 from graphkit.limits import MAX_METADATA_DIGITS, MAX_ONNX_FILE_BYTES
@@ -409,25 +409,12 @@ class OnnxBackend(Backend):
 
     def run(self, batch: dict[str, np.ndarray]) -> list[np.ndarray]:
         feed = {
-            s.name: batch[s.name] if s.dtype == "string" else _as_dtype(batch[s.name], s)
+            s.name: batch[s.name]
+            if s.dtype == "string"
+            else as_declared_dtype(batch[s.name], s, "the ONNX model")
             for s in self.inputs
         }
         return list(self.session.run(None, feed))
-
-
-def _as_dtype(x, spec: InputSpec) -> np.ndarray:
-    """``x`` in the dtype the model declares; integers that would not fit are refused, not
-    wrapped (an int64 Keras input against an export with ``--index-dtype int32``)."""
-    x = np.asarray(x)
-    want = np.dtype(spec.dtype)
-    if x.dtype.kind in "iu" and want.kind in "iu" and x.size and x.dtype != want:
-        info = np.iinfo(want)
-        if x.min() < info.min or x.max() > info.max:
-            raise GraphkitError(
-                f"input {spec.name!r}: values outside the range of {want}, the type the "
-                "ONNX model declares for it"
-            )
-    return np.ascontiguousarray(x, dtype=want)
 
 
 def _onnx_uses_half(proto) -> bool:

@@ -421,7 +421,7 @@ def _run_with_outputs(backend, proto, names: list[str], batch) -> tuple[dict, st
     import onnx
     import onnxruntime as ort
 
-    from graphkit.backends.onnx_backend import _as_dtype
+    from graphkit.backends.base import as_declared_dtype
 
     model = onnx.ModelProto()
     model.CopyFrom(proto)
@@ -460,7 +460,7 @@ def _run_with_outputs(backend, proto, names: list[str], batch) -> tuple[dict, st
         feed = {}
         for s in backend.inputs:
             x = batch[s.name]
-            feed[s.name] = x if s.dtype == "string" else _as_dtype(x, s)
+            feed[s.name] = x if s.dtype == "string" else as_declared_dtype(x, s, "the ONNX model")
         values = session.run(wanted, feed)
     except Exception as exc:
         return {}, f"cannot run the ONNX model with its intermediate tensors ({one_line(exc)})"
