@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from graphkit.backends.base import Backend, InputSpec, TableRead
+from graphkit.backends.base import Backend, InputSpec, TableRead, as_declared_dtype
 from graphkit.backends.dataflow import MASK_WORDS
 from graphkit.errors import GraphkitError, one_line
 from graphkit.limits import MAX_TFLITE_FILE_BYTES
@@ -391,7 +391,6 @@ class LiteRTBackend(Backend):
                 f"{path}: LiteRT cannot load it ({one_line(exc, with_type=False)})"
             ) from exc
         self.interpreter = interpreter
-        self._quiet = False  # the first run is made with fd 2 silenced (see ``run``)
         self._data = data
         try:  # the ops' own checks (operand counts, tensor indices) run here, not mid-verify
             from graphkit._tf import _stderr_fd_silenced
@@ -544,20 +543,12 @@ class LiteRTBackend(Backend):
         return None
 
     def run(self, batch: dict[str, np.ndarray]) -> list[np.ndarray]:
-        feed = {s.name: _as_dtype(batch[s.name], s) for s in self.inputs}
+        feed = {
+            s.name: as_declared_dtype(batch[s.name], s, "the .tflite file") for s in self.inputs
+        }
         problem = self.shape_problem({k: v.shape for k, v in feed.items()})
         if problem:
             raise GraphkitError(problem)
-        if not self._quiet:  # LiteRT logs "Created TensorFlow Lite XNNPACK delegate" on fd 2
-            from graphkit._tf import _stderr_fd_silenced
-
-            with _stderr_fd_silenced():
-                outputs = self._run(feed)
-            self._quiet = True
-            return outputs
-        return self._run(feed)
-
-    def _run(self, feed: dict[str, np.ndarray]) -> list[np.ndarray]:
         if self._runner is not None:
             out = self._runner(**feed)
             return [np.array(out[key]) for key in self._output_keys]
@@ -617,21 +608,6 @@ def _input_dtype(details: dict, name: str) -> str:
             "int8-64, uint8-64 and bool tensors to LiteRT)"
         )
     return dtype
-
-
-def _as_dtype(x, spec: InputSpec) -> np.ndarray:
-    """``x`` in the dtype the file declares; integers that would not fit are refused, not
-    wrapped (an int64 Keras input against a .tflite file with int32 inputs)."""
-    x = np.asarray(x)
-    want = np.dtype(spec.dtype)
-    if x.dtype.kind in "iu" and want.kind in "iu" and x.size and x.dtype != want:
-        info = np.iinfo(want)
-        if x.min() < info.min or x.max() > info.max:
-            raise GraphkitError(
-                f"input {spec.name!r}: values outside the range of {want}, the type the "
-                ".tflite file declares for it"
-            )
-    return np.ascontiguousarray(x, dtype=want)
 
 
 def is_tflite_path(source) -> bool:
