@@ -215,16 +215,24 @@ def check_inputs_fixed(
     """Every model input (``declared``: name -> dims, None where dynamic) has a static shape
     once ``fixed`` applies: what the target's provider needs."""
     chosen = check_target(target)
-    if chosen is None:
-        return
+    if chosen is not None:
+        require_static_inputs(
+            chosen.name, f"({chosen.provider} runs static shapes only)", declared, fixed
+        )
+
+
+def require_static_inputs(
+    target: str, why: str, declared: Mapping[str, Sequence[int | None]], fixed: Mapping[str, Any]
+) -> None:
+    """Every input of ``declared`` static once ``fixed`` applies, else GraphkitError naming
+    the first dynamic one, ``target`` (an ONNX or LiteRT target) and ``why`` it needs that."""
     for name, dims in declared.items():
         if name not in fixed and any(d is None for d in dims):
             shape = "(" + ", ".join(str(d) for d in dims) + ("," if len(dims) == 1 else "") + ")"
-            why = f"({chosen.provider} runs static shapes only)"
             raise GraphkitError(
-                f"target={chosen.name!r}: input {name!r} has the dynamic shape {shape}: fix it "
+                f"target={target!r}: input {name!r} has the dynamic shape {shape}: fix it "
                 f"with fixed_shapes={{{name!r}: DIMS}} {why}",
-                cli=f"--target {chosen.name}: input {name!r} has the dynamic shape {shape}: fix "
+                cli=f"--target {target}: input {name!r} has the dynamic shape {shape}: fix "
                 f"it with --fixed-shape {name}=DIMS {why}",
             )
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from graphkit.errors import GraphkitError, one_line
 from graphkit.export.report import ExportReport
-from graphkit.export.stages import Check, Stages, load, repair, verify_against_keras, write_file
+from graphkit.export.stages import Check, Stages, load_to, repair, verify_against_keras, write_file
 
 VERIFY_SAMPLES = 64
 # a FlatBuffer addresses at most 2 GiB (32-bit offsets): larger weights cannot be written
@@ -94,14 +94,16 @@ def export_litert(
     The repairs of the ONNX export apply (Keras' TimeDistributed is traced as the eager call
     computes it); ``fixed_shapes`` (``{"tokens": (1, 16)}`` or ``"1x16"``) fixes input shapes
     in the signature; ``index_dtype="int32"`` makes int64 integer inputs int32 in the
-    signature (cast back inside). The file has one signature, ``serving_default``, keyed by
-    the Keras input and output names. Unless ``verify=False`` it is run in the LiteRT runtime
-    against the eager Keras call with verify's rules (coverage of every table row, weights,
-    earned tolerance); a file that differs is never written (NotEquivalentError).
-    ``target="gpu-delegate"`` adds the GPU delegate's verdict (``report.coverage``).
+    signature (cast back inside, except for the GPU target). The file has one signature,
+    ``serving_default``, keyed by the Keras input and output names. Unless ``verify=False`` it
+    is run in the LiteRT runtime against the eager Keras call with verify's rules (coverage
+    of every table row, weights, earned tolerance); a file that differs is never written
+    (NotEquivalentError). ``target="gpu-delegate"`` (needs ``fixed_shapes`` for every input,
+    implies ``index_dtype="int32"``) traces the lookups in the forms the GPU delegate's rules
+    take (``graphkit.export.litert_gpu``; inputs must be indices in ``[0, vocab)``) and adds
+    the delegate's verdict (``report.coverage``).
     Weights over 2 GiB are refused before conversion (the FlatBuffer limit).
     """
-    from graphkit.io import check_output_path
     from graphkit.onnx_passes import fix_shapes
     from graphkit.verification.inputs import parse_ranges
 
@@ -121,20 +123,25 @@ def export_litert(
         index_dtype=index_dtype,
         verify=verify,
     )
-    if output is None and path_given:
-        output = default_litert_path(model)
     stages = Stages(progress)
-    model, source = load(
-        model, stages, unsafe=unsafe, imports=imports, onehot_lambdas=onehot_lambdas
+    model, source, output = load_to(
+        model,
+        output,
+        default_litert_path,
+        stages,
+        force=force,
+        unsafe=unsafe,
+        imports=imports,
+        onehot_lambdas=onehot_lambdas,
     )
-    if output is not None:
-        output = Path(output)
-        check_output_path(output, force=force)
 
     start = time.perf_counter()
     loaded = repair(model, source, stages, fixed_shapes=fixed_shapes)
-    if target == "gpu-delegate":
-        _check_inputs_fixed(loaded.input_shapes, fixed_shapes or {})
+    if target == "gpu-delegate":  # the SHAPE arithmetic of a dynamic dimension is refused
+        from graphkit.onnx_targets import require_static_inputs
+
+        why = "(the GPU delegate's rules take static shapes)"
+        require_static_inputs(target, why, loaded.input_shapes, fixed_shapes or {})
     with stages("trace", "tracing the model with its weights as constants"):
         from graphkit import tf_graph_fixes
 
@@ -219,21 +226,6 @@ def export_litert(
     return report
 
 
-def _check_inputs_fixed(declared: dict[str, tuple], fixed) -> None:
-    """gpu-delegate: every input's shape static once ``fixed`` applies (the delegate's rules
-    refuse the SHAPE arithmetic a dynamic dimension brings)."""
-    for name, dims in declared.items():
-        if name not in fixed and any(d is None for d in dims):
-            shape = "(" + ", ".join(str(d) for d in dims) + ("," if len(dims) == 1 else "") + ")"
-            why = "(the GPU delegate's rules take static shapes)"
-            raise GraphkitError(
-                f"target='gpu-delegate': input {name!r} has the dynamic shape {shape}: fix it "
-                f"with fixed_shapes={{{name!r}: DIMS}} {why}",
-                cli=f"--target gpu-delegate: input {name!r} has the dynamic shape {shape}: fix "
-                f"it with --fixed-shape {name}=DIMS {why}",
-            )
-
-
 def _trace(function, model, *, gpu: bool) -> None:
     """Trace ``function`` now (the "trace" stage), lookups in the GPU delegate's forms with
     ``gpu``; a model TensorFlow cannot trace is one GraphkitError."""
@@ -259,9 +251,9 @@ def _trace(function, model, *, gpu: bool) -> None:
 
 def check_size(model) -> int:
     """The weights' bytes; 2 GiB or more is refused now (a FlatBuffer cannot hold it)."""
-    import numpy as np
+    from graphkit.onnx_weights import nbytes
 
-    total = sum(int(np.prod(v.shape)) * np.dtype(v.dtype).itemsize for v in model.variables)
+    total = sum(nbytes(v) for v in model.variables)
     if total >= FLATBUFFER_LIMIT:
         raise GraphkitError(
             f"model {model.name!r} has {total:,} bytes of weights: a LiteRT (.tflite) file "

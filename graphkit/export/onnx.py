@@ -24,7 +24,14 @@ import numpy as np
 
 from graphkit.errors import GraphkitError, one_line
 from graphkit.export.report import ExportReport
-from graphkit.export.stages import Check, Stages, load, repair, verify_against_keras, write_file
+from graphkit.export.stages import (
+    Check,
+    Stages,
+    load_to,
+    repair,
+    verify_against_keras,
+    write_file,
+)
 
 DEFAULT_OPSET = 17
 VERIFY_SAMPLES = 64
@@ -56,7 +63,7 @@ def trace(model, opset: int = DEFAULT_OPSET, weights=None):
 
     tf_graph_fixes.check_preprocessing(model)
     serve, specs, variables = stateless_serving_function(model)
-    total = sum(int(np.prod(v.shape)) * np.dtype(v.dtype).itemsize for v in variables)
+    total = sum(onnx_weights.nbytes(v) for v in variables)
     if weights is None:
         weights = onnx_weights.Weights(external=total > onnx_weights.THRESHOLD)
     elif not weights.external and total >= onnx_weights.PROTOBUF_LIMIT:
@@ -321,7 +328,6 @@ def export_onnx(
     ``inputs``) for integer inputs whose range graphkit cannot read from the model.
     """
 
-    from graphkit.io import check_output_path
     from graphkit.onnx_passes import fix_shapes, run_passes
     from graphkit.onnx_targets import check_inputs_fixed, plan_passes
     from graphkit.verification.inputs import parse_ranges
@@ -351,16 +357,16 @@ def export_onnx(
         seq_len=seq_len,
         opset=opset,
     )
-    if output is None and path_given:
-        output = default_onnx_path(model)
-    model, source = load(
-        model, stages, unsafe=unsafe, imports=imports, onehot_lambdas=onehot_lambdas
+    model, source, output = load_to(  # the suffix was checked above
+        model,
+        output,
+        default_onnx_path,
+        stages,
+        force=force,
+        unsafe=unsafe,
+        imports=imports,
+        onehot_lambdas=onehot_lambdas,
     )
-    if output is not None:
-        output = Path(output)
-        if output.suffix.lower() != ".onnx":
-            raise GraphkitError(f"{output}: the output must end in .onnx")
-        check_output_path(output, force=force)
 
     start = time.perf_counter()
     loaded = repair(model, source, stages, fixed_shapes=fixed_shapes)

@@ -68,6 +68,32 @@ def load(
     return model, source
 
 
+def load_to(
+    model,
+    output,
+    default_output: Callable[[Any], Path],
+    stages: Stages,
+    *,
+    force: bool,
+    unsafe: bool = False,
+    imports=(),
+    onehot_lambdas=(),
+) -> tuple[Any, str | None, Path | None]:
+    """Stage "load" with the file it is for: ``output``, or ``default_output(model)`` beside
+    a model given by path; the output is checked again once loaded (a load may take a
+    minute). Returns ``(model, source path or None, output or None)``."""
+    from graphkit.io import check_output_path
+
+    if output is None and isinstance(model, (str, os.PathLike)):
+        output = default_output(model)
+    model, source = load(
+        model, stages, unsafe=unsafe, imports=imports, onehot_lambdas=onehot_lambdas
+    )
+    if output is not None:
+        output = check_output_path(Path(output), force=force)
+    return model, source, output
+
+
 def repair(model, source: str | None, stages: Stages, *, fixed_shapes=None) -> Loaded:
     """Stages "repair" and "inputs": a subclassed model is seen on the shape it was built
     with; fixed shapes are checked against the model's inputs (names, ranks, what its layers
