@@ -8,16 +8,9 @@ import shutil
 import keras
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
-from graphkit.cli import app
+from tests.cli_helpers import invoke
 from tests.conftest import FIXTURES, fixture_inputs, max_abs_diff, run
-
-runner = CliRunner()
-
-
-def invoke(*args):
-    return runner.invoke(app, [str(a) for a in args])
 
 
 def assert_one_error_line(result, *fragments):

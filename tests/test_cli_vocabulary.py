@@ -7,16 +7,11 @@ import numpy as np
 import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
-from typer.testing import CliRunner
 
-from graphkit.cli import app
 from graphkit.errors import GraphkitError
+from tests.cli_helpers import invoke
 
 COMMANDS = ["convert", "inspect", "rules", "demo", "verify", "export", "run", "bench"]
-
-
-def invoke(*args):
-    return CliRunner().invoke(app, [str(a) for a in args])
 
 
 @pytest.mark.parametrize("command", COMMANDS)

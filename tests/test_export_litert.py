@@ -23,21 +23,13 @@ from graphkit.cli import app
 from graphkit.conversion import convert
 from graphkit.export import NotEquivalentError, export_litert
 from graphkit.export import litert as litert_writer
+from tests.text_models import text_model
 
 VOCAB, DIM, LENGTH = 40, 4, 8
 
 
 def _model(kind: str):
-    init = keras.initializers.RandomNormal(seed=1)
-    tokens = keras.Input((LENGTH,), dtype="int32", name="tokens")
-    x = keras.layers.Embedding(VOCAB, DIM, embeddings_initializer=init, name="emb")(tokens)
-    if kind == "bag":
-        x = keras.layers.GlobalAveragePooling1D(name="pool")(x)
-    else:
-        x = keras.layers.Conv1D(3, 3, activation="relu", kernel_initializer=init, name="conv")(x)
-        x = keras.layers.GlobalMaxPooling1D(name="pool")(x)
-    out = keras.layers.Dense(4, kernel_initializer=init, name="head")(x)
-    return keras.Model(tokens, out, name=kind)
+    return text_model(kind, VOCAB, DIM, LENGTH)
 
 
 def _form(kind: str, form: str):

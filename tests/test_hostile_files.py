@@ -334,10 +334,15 @@ _HEADER_OFFSETS = sorted(
     )
 )
 def test_fuzzed_zip_headers_give_a_graphkit_error_or_a_config(tmp_path, edits):
-    data = bytearray(VALID)
+    _read_edited(VALID, edits, tmp_path / "fuzz.keras")
+
+
+def _read_edited(original: bytes, edits, path) -> None:
+    """``original`` with bytes set at ``edits`` ((offset, value) pairs), written to ``path``
+    and read as a model file: a one-line GraphkitError, or a config (a dict or None)."""
+    data = bytearray(original)
     for at, value in edits:
         data[at] = value
-    path = tmp_path / "fuzz.keras"
     path.write_bytes(bytes(data))
     try:
         config = gio.read_config(*gio.check_model_file(path))
@@ -359,17 +364,7 @@ H5 = (FIXTURES / "legacy_keras2.h5").read_bytes()
     )
 )
 def test_fuzzed_h5_gives_a_graphkit_error_or_a_config(tmp_path, edits):
-    data = bytearray(H5)
-    for at, value in edits:
-        data[at] = value
-    path = tmp_path / "fuzz.h5"
-    path.write_bytes(bytes(data))
-    try:
-        config = gio.read_config(*gio.check_model_file(path))
-    except GraphkitError as exc:
-        assert "\n" not in str(exc)
-    else:
-        assert config is None or isinstance(config, dict)
+    _read_edited(H5, edits, tmp_path / "fuzz.h5")
 
 
 # --- the CLI: exit 2 and one `error:` line for each crafted file --------------------------

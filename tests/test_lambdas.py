@@ -16,9 +16,7 @@ import keras
 import numpy as np
 import pytest
 from keras import ops
-from typer.testing import CliRunner
 
-from graphkit.cli import app
 from graphkit.conversion import convert_file
 from graphkit.errors import GraphkitError
 from graphkit.io import load_model
@@ -26,15 +24,11 @@ from graphkit.lambdas.adopt import parse_requests
 from graphkit.lambdas.marshal_data import LAYOUT_38, UnreadableCode, read_code
 from graphkit.lambdas.recognise import recognise
 from graphkit.layers import OneHot
+from tests.cli_helpers import invoke
 from tests.conftest import FIXTURES, assert_within_ulps
 
 RECIPES = ["recipe_td_dense", "recipe_lstm", "recipe_uint8_300"]
 K = None  # the name the recipe's code looks up (never called here)
-runner = CliRunner()
-
-
-def invoke(*args):
-    return runner.invoke(app, [str(a) for a in args])
 
 
 def _config(fn, arguments=None, name="lam"):

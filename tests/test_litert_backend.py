@@ -13,26 +13,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
-from graphkit.cli import app
 from graphkit.errors import GraphkitError
-
-pytest.importorskip("ai_edge_litert")
-
-runner = CliRunner()
-
-
-def invoke(*args):
-    return runner.invoke(app, [str(a) for a in args])
-
-
-def error_line(result) -> str:
-    assert result.exit_code == 2, result.output
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    assert "Traceback" not in result.output
-    return lines[0][len("error: ") :]
+from tests.cli_helpers import error_line, invoke
 
 
 def to_tflite(model, path, *, signature: bool = True) -> bytes:

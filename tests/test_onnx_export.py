@@ -9,21 +9,14 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-from typer.testing import CliRunner
 
 import graphkit
 from graphkit import GraphkitError
-from graphkit.cli import app
 from graphkit.conversion import convert
 from graphkit.onnx_export import NotEquivalentError, export_onnx
 from graphkit.onnx_passes import OUT_OF_RANGE_NOTE, PASSES
+from tests.cli_helpers import invoke
 from tests.conftest import FIXTURES, KERAS3_FIXTURES, load_fixture
-
-runner = CliRunner()
-
-
-def invoke(*args):
-    return runner.invoke(app, [str(a) for a in args])
 
 
 def _variant(name, variant):

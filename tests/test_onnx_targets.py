@@ -35,6 +35,7 @@ from graphkit.onnx_targets import (
     plan_passes,
 )
 from graphkit.run import run_model
+from tests.text_models import text_model
 
 VOCAB, DIM, LENGTH, BATCH = 20, 4, 8, 2
 FORMS = ["embedding", "onehot-dense", "onehot-dense-fused"]
@@ -42,16 +43,7 @@ GUARD_OPS = {"Less", "Not", "Where", "And", "GreaterOrEqual", "Equal", "OneHot"}
 
 
 def _model(kind: str):
-    init = keras.initializers.RandomNormal(seed=1)
-    tokens = keras.Input((LENGTH,), dtype="int32", name="tokens")
-    x = keras.layers.Embedding(VOCAB, DIM, embeddings_initializer=init, name="emb")(tokens)
-    if kind == "bag":
-        x = keras.layers.GlobalAveragePooling1D(name="pool")(x)
-    else:
-        x = keras.layers.Conv1D(3, 3, activation="relu", kernel_initializer=init, name="conv")(x)
-        x = keras.layers.GlobalMaxPooling1D(name="pool")(x)
-    out = keras.layers.Dense(4, kernel_initializer=init, name="head")(x)
-    return keras.Model(tokens, out, name=kind)
+    return text_model(kind, VOCAB, DIM, LENGTH)
 
 
 def _form(kind: str, form: str):

@@ -9,20 +9,13 @@ import xml.etree.ElementTree as ET
 import keras
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
 import graphkit
 from graphkit import GraphkitError
-from graphkit.cli import app
 from graphkit.conversion import convert, convert_file
 from graphkit.io import load_model, save_model
+from tests.cli_helpers import invoke
 from tests.conftest import FIXTURES
-
-runner = CliRunner()
-
-
-def invoke(*args):
-    return runner.invoke(app, [str(a) for a in args])
 
 
 @pytest.fixture(scope="module")

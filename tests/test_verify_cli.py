@@ -9,26 +9,10 @@ import xml.etree.ElementTree as ET
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
 from graphkit import examples
-from graphkit.cli import app
 from graphkit.verification.testdata import TestDataWriter, read_test_data
-
-runner = CliRunner()
-
-
-def invoke(*args):
-    return runner.invoke(app, [str(a) for a in args])
-
-
-def error_line(result) -> str:
-    """The one `error:` line of an exit-2 result (no traceback), without its prefix."""
-    assert result.exit_code == 2, result.output
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    assert "Traceback" not in result.output
-    return lines[0][len("error: ") :]
+from tests.cli_helpers import error_line, invoke
 
 
 @pytest.fixture(scope="module")

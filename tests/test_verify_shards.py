@@ -10,21 +10,15 @@ import sys
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
 import graphkit
 from graphkit import GraphkitError
-from graphkit.cli import app
 from graphkit.verification.shards import merge_reports, merge_stats, parse_shard
 from graphkit.verification.stats import OutputStats
+from tests.cli_helpers import invoke
 from tests.conftest import FIXTURES
 
-runner = CliRunner()
 SAMPLES, BATCH = 100, 16  # 7 batches: 3 shards split them 2/2/3, 8 shards leave one empty
-
-
-def invoke(*args):
-    return runner.invoke(app, [str(a) for a in args])
 
 
 @pytest.fixture(scope="module")
