@@ -327,10 +327,10 @@ def _tensorflow(shown=None):
 
     if shown is not None:
         shown.step("starting TensorFlow")
-        quiet_tensorflow()
+        quiet_tensorflow(freeze=True)
         return
     with progress("starting TensorFlow..."):
-        quiet_tensorflow()
+        quiet_tensorflow(freeze=True)
 
 
 def _print_version(value: bool) -> None:

@@ -12,6 +12,11 @@ import pytest  # noqa: E402
 from hypothesis import settings  # noqa: E402
 
 import graphkit  # noqa: E402,F401  (registers graphkit's layers once Keras is imported)
+from graphkit._tf import quiet_tensorflow  # noqa: E402
+
+# As the CLI does: TensorFlow imported with the garbage collector paused, then its objects
+# frozen, so that the suite's many full collections scan only the tests' own objects.
+quiet_tensorflow(freeze=True)
 
 # The fuzz tests draw the same examples on every run by default, so that the suite (and CI)
 # gives the same answer twice; HYPOTHESIS_PROFILE=explore draws new ones each run, to look
