@@ -39,8 +39,8 @@ def _collector_paused():
     garbage are collected later, or never where the caller freezes them (``quiet_tensorflow``).
     """
     was_enabled = gc.isenabled()
-    gc.disable()
     try:
+        gc.disable()
         yield
     finally:
         if was_enabled:

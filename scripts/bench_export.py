@@ -78,9 +78,9 @@ start = time.perf_counter()
 import keras, numpy as np
 imported = time.perf_counter()
 model = keras.saving.load_model(sys.argv[1])
-# Keras' exporter refuses a model never called
-feed = {t.name: np.ones((1, 64), t.dtype) for t in model.inputs}
-model(feed if len(feed) > 1 else next(iter(feed.values())))
+if sys.argv[3] == "onnx":  # Keras' ONNX exporter refuses a model never called (LiteRT's not)
+    feed = {t.name: np.ones((1, 64), t.dtype) for t in model.inputs}
+    model(feed if len(feed) > 1 else next(iter(feed.values())))
 loaded = time.perf_counter()
 model.export(sys.argv[2], format=sys.argv[3], verbose=False)
 done = time.perf_counter()
@@ -115,10 +115,27 @@ def _saved_model(path: Path, vocab: int, dim: int, bert: bool) -> str:
 
 
 def _versions() -> str:
-    from importlib.metadata import version
+    from importlib.metadata import PackageNotFoundError, version
 
-    names = ("tensorflow", "keras", "tf2onnx", "onnxruntime", "ml_dtypes", "numpy")
-    return ", ".join(f"{n} {version(n)}" for n in names)
+    def of(*names):
+        for name in names:
+            try:
+                return f"{name} {version(name)}"
+            except PackageNotFoundError:
+                continue
+        return f"{names[0]} (not installed)"
+
+    return ", ".join(
+        of(*n)
+        for n in (
+            ("tensorflow", "tensorflow-cpu"),
+            ("keras",),
+            ("tf2onnx",),
+            ("onnxruntime", "onnxruntime-gpu"),
+            ("ml_dtypes",),
+            ("numpy",),
+        )
+    )
 
 
 def whole_process(vocab: int, dim: int, repeat: int, bert: bool = False) -> None:

@@ -15,7 +15,10 @@ import graphkit  # noqa: E402,F401  (registers graphkit's layers once Keras is i
 from graphkit._tf import quiet_tensorflow  # noqa: E402
 
 # As the CLI does: TensorFlow imported with the garbage collector paused, then its objects
-# frozen, so that the suite's many full collections scan only the tests' own objects.
+# frozen, so that the suite's many full collections scan only the tests' own objects
+# (318 s -> 294 s). It also sets the CLI's warning filters and log levels for the whole
+# suite, and in-process CLI tests then find TensorFlow imported: the first-import path is
+# covered by the subprocess tests (test_package.py, the CLI runs in test_cli.py & co.).
 quiet_tensorflow(freeze=True)
 
 # The fuzz tests draw the same examples on every run by default, so that the suite (and CI)

@@ -124,7 +124,8 @@ def test_the_cli_freezes_what_the_tensorflow_import_left():
     """The CLI's process moves TensorFlow's import-time objects out of the collector's reach
     (a later full collection then scans only what graphkit made): hundreds of thousands."""
     model = ROOT / "fixtures" / "sequential.keras"
-    code = _COUNT_COLLECTIONS + (
+    code = (
+        "import gc\n"
         "from graphkit.cli import app\n"
         f"app(['inspect', {str(model)!r}], standalone_mode=False)\n"
         "print(gc.get_freeze_count(), gc.isenabled())\n"
