@@ -36,6 +36,16 @@ def test_every_fixture_exports_and_matches_in_onnxruntime(name, variant, tmp_pat
         1e-3 if name == "mixed_precision" else 1e-5
     )
     assert [i.name for i in onnx.load(str(out)).graph.input] == [t.name for t in model.inputs]
+    # a fixed tolerance (no float64 twin of a mixed-precision model) is said, with its values
+    fixed = [n for n in report.verify.notes if "fixed tolerances" in n]
+    if name == "mixed_precision":
+        assert fixed and "mixed precision" in fixed[0] and "rtol=0.001 atol=0.001" in fixed[0]
+        assert {o.tolerance_from for o in report.verify.outputs} <= {
+            "fixed default (float16 computation)",
+            "fixed default (float16 output)",
+        }
+    else:
+        assert fixed == [], fixed
     if variant == "onehot-dense":
         assert report.op_counts.get("OneHot", 0) >= 1
         # TimeDistributed adds no Loop: only the recurrent layers may have one

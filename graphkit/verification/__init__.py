@@ -474,7 +474,13 @@ def _output_stats(
                 f"{labels[0]} against {labels[1]}: fixed tolerances rtol={base_rtol:g} "
                 f"atol={base_atol:g} (a tolerance is earned from a float64 run of a Keras model)"
             )
-        elif wanted and not (ref.half_precision or cand.half_precision):
+        elif wanted and (ref.half_precision or cand.half_precision):
+            notes.append(
+                "float16 computation (mixed precision): no float64 run of the Keras model to "
+                f"earn a tolerance from; fixed tolerances rtol={base_rtol:g} atol={base_atol:g} "
+                "(two runtimes round float16 intermediates differently)"
+            )
+        elif wanted:
             from graphkit.verification.tolerance import earn_tolerances
 
             data, outputs = _earn_batch(keras_side[0], batch, keras_side[1], earn_from)
@@ -496,7 +502,13 @@ def _output_stats(
             o_rtol = o_rtol if o_rtol is not None else earned[name].rtol
             o_atol = o_atol if o_atol is not None else earned[name].atol
         else:
-            source = "fixed default" + (" (float16 output)" if half else "")
+            source = "fixed default" + (
+                " (float16 output)"
+                if half
+                else " (float16 computation)"
+                if (ref.half_precision or cand.half_precision) and base_rtol == HALF_TOLERANCE[0]
+                else ""
+            )
             if o_rtol is None:
                 o_rtol = max(base_rtol, HALF_TOLERANCE[0] if half else 0.0)
             if o_atol is None:
