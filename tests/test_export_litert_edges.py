@@ -87,3 +87,71 @@ def test_a_tflite_file_named_onnx_is_recognised(tmp_path):
     res = CliRunner().invoke(app, ["verify", str(keras_path), str(wrong)])
     assert res.exit_code == 2
     assert "not an ONNX model but a LiteRT (.tflite) file: name it .tflite" in res.stderr
+
+
+@keras.saving.register_keras_serializable(package="graphkit_litert_edges")
+class RelativeDistance(keras.layers.Layer):
+    """int64 |i - j| over the positions (as relative-position attention computes): TFLite has
+    no int64 ABS or SIGN, but with a fixed length the converter folds them to a constant."""
+
+    def call(self, x):
+        pos = keras.ops.arange(keras.ops.shape(x)[1], dtype="int64")
+        dist = keras.ops.sign(keras.ops.sum(keras.ops.abs(pos[:, None] - pos[None, :]), axis=-1))
+        return x + keras.ops.cast(dist, x.dtype)[None, :, None]
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+
+def _relative():
+    tokens = keras.Input((None,), dtype="int32", name="tokens")
+    x = keras.layers.Embedding(20, 4, name="emb")(tokens)
+    x = RelativeDistance(name="rel")(x)
+    return keras.Model(tokens, keras.layers.GlobalAveragePooling1D()(x))
+
+
+def test_every_op_the_converter_refuses_is_named_with_the_fixed_shape_hint(tmp_path):
+    model = _relative()
+    with pytest.raises(GraphkitError) as info:
+        export_litert(model, tmp_path / "m.tflite", samples=8)
+    text = str(info.value)
+    assert "ops that are not TFLite builtins: tf.Abs, tf.Sign" in text, text
+    assert "fixed_shapes=" in text and "dynamic axes: tokens" in text
+    assert not (tmp_path / "m.tflite").exists()
+    path = tmp_path / "m.keras"
+    model.save(path)
+    res = CliRunner().invoke(
+        app, ["export", str(path), "--litert", "-o", str(tmp_path / "c.tflite")]
+    )
+    assert res.exit_code == 2 and "--fixed-shape NAME=DIMS" in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1
+    # and the hint holds: fixed, the same model converts and verifies
+    report = export_litert(model, tmp_path / "f.tflite", samples=8, fixed_shapes={"tokens": (2, 6)})
+    assert report.verify.equivalent
+
+
+def test_keras_quantized_layers_are_named_as_the_cause(tmp_path):
+    tokens = keras.Input((6,), dtype="int32", name="tokens")
+    x = keras.layers.GlobalAveragePooling1D()(keras.layers.Embedding(50, 16, name="emb")(tokens))
+    model = keras.Model(tokens, keras.layers.Dense(3, name="out")(x))
+    model.quantize("int8")
+    with pytest.raises(GraphkitError) as info:
+        export_litert(model, tmp_path / "m.tflite", samples=8)
+    text = str(info.value)
+    assert "Keras-quantized layers ('emb' (int8), 'out' (int8))" in text, text
+    assert "export this one to ONNX" in text and "\n" not in text
+
+
+def test_each_converter_error_line_once_without_its_source_location():
+    from graphkit.export.litert import _converter_errors, _refused_ops
+
+    text = (
+        "<unknown>:0: error: loc(fused['Abs:', 'callsite(...)']): 'tf.Abs' op is neither a "
+        "custom op nor a flex op\n<unknown>:0: note: see current operation\n"
+        "<unknown>:0: error: 'tf.Sign' op is neither a custom op nor a flex op\n"
+        "<unknown>:0: error: 'tf.Abs' op is neither a custom op nor a flex op\n"
+        "<unknown>:0: error: failed while converting: 'main'\n"
+    )
+    errors = _converter_errors(RuntimeError(text))
+    assert errors[-1] == "failed while converting: 'main'"
+    assert _refused_ops(errors) == ["tf.Abs", "tf.Sign"]

@@ -153,7 +153,7 @@ def export_litert(
         )
         _trace(function, loaded.exported, gpu=gpu)
     with stages("convert", "converting with TensorFlow's TFLite converter"):
-        data = convert(function, loaded.exported)
+        data = convert(function, loaded.exported, signature)
     from graphkit.export.litert_inspect import read_ops
 
     ops = read_ops(data)
@@ -310,9 +310,10 @@ def frozen_function(
     return frozen, signature
 
 
-def convert(function, model) -> bytes:
+def convert(function, model, signature=()) -> bytes:
     """The TFLite converter over the frozen function, builtin ops only (what every LiteRT
-    runtime has; TensorFlow ops need the Flex delegate, which is not a mobile default)."""
+    runtime has; TensorFlow ops need the Flex delegate, which is not a mobile default).
+    ``signature``: the inputs' ``(name, shape, dtype)``, for the hint of a refusal."""
     import tensorflow as tf
 
     from graphkit._tf import _stderr_fd_silenced
@@ -327,33 +328,77 @@ def convert(function, model) -> bytes:
             converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
             return converter.convert()
     except Exception as exc:
-        message = (
-            f"the TFLite converter cannot convert model {model.name!r}: {_converter_error(exc)}"
+        raise _refusal(exc, model, signature) from exc
+
+
+def _refusal(exc: Exception, model, signature) -> GraphkitError:
+    """The converter's error as one line, with what to do where graphkit knows it."""
+    errors = _converter_errors(exc)
+    ops = _refused_ops(errors)
+    what = (
+        f"ops that are not TFLite builtins: {', '.join(ops)}"
+        if ops
+        else (errors[0] if errors else one_line(exc, with_type=False))
+    )
+    message = f"the TFLite converter cannot convert model {model.name!r}: {what}"
+    text = " ".join(errors)
+    if "tf.GatherV2" in ops:
+        return GraphkitError(
+            f"{message}; TFLite's builtin GATHER takes no float16 table (a mixed-precision "
+            "Embedding): export the model in float32, or to ONNX"
         )
-        if "GatherV2" in message and "neither a custom op nor a flex op" in message:
-            raise GraphkitError(
-                f"{message}; TFLite's builtin GATHER takes no float16 table (a mixed-precision "
-                "Embedding): export the model in float32, or to ONNX"
-            ) from exc
-        if "TensorList" in message:  # a recurrent layer's loop over a dynamic shape
-            hint = "a recurrent layer's loop needs static shapes in LiteRT: fix the inputs' shapes"
-            raise GraphkitError(
-                f"{message}; {hint} (fixed_shapes=)",
-                cli=f"{message}; {hint} (--fixed-shape NAME=DIMS)",
-            ) from exc
-        raise GraphkitError(message) from exc
+    if "TensorList" in text:  # a recurrent layer's loop over a dynamic shape
+        hint = "a recurrent layer's loop needs static shapes in LiteRT: fix the inputs' shapes"
+        return GraphkitError(
+            f"{message}; {hint} (fixed_shapes=)",
+            cli=f"{message}; {hint} (--fixed-shape NAME=DIMS)",
+        )
+    quantized = sorted(
+        {
+            f"{layer.name!r} ({layer.quantization_mode})"
+            for layer in model._flatten_layers(include_self=False)
+            if getattr(layer, "quantization_mode", None)
+        }
+    )
+    if quantized:
+        return GraphkitError(
+            f"{message}; the model has Keras-quantized layers ({', '.join(quantized[:3])}"
+            f"{', ...' if len(quantized) > 3 else ''}), whose integer kernels the TFLite "
+            "converter does not take: export the float model (TFLite quantizes on its own, "
+            "converter.optimizations), or export this one to ONNX"
+        )
+    dynamic = [name for name, shape, _ in signature if None in shape[1:]]
+    if ops and dynamic:
+        hint = "fix their shapes ({}) so that the converter folds what computes on shapes"
+        tail = f"(positions, masks), or export to ONNX (inputs with dynamic axes: {', '.join(dynamic)})"
+        return GraphkitError(
+            f"{message}; {hint.format('fixed_shapes=')} {tail}",
+            cli=f"{message}; {hint.format('--fixed-shape NAME=DIMS')} {tail}",
+        )
+    if ops:
+        return GraphkitError(f"{message}; export to ONNX, which has them")
+    return GraphkitError(message)
 
 
-def _converter_error(exc: Exception) -> str:
-    """The converter's first ``error:`` line without its MLIR source location (which names
-    the Python file that ran, not the model)."""
+def _converter_errors(exc: Exception) -> list[str]:
+    """The converter's ``error:`` lines, each once, without their MLIR source locations (they
+    name the Python file that ran, not the model)."""
     import re
 
-    text = str(exc)
-    found = re.search(r"error: (.*)", text)
-    if found:
-        return found.group(1).strip().rstrip(".")
-    return one_line(exc, with_type=False)
+    found = [m.strip().rstrip(".") for m in re.findall(r"error: (.*)", str(exc))]
+    return list(dict.fromkeys(found))
+
+
+def _refused_ops(errors: list[str]) -> list[str]:
+    """The TensorFlow ops the converter named as neither builtin, custom nor flex."""
+    import re
+
+    ops = []
+    for line in errors:
+        found = re.search(r"'([\w.]+)' op is neither a custom op nor a flex op", line)
+        if found:
+            ops.append(found.group(1))
+    return list(dict.fromkeys(ops))
 
 
 def _output_names(model) -> list[str]:
