@@ -72,6 +72,23 @@ def inbound_nodes(layer) -> list:
     return list(layer._inbound_nodes)
 
 
+def nodes_in(model, layer) -> list:
+    """The nodes where the graph model ``model`` calls ``layer`` (not other models' calls);
+    none where ``model`` has no graph (a subclassed model)."""
+    return [
+        node
+        for nodes in getattr(model, "_nodes_by_depth", {}).values()
+        for node in nodes
+        if node.operation is layer
+    ]
+
+
+def input_layer_class():
+    import keras
+
+    return keras.layers.InputLayer
+
+
 def input_layer_dtype(layer):
     """The dtype an InputLayer was declared with."""
     return layer._dtype

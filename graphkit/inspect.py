@@ -25,6 +25,9 @@ class LayerRow:
     convertible: bool | None = None
     detail: str = ""
     mark: str = ""  # what the graphkit column says
+    # a layer met again (a tied projection calling a backbone's table): the path where it was
+    # first listed, with its weights; its params are not counted again
+    shared_with: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -36,6 +39,7 @@ class LayerRow:
             "rule": self.rule or None,
             "convertible": self.convertible,
             "detail": self.detail or None,
+            "shared_with": self.shared_with or None,
         }
 
 
@@ -87,8 +91,9 @@ class InspectReport:
         head = ["path", "class", "output shape", "params", "graphkit"]
         body = []
         for r in report.rows:
-            mark = r.mark
-            body.append([r.path, r.layer_class, r.output_shape, f"{r.params:,}", mark])
+            mark = r.mark or (f"the same layer as {r.shared_with}" if r.shared_with else "")
+            params = "shared" if r.shared_with else f"{r.params:,}"
+            body.append([r.path, r.layer_class, r.output_shape, params, mark])
         widths = [max(len(str(x)) for x in col) for col in zip(head, *body)]
         lines = [
             f"model {report.model_name!r}: {report.total_params:,} parameters",
@@ -114,7 +119,19 @@ class InspectReport:
         return "\n".join(lines)
 
 
-def _shape(layer) -> str:
+def _shape(layer, model=None) -> str:
+    """The output shape of ``layer`` where ``model`` (a Functional model, a KerasHub task
+    too) calls it; a layer called in two models (a table in a backbone, called again reversed
+    by a task) has one in each."""
+    try:
+        nodes = _keras_api.nodes_in(model, layer) if model is not None else []
+        shapes = {str(tuple(t.shape)) for n in nodes for t in n.outputs}
+        if len(shapes) == 1:
+            return shapes.pop()
+        if shapes:
+            return "multiple"
+    except Exception:
+        pass
     try:
         return str(tuple(layer.output.shape))
     except Exception:
@@ -162,13 +179,16 @@ def _children(model) -> list[tuple[str, Any]]:
     return named
 
 
-def _walk(model, path: str, rows: list[LayerRow], seen: set[int]) -> None:
+def _walk(model, path: str, rows: list[LayerRow], seen: dict[int, str]) -> None:
     for name, layer in _children(model):
         layer_path = f"{path}/{name}" if path else name
-        rows.append(LayerRow(layer_path, type(layer).__name__, _shape(layer), _params(layer)))
+        row = LayerRow(layer_path, type(layer).__name__, _shape(layer, model), _params(layer))
+        rows.append(row)
         if id(layer) in seen:
+            if not isinstance(layer, _keras_api.input_layer_class()):
+                row.shared_with = seen[id(layer)]
             continue
-        seen.add(id(layer))
+        seen[id(layer)] = layer_path
         if is_graph_model(layer) or _holds_anchor(layer):
             _walk(layer, layer_path, rows, seen)
 
@@ -268,7 +288,7 @@ def inspect_model(model, *, unsafe: bool = False, imports=(), onehot_lambdas=())
 
     rows: list[LayerRow] = []
     notes: list[str] = []
-    _walk(model, "", rows, set())
+    _walk(model, "", rows, {})
     by_path = {r.path: r for r in rows}
     for f in adopted:
         row = by_path.get(f.path)

@@ -168,6 +168,27 @@ def test_inspect_lists_hidden_embeddings_once_by_attribute_path():
     assert rows["plain_embedding"]["convertible"] is True
 
 
+def test_inspect_lists_a_layer_called_in_two_models_with_each_call_shape():
+    """A task that calls its backbone's table again, reversed (tied logits, as KerasHub's
+    GPT2CausalLM does): the second row is that layer again, its weights counted once. (Keras
+    cannot load this plain-Functional form back from a file; KerasHub's task classes can.)"""
+    import graphkit
+
+    table = keras.layers.ReversibleEmbedding(50, 8, name="table")
+    ids = keras.Input((None,), dtype="int32", name="ids")
+    backbone = keras.Model(ids, table(ids), name="backbone")
+    top = keras.Input((None,), dtype="int32", name="top_ids")
+    model = keras.Model(top, table(backbone(top), reverse=True), name="tied")
+    report = graphkit.inspect_model(model)
+    rows = {row["path"]: row for row in report.to_dict()["layers"]}
+    assert rows["backbone/table"]["output_shape"] == "(None, None, 8)"
+    assert rows["backbone/table"]["shared_with"] is None
+    assert rows["table"]["output_shape"] == "(None, None, 50)"
+    assert rows["table"]["shared_with"] == "backbone/table"
+    assert report.total_params == 400
+    assert "(None, None, 50)  shared" in report.format()
+
+
 def test_version():
     result = invoke("--version")
     assert result.exit_code == 0 and result.stdout.startswith("graphkit ")
