@@ -156,27 +156,9 @@ def _params(layer) -> int:
 
 
 def _children(model) -> list[tuple[str, Any]]:
-    """(name, layer) of ``model``'s direct sublayers: by layer name in a graph model, by
-    attribute path (``token_emb``, ``fields[0]``) in a custom layer or subclassed model,
-    as conversion reports them."""
-    import keras
+    from graphkit.model_facts import named_children
 
-    if is_graph_model(model):
-        return [(layer.name, layer) for layer in model.layers]
-    if isinstance(model, keras.layers.Wrapper):  # named as the engine names them
-        return [(layer.name, layer) for layer in _keras_api.flatten_layers(model, recursive=False)]
-    from graphkit.swaps import attribute_path
-
-    named, seen = [], set()
-    for owner, attribute, key, layer in _keras_api.sublayer_refs(model):
-        if owner is model and id(layer) not in seen:
-            seen.add(id(layer))
-            named.append((attribute_path(attribute, key), layer))
-    for layer in _keras_api.flatten_layers(model, recursive=False):  # held some other way
-        if id(layer) not in seen:
-            seen.add(id(layer))
-            named.append((layer.name, layer))
-    return named
+    return named_children(model)
 
 
 def _walk(model, path: str, rows: list[LayerRow], seen: dict[int, str]) -> None:

@@ -1,6 +1,7 @@
 """Facts read off a built Keras model that several readers need: the unique output names
-(inspect, the Keras backend, export) and the smallest vocabulary of its index-reading layers
-(the Keras backend, subclassed views, examples).
+(inspect, the Keras backend, export), the smallest vocabulary of its index-reading layers
+(the Keras backend, subclassed views, examples), and the layers' paths as graphkit prints
+them (inspect, convert, verify's coverage).
 
 Its own module, below ``graphkit.inspect``, ``graphkit.subclassed`` and
 ``graphkit.backends.keras_backend``, so that none of them imports another for these.
@@ -59,3 +60,45 @@ def smallest_vocab(model) -> tuple[int | None, bool]:
     if not ranges:
         return None, False
     return min(v for v, _ in ranges), any(m for _, m in ranges)
+
+
+def named_children(model) -> list[tuple[str, object]]:
+    """(name, layer) of ``model``'s direct sublayers: by layer name in a graph model, by
+    attribute path (``token_emb``, ``fields[0]``) in a custom layer or subclassed model,
+    as conversion reports them."""
+    import keras
+
+    from graphkit.engine import is_graph_model
+    from graphkit.swaps import attribute_path
+
+    if is_graph_model(model):
+        return [(layer.name, layer) for layer in model.layers]
+    if isinstance(model, keras.layers.Wrapper):  # named as the engine names them
+        return [(layer.name, layer) for layer in _keras_api.flatten_layers(model, recursive=False)]
+    named, seen = [], set()
+    for owner, attribute, key, layer in _keras_api.sublayer_refs(model):
+        if owner is model and id(layer) not in seen:
+            seen.add(id(layer))
+            named.append((attribute_path(attribute, key), layer))
+    for layer in _keras_api.flatten_layers(model, recursive=False):  # held some other way
+        if id(layer) not in seen:
+            seen.add(id(layer))
+            named.append((layer.name, layer))
+    return named
+
+
+def layer_paths(model) -> dict[int, str]:
+    """``id(layer)`` -> the layer's path as ``graphkit inspect`` and ``convert`` print it
+    (``token_and_position/token_emb``, not the auto-named ``.../embedding``), for every
+    layer inside ``model``; a layer met twice keeps its first path."""
+    paths: dict[int, str] = {}
+
+    def walk(layer, prefix: str) -> None:
+        for name, child in named_children(layer):
+            if id(child) in paths:
+                continue
+            paths[id(child)] = f"{prefix}/{name}" if prefix else name
+            walk(child, paths[id(child)])
+
+    walk(model, "")
+    return paths

@@ -194,8 +194,8 @@ def test_nested_functional_subclass_inputs_take_their_own_tables_ranges():
     assert np.all(np.diff(mask, axis=1) <= 0)  # ones, then a zero tail
     report = verify(model, model)
     assert report.exact and {c.table: c.covered for c in report.coverage} == {
-        "token_embedding": 1000,  # Keras' own variable paths
-        "segment_embedding": 2,
+        "backbone/token_embedding": 1000,  # the paths graphkit inspect prints
+        "backbone/segment_embedding": 2,
     }
 
 

@@ -109,19 +109,26 @@ def layer_path(layer) -> str:
 
 
 def _readers(model) -> list:
-    """(layer, Read template) for every layer of ``model`` that reads indices or values."""
+    """(layer, Read template) for every layer of ``model`` that reads indices or values,
+    named by its path as ``graphkit inspect`` prints it."""
+    from graphkit.model_facts import layer_paths
     from graphkit.rules import index_range, lookup_values
 
+    try:
+        paths = layer_paths(model)
+    except Exception:  # a model whose sublayers cannot be walked: the variables' paths
+        paths = {}
     found = []
     for layer in _keras_api.flatten_layers(model):
+        path = paths.get(id(layer)) or layer_path(layer)
         values = lookup_values(layer)
         if values is not None:
             oov = int(getattr(layer, "num_oov_indices", 1) or 0) > 0
-            found.append((layer, Read(layer_path(layer), "lookup", values=tuple(values), oov=oov)))
+            found.append((layer, Read(path, "lookup", values=tuple(values), oov=oov)))
             continue
         rng = index_range(layer)
         if rng is not None:
-            found.append((layer, Read(layer_path(layer), "index", int(rng[0]), bool(rng[1]))))
+            found.append((layer, Read(path, "index", int(rng[0]), bool(rng[1]))))
     return found
 
 
