@@ -471,3 +471,20 @@ def test_exported_onehot_equals_keras_for_every_index_negative_ones_included(tmp
         np.asarray(model(x))[0, 2:],
         np.zeros((5, 3), "float32") + model.get_layer("head").bias.numpy(),
     )
+
+
+def test_the_trace_note_names_each_input_shape_where_they_differ():
+    """Keras' TimeDistributed fails when traced with an unknown time axis: the backend runs
+    the model eagerly and says so, naming each input's shape of the probe batch."""
+    enc = keras.Input((None,), dtype="int32", name="enc")
+    dec = keras.Input((None,), dtype="int32", name="dec")
+    pooled = keras.layers.GlobalAveragePooling1D()(keras.layers.Embedding(30, 4)(enc))
+    steps = keras.layers.TimeDistributed(keras.layers.Dense(5))(keras.layers.Embedding(30, 4)(dec))
+    model = keras.Model([enc, dec], steps + keras.ops.expand_dims(keras.layers.Dense(5)(pooled), 1))
+    backend = KerasBackend(model)
+    rng = np.random.default_rng(0)
+    args = [rng.integers(0, 30, (8, 10), dtype="int32"), rng.integers(0, 30, (8, 7), dtype="int32")]
+    assert backend.choose_mode(args) == "eager"
+    (note,) = backend.notes
+    assert "disagrees with the eager call at layer" in note
+    assert "on a batch of enc 8x10, dec 8x7)" in note, note

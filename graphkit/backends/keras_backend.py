@@ -375,9 +375,15 @@ class KerasBackend(Backend):
         self.mode = "eager"
         where = locate_divergence(self.model, probe, tol)
         at = f" at layer {where}" if where else ""
-        shape = "x".join(str(d) for d in probe[0].shape)
+        shapes = ["x".join(str(d) for d in np.shape(x)) for x in probe]
+        shape = (
+            f"a {shapes[0]} batch"
+            if len(set(shapes)) == 1
+            else "a batch of "
+            + ", ".join(f"{spec.name} {s}" for spec, s in zip(self.inputs, shapes))
+        )
         self.notes.append(
             f"{self.source}: Keras' traced function disagrees with the eager call{at} "
-            f"({problem}, on a {shape} batch); ran it eagerly (slower)"
+            f"({problem}, on {shape}); ran it eagerly (slower)"
         )
         return self.mode
