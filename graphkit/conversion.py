@@ -196,6 +196,17 @@ def convert(
     elif not report.converted:
         if not plan.findings:
             kept = "".join(f"; kept {f.path}: {f.reason}" for f in report.kept)
+            from graphkit.rules import target_from, variant_of
+
+            form = variant_of(model)
+            back = target_from(form) if form else None
+            if form == to and back and back != to:  # asked for the form it is in
+                raise GraphkitError(
+                    f"nothing to convert: the model is already in {to} form (it has no "
+                    f"{what}); the other way is to={back!r}{kept}",
+                    cli=f"nothing to convert: the model is already in {to} form (it has no "
+                    f"{what}); the other way is --to {back}{kept}",
+                )
             raise GraphkitError(f"nothing to convert: the model has no {what}{kept}")
         raise GraphkitError(
             f"nothing to convert: no {what} could be rewritten ("

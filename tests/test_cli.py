@@ -74,7 +74,22 @@ def test_convert_back_and_predictions_match(tmp_path):
         (["convert", FIXTURES / "sequential.keras", "--to", "nope"], ["--to 'nope'"]),
         (
             ["convert", FIXTURES / "sequential.keras", "--to", "embedding", "-o", "/tmp/x.keras"],
-            ["nothing to convert"],
+            [
+                "nothing to convert",
+                "already in embedding form",
+                "the other way is --to onehot-dense",
+            ],
+        ),
+        (
+            [
+                "convert",
+                FIXTURES / "onehot_dense.keras",
+                "--to",
+                "onehot-dense",
+                "-o",
+                "/tmp/x.keras",
+            ],
+            ["already in onehot-dense form", "the other way is --to embedding"],
         ),
         (
             ["convert", FIXTURES / "unknown_layer.keras", "--to", "onehot-dense"],
