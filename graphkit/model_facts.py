@@ -87,16 +87,18 @@ def named_children(model) -> list[tuple[str, object]]:
     return named
 
 
-def layer_paths(model) -> dict[int, str]:
+def layer_paths(model, *, by_name: bool = False) -> dict[int, str]:
     """``id(layer)`` -> the layer's path as ``graphkit inspect`` and ``convert`` print it
     (``token_and_position/token_emb``, not the auto-named ``.../embedding``), for every
-    layer inside ``model``; a layer met twice keeps its first path."""
+    layer inside ``model``; a layer met twice keeps its first path. ``by_name``: the same
+    walk with each layer's own name in place of attribute paths."""
     paths: dict[int, str] = {}
 
     def walk(layer, prefix: str) -> None:
         for name, child in named_children(layer):
             if id(child) in paths:
                 continue
+            name = getattr(child, "name", name) if by_name else name
             paths[id(child)] = f"{prefix}/{name}" if prefix else name
             walk(child, paths[id(child)])
 

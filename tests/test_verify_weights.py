@@ -270,3 +270,34 @@ def test_float16_fused_table_is_compared_in_float16(tmp_path):
     bad = _perturb_initializer(path, tmp_path / "bad.onnx", pair.candidate, (42, 0), 0.01)
     pair = _pair(compare_weights(KerasBackend(model), OnnxBackend(bad)), table_path)
     assert pair.status == "differs" and pair.rows == "42"
+
+
+@keras.saving.register_keras_serializable(package="graphkit_weight_labels")
+class TokPos(keras.layers.Layer):
+    """Two tables held as attributes whose layers Keras auto-names (embedding, embedding_1)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.token_emb = keras.layers.Embedding(50, 4)
+        self.pos_emb = keras.layers.Embedding(8, 4)
+
+    def call(self, x):
+        return self.token_emb(x) + self.pos_emb(keras.ops.arange(keras.ops.shape(x)[-1]))
+
+
+def test_a_changed_weight_is_named_by_the_path_inspect_prints():
+    def build():
+        tokens = keras.Input((8,), dtype="int32", name="tokens")
+        x = keras.layers.GlobalAveragePooling1D()(TokPos(name="tok_pos")(tokens))
+        return keras.Model(tokens, x)
+
+    model, other = build(), build()
+    other.set_weights(model.get_weights())
+    _bump(other.get_layer("tok_pos").token_emb.embeddings, (7, 0), 0.5)
+    report = compare_weights(KerasBackend(model), KerasBackend(other))
+    (failure,) = [p for p in report.pairs if p.status == "differs"]
+    assert failure.reference == "tok_pos/token_emb/embeddings" and failure.rows == "7"
+    paths = {p.reference for p in report.pairs}
+    assert "tok_pos/pos_emb/embeddings" in paths
+    inspected = {row.path for row in graphkit.inspect_model(model).rows}
+    assert {"tok_pos/token_emb", "tok_pos/pos_emb"} <= inspected

@@ -202,8 +202,15 @@ class _Weight:
     bias_of: str | None = None  # for a Dense bias: its kernel's name
     valid_rows: int | None = None  # a fused table: rows that indices address
     identity: int | None = None  # id() of the Keras variable (same variable: equal)
+    # the name reports show: a Keras weight's path as inspect prints its layer
+    # (``tok_pos/token_emb/embeddings``); pairing by name uses ``name``
+    label: str | None = None
     _sample: np.ndarray | None = None
     _digest: bytes | None = None
+
+    @property
+    def shown(self) -> str:
+        return self.label or self.name
 
     @property
     def rows(self) -> int:
@@ -279,6 +286,7 @@ def _keras_weights(model, notes: list[str]) -> list[_Weight]:
                     roles[id(layer.bias)] = ("bias", False, layer.name, _var_name(kernel))
         except Exception:  # an odd or quantized layer: no role, compared like any weight
             continue
+    labels = _weight_labels(model)
     out, skipped = [], 0
     for i, variable in enumerate(model.weights):
         name = _var_name(variable)
@@ -298,11 +306,39 @@ def _keras_weights(model, notes: list[str]) -> list[_Weight]:
                 layer=layer,
                 bias_of=bias_of,
                 identity=id(variable),
+                label=labels.get(id(variable)),
             )
         )
     if skipped:
         notes.append(f"{skipped} seed-generator state(s) not compared (random state, not weights)")
     return out
+
+
+def _weight_labels(model) -> dict[int, str]:
+    """``id(variable)`` -> ``<layer path as inspect prints it>/<variable name>``, for the
+    variables of layers held as attributes under another name than their own (a custom
+    layer's ``token_emb``, auto-named ``embedding``); the others keep Keras' own path."""
+    from graphkit import _keras_api
+    from graphkit.model_facts import layer_paths
+
+    try:
+        shown, named = layer_paths(model), layer_paths(model, by_name=True)
+        paths = {key: path for key, path in shown.items() if named.get(key) != path}
+        owner: dict[int, str] = {}
+        for layer in _keras_api.flatten_layers(model, include_self=False):
+            path = paths.get(id(layer))
+            if path is None:
+                continue
+            for v in layer.weights:  # the deepest layer holding a variable owns it
+                if id(v) not in owner or path.count("/") > owner[id(v)].count("/"):
+                    owner[id(v)] = path
+        return {
+            key: f"{path}/{v.name}"
+            for v in model.weights
+            if (key := id(v)) in owner and (path := owner[key])
+        }
+    except Exception:  # a model whose sublayers cannot be walked: the variables' paths
+        return {}
 
 
 def _var_name(variable) -> str:
@@ -454,11 +490,11 @@ def _compare(ref: _Weight, cand: _Weight, paired_by: str, note: str | None = Non
         return _compare_values(ref, cand, paired_by, note)
     except Exception as exc:
         why = f"not compared with {cand.name}: {one_line(exc, with_type=False)}"
-        return WeightPair(ref.name, None, ref.shape, "unpaired", None, note=why)
+        return WeightPair(ref.shown, None, ref.shape, "unpaired", None, note=why)
 
 
 def _compare_values(ref: _Weight, cand: _Weight, paired_by: str, note: str | None) -> WeightPair:
-    pair = WeightPair(ref.name, cand.name, ref.shape, "equal", paired_by, note=note)
+    pair = WeightPair(ref.shown, cand.shown, ref.shape, "equal", paired_by, note=note)
     if ref.identity is not None and ref.identity == cand.identity:
         return pair  # the same variable on both sides (a model converted with copy=False)
     if ref.key != cand.key:
@@ -666,7 +702,7 @@ def _pair_by_value(refs, cands, report: WeightsReport, done: dict, used: set) ->
                     r,
                     c,
                     WeightPair(
-                        r.name, c.name, r.shape, "transformed", "rewrite", note=_transformed(r, c)
+                        r.shown, c.shown, r.shape, "transformed", "rewrite", note=_transformed(r, c)
                     ),
                 )
         # 3: mutual best partner with mostly equal sampled values
@@ -696,7 +732,9 @@ def _pair_by_value(refs, cands, report: WeightsReport, done: dict, used: set) ->
             why = _transformed(rest_r[0], rest_c[0], fused=True)
             if why:
                 r, c = rest_r[0], rest_c[0]
-                take(r, c, WeightPair(r.name, c.name, r.shape, "transformed", "rewrite", note=why))
+                take(
+                    r, c, WeightPair(r.shown, c.shown, r.shape, "transformed", "rewrite", note=why)
+                )
     return None
 
 
@@ -704,7 +742,7 @@ def _safe_digest(w: _Weight, report: WeightsReport) -> bytes:
     try:
         return w.digest
     except Exception as exc:  # unreadable: never equal to anything
-        report.notes.append(f"{w.name}: not read ({one_line(exc, with_type=False)})")
+        report.notes.append(f"{w.shown}: not read ({one_line(exc, with_type=False)})")
         w._digest = b"unreadable:" + w.name.encode()
         w._sample = np.zeros(0)
         return w._digest
@@ -753,10 +791,10 @@ def _run(reference, candidate, report: WeightsReport) -> None:
         if pair is None and r.role == "bias" and r.bias_of in folded:
             target = folded[r.bias_of].candidate
             pair = WeightPair(
-                r.name, None, r.shape, "transformed", "rewrite", note=f"folded into {target}"
+                r.shown, None, r.shape, "transformed", "rewrite", note=f"folded into {target}"
             )
         if pair is None:
-            pair = WeightPair(r.name, None, r.shape, "unpaired")
+            pair = WeightPair(r.shown, None, r.shape, "unpaired")
         report.pairs.append(pair)
     for c in cands:
         if id(c) not in used:
@@ -764,4 +802,4 @@ def _run(reference, candidate, report: WeightsReport) -> None:
                 p.candidate == c.bias_of and p.status == "transformed" for p in report.pairs
             ):
                 continue  # folded the other way (the candidate is the Dense form)
-            report.candidate_only.append(c.name)
+            report.candidate_only.append(c.shown)
