@@ -149,11 +149,21 @@ def registered_name(cls: type) -> str:
 
 
 def twin(layer, cls: type):
-    """A new ``cls`` layer with ``layer``'s config, built, holding ``layer``'s weights."""
-    new = cls.from_config(layer.get_config())
+    """A new ``cls`` layer with ``layer``'s config, built, holding ``layer``'s weights.
+
+    LoRA is left out: the rules let only a layer whose adapters add nothing get here (see
+    ``graphkit.rules.base.lora_adapters_zero``), whose table is then the whole of it."""
+    config = dict(layer.get_config())
+    config.pop("lora_rank", None)
+    config.pop("lora_alpha", None)
+    new = cls.from_config(config)
     if layer.built:
         new.build()
-        old = {v.path.split("/")[-1]: v for v in layer.weights}
+        old = {
+            v.path.split("/")[-1]: v
+            for v in layer.weights
+            if not v.path.split("/")[-1].startswith("lora_")
+        }
         mine = [v.path.split("/")[-1] for v in new.weights]
         if sorted(mine) != sorted(old):
             raise ValueError(f"{cls.__name__} does not hold {type(layer).__name__}'s weights")

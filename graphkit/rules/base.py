@@ -195,6 +195,30 @@ def all_finite(variable, chunk_bytes: int = 64 << 20) -> bool:
     return True
 
 
+def lora_adapters_zero(layer) -> bool:
+    """Do ``layer``'s LoRA adapters add nothing (A or B all zero)? So is every model Keras
+    loads from a file: it saves the merged table and loads the adapters as zeros. Its
+    table (``embeddings``) is then the base table, and the rewrite drops the adapters."""
+    import keras
+
+    for name in ("lora_embeddings_a", "lora_embeddings_b", "lora_kernel_a", "lora_kernel_b"):
+        adapter = getattr(layer, name, None)
+        if adapter is not None and not bool(keras.ops.any(keras.ops.not_equal(adapter, 0))):
+            return True
+    return False
+
+
+def note_lora_dropped(layer, ctx) -> None:
+    """Say that ``layer``'s LoRA (adapters all zero, see ``lora_adapters_zero``) is left out
+    of its rewrite."""
+    if getattr(layer, "lora_enabled", False) and ctx is not None:
+        ctx.note(
+            f"{layer.name!r}: its LoRA (rank {getattr(layer, 'lora_rank', '?')}) is left out: "
+            "its adapters were zero (Keras merges them into the table when it saves); "
+            "enable_lora again to fine-tune"
+        )
+
+
 def table_refusal(layer, label: str) -> Refusal | None:
     """Why ``layer``'s table cannot be looked up with a one-hot MatMul (None if it can)."""
     if not layer.built:
@@ -204,8 +228,12 @@ def table_refusal(layer, label: str) -> Refusal | None:
             f"the {label} is quantized ({layer.quantization_mode}); graphkit converts float "
             "tables only"
         )
-    if getattr(layer, "lora_enabled", False):
-        return Refusal(f"the {label} has LoRA enabled; merge or disable LoRA first")
+    if getattr(layer, "lora_enabled", False) and not lora_adapters_zero(layer):
+        return Refusal(
+            f"the {label} has LoRA adapters not merged into its table; save the model and "
+            "convert the file (Keras merges LoRA into the table when it saves, and a loaded "
+            "model's adapters are zero)"
+        )
     if not all_finite(layer.embeddings):  # reduced in slices where the table lives
         return Refusal(
             "the table holds inf or NaN: a one-hot MatMul would turn them into NaN everywhere"

@@ -8,7 +8,7 @@ are bitwise equal for valid indices. A table holding inf or NaN would break this
 
 from __future__ import annotations
 
-from graphkit.rules.base import Chain, Match, Refusal, table_refusal
+from graphkit.rules.base import Chain, Match, Refusal, note_lora_dropped, table_refusal
 
 NAME = "embedding_to_onehot"
 
@@ -85,13 +85,18 @@ class EmbeddingToOneHot:
             return Refusal(
                 f"{type(layer).__name__} subclasses Embedding; its call may differ, so it is not rewritten"
             )
-        return self._table_refusal(layer) or twin(layer, cls)
+        refusal = self._table_refusal(layer)
+        if refusal is not None:
+            return refusal
+        note_lora_dropped(layer, ctx)
+        return twin(layer, cls)
 
     def rewrite(self, layer, graph, ctx) -> Match:
         import keras
 
         from graphkit.layers import OneHot, TimeDistributed
 
+        note_lora_dropped(layer, ctx)
         sites = graph.call_sites(layer)
         ranks = [s.input_rank for s in sites]
         use_td = bool(ranks) and all(r is not None and r >= 2 for r in ranks)

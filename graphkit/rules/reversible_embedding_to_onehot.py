@@ -12,7 +12,7 @@ on). The lookup becomes ``one_hot(x) @ table``, exactly the table's row for
 
 from __future__ import annotations
 
-from graphkit.rules.base import Match, Refusal, Swap, table_refusal
+from graphkit.rules.base import Match, Refusal, Swap, note_lora_dropped, table_refusal
 from graphkit.swaps import twin
 
 NAME = "reversible_embedding_to_onehot"
@@ -59,7 +59,11 @@ class ReversibleEmbeddingToOneHot:
         """The twin of a ReversibleEmbedding that a custom layer holds as an attribute."""
         from graphkit.layers import OneHotReversibleEmbedding
 
-        return self.swap_check(layer) or twin(layer, OneHotReversibleEmbedding)
+        refusal = self.swap_check(layer)
+        if refusal is not None:
+            return refusal
+        note_lora_dropped(layer, ctx)
+        return twin(layer, OneHotReversibleEmbedding)
 
     def rewrite(self, layer, graph, ctx) -> Match:
         new = self.swap(layer, ctx)  # same name: it takes the place of the old layer

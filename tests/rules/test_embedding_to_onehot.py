@@ -6,7 +6,8 @@ import keras
 import numpy as np
 import pytest
 
-from graphkit import GraphkitError, examples
+import graphkit
+from graphkit import GraphkitError, _keras_api, examples
 from graphkit.conversion import convert
 from graphkit.layers import OneHot, TimeDistributed
 from tests.conftest import max_abs_diff, run
@@ -168,3 +169,43 @@ def _contract_refuses():
 
 
 CONTRACT = (_contract_applies, "onehot-dense", _contract_refuses)
+
+
+# --- LoRA: a model loaded from a file has its adapters merged into the table (zeros) ---------
+
+
+def _lora_model(tmp_path, b_values):
+    tokens = keras.Input((6,), dtype="int32", name="tokens")
+    emb = keras.layers.Embedding(40, 4, name="emb")
+    rev = keras.layers.ReversibleEmbedding(30, 4, name="rev")
+    x = keras.layers.Concatenate()([emb(tokens), rev(tokens)])
+    model = keras.Model(tokens, keras.layers.GlobalAveragePooling1D()(x))
+    emb.enable_lora(2)
+    rev.enable_lora(2)
+    emb.lora_embeddings_b.assign(b_values(emb.lora_embeddings_b.shape))
+    return model
+
+
+def test_lora_saved_to_a_file_converts_exactly_and_says_its_adapters_are_left_out(tmp_path):
+    rng = np.random.default_rng(0)
+    model = _lora_model(tmp_path, lambda shape: rng.normal(size=shape))
+    path = tmp_path / "lora.keras"
+    model.save(path)  # Keras saves the merged table and loads the adapters as zeros
+    report = convert(path, "onehot-dense")
+    assert {f.path: f.status for f in report.findings} == {"emb": "converted", "rev": "converted"}
+    notes = [n for f in report.findings for n in f.notes]
+    assert len(notes) == 2 and all("LoRA (rank 2) is left out" in n for n in notes)
+    assert not any(
+        getattr(layer, "lora_enabled", False) for layer in _keras_api.flatten_layers(report.model)
+    )
+    result = graphkit.verify(path, report.model, samples=16)
+    assert result.exact and result.weights.ok, result.format()
+    x = np.arange(24, dtype="int32").reshape(4, 6) % 30
+    assert np.array_equal(np.asarray(model(x)), np.asarray(report.model(x)))  # merged table
+
+
+def test_lora_adapters_that_add_something_are_refused_in_memory(tmp_path):
+    rng = np.random.default_rng(0)
+    model = _lora_model(tmp_path, lambda shape: rng.normal(size=shape))
+    with pytest.raises(GraphkitError, match="emb .the Embedding has LoRA adapters not merged"):
+        convert(model, "onehot-dense", copy=False)
