@@ -1,5 +1,5 @@
-"""Read a legacy ``.h5`` file's facts in a child process, so that a damaged file cannot crash
-graphkit.
+"""Read a legacy ``.h5`` file's facts, and a ``.keras`` archive's ``model.weights.h5``, in a
+child process, so that a damaged file cannot crash graphkit.
 
 The HDF5 library is C: on a damaged file (a fuzzed global heap under a variable-length
 string attribute, for one) it can crash the process with a segmentation fault instead of
@@ -9,6 +9,12 @@ reads an ``.h5`` file, a child process opens it with h5py, reads the ``model_con
 types and data (the reads Keras' loader makes). If the child dies, the file is refused in one
 line; if it finishes, the same reads are safe in this process. One child per file version
 (path, size, modification time), cached.
+
+A ``.keras`` archive's weights are HDF5 too: ``start_keras_weights`` starts a child that opens
+the ``model.weights.h5`` member as Keras does (in memory) and makes Keras' reads (every
+dataset; past ``FULL_READ_BYTES``, each dataset's first and last rows and all metadata);
+``check_keras_weights`` waits for it before Keras reads the file. The CLI starts it before
+importing TensorFlow, so that it runs beside that import.
 """
 
 from __future__ import annotations
@@ -81,6 +87,47 @@ sys.stdout.write(json.dumps(out))
 """
 
 
+_KERAS_CHILD = r"""
+import io, json, sys, zipfile
+import h5py
+import numpy as np
+
+path, member, full, block = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+out = {"error": None}
+try:
+    with zipfile.ZipFile(path) as zf:
+        whole = zf.getinfo(member).file_size <= full
+        fobj = io.BytesIO(zf.read(member)) if whole else zf.open(member)
+        with h5py.File(fobj, "r") as f:
+
+            def visit(name, obj):
+                for key in list(obj.attrs):
+                    obj.attrs[key]
+                if isinstance(obj, h5py.Dataset):
+                    if obj.shape is None or obj.ndim == 0:
+                        obj[()]
+                        return
+                    n = obj.shape[0]
+                    rows = max(1, block // max(1, obj.dtype.itemsize * int(np.prod(obj.shape[1:]) or 1)))
+                    starts = range(0, n, rows) if whole else sorted({0, max(0, n - rows)})
+                    for start in starts:
+                        obj[start : start + rows]
+
+            for key in list(f.attrs):
+                f.attrs[key]
+            f.visititems(visit)
+except Exception as exc:
+    out["error"] = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
+sys.stdout.write(json.dumps(out))
+"""
+
+# the weights member Keras reads from a .keras archive
+KERAS_WEIGHTS = "model.weights.h5"
+# members up to this size are read whole in the child (as Keras reads them: in memory);
+# beyond it, the metadata and each dataset's first and last rows (time, and the child's memory)
+FULL_READ_BYTES = 256 << 20
+
+
 @dataclass(frozen=True)
 class H5Facts:
     """What the child read: the ``model_config`` bytes (None: no such attribute) and the
@@ -111,6 +158,80 @@ def probe(path: str | os.PathLike) -> H5Facts:
     if isinstance(found, GraphkitError):
         raise GraphkitError(str(found))
     return found
+
+
+_weights: dict[tuple, subprocess.Popen | GraphkitError | None] = {}
+
+
+def _version(path: Path) -> tuple:
+    st = path.stat()
+    return (str(path.resolve()), st.st_size, st.st_mtime_ns, st.st_ino)
+
+
+def start_keras_weights(path: str | os.PathLike) -> None:
+    """Start the child that reads ``path``'s ``model.weights.h5`` (a ``.keras`` archive that
+    ``check_model_file`` passed), unless one ran or runs for this file version. Returns at
+    once; ``check_keras_weights`` waits for the answer."""
+    path = Path(path)
+    try:
+        key = _version(path)
+        if key in _weights:
+            return
+        import zipfile
+
+        with zipfile.ZipFile(path) as zf:
+            if KERAS_WEIGHTS not in zf.namelist():
+                _weights[key] = None  # nothing to read (an .npz store, or no weights)
+                return
+    except Exception:  # the archive checks say what is wrong with it, not this
+        return
+    argv = [sys.executable, "-c", _KERAS_CHILD, str(path), KERAS_WEIGHTS]
+    argv += [str(FULL_READ_BYTES), str(64 << 20)]
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+    _weights[key] = subprocess.Popen(
+        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, env=env
+    )
+
+
+def check_keras_weights(path: str | os.PathLike) -> None:
+    """Raise GraphkitError (one line) if reading ``path``'s ``model.weights.h5`` failed,
+    crashed or hung the HDF5 library in the child; start the child first if none ran."""
+    path = Path(path)
+    try:
+        key = _version(path)
+    except OSError as exc:
+        raise GraphkitError(f"{path}: cannot read it ({exc.strerror or exc})") from None
+    if key not in _weights:
+        start_keras_weights(path)
+    found = _weights.get(key)
+    if isinstance(found, subprocess.Popen):
+        found = _weights[key] = _keras_answer(path, found)
+    if isinstance(found, GraphkitError):
+        raise GraphkitError(str(found))
+
+
+def _keras_answer(path: Path, child: subprocess.Popen) -> GraphkitError | None:
+    where = f"{path}: corrupt {KERAS_WEIGHTS} in the archive"
+    try:
+        stdout, stderr = child.communicate(timeout=TIMEOUT_SECONDS)
+    except subprocess.TimeoutExpired:
+        child.kill()
+        child.communicate()
+        return GraphkitError(f"{where}: reading it did not finish in {TIMEOUT_SECONDS} s")
+    if child.returncode != 0:
+        how = (
+            f"the HDF5 library crashed reading it (signal {-child.returncode})"
+            if child.returncode < 0
+            else f"the reader failed ({_last_line(stderr)})"
+        )
+        return GraphkitError(f"{where}: {how}")
+    try:
+        out = json.loads(stdout)
+    except ValueError:
+        return GraphkitError(f"{where}: the reader gave no answer")
+    if out.get("error"):
+        return GraphkitError(f"{where} ({out['error']})")
+    return None
 
 
 def _run_child(path: Path) -> H5Facts:

@@ -185,6 +185,10 @@ def load_model(
     )
     path, fmt = check_model_file(path)
     import_user_code(imports)
+    if fmt == "keras":  # the HDF5 weights, read in a child first: a damaged file cannot crash
+        from graphkit.h5_probe import check_keras_weights
+
+        check_keras_weights(path)
     import keras
 
     import graphkit.layers  # noqa: F401  (registers graphkit>OneHot etc.)

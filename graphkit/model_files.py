@@ -60,6 +60,9 @@ def check_model_file(path: str | os.PathLike) -> tuple[Path, str]:
         if not zipfile.is_zipfile(path):
             raise GraphkitError(f"{path}: not a Keras .keras archive (not a zip file)")
         _check_keras_archive(path, size)
+        from graphkit.h5_probe import start_keras_weights
+
+        start_keras_weights(path)  # its HDF5 weights, read in a child meanwhile
     elif head != HDF5_SIGNATURE:
         raise GraphkitError(f"{path}: not an HDF5 file")
     return path, fmt

@@ -527,3 +527,72 @@ def test_the_child_reads_what_the_file_holds():
     facts = h5_probe.probe(FIXTURES / "legacy_keras2.h5")
     assert facts.config is not None and b'"class_name"' in facts.config
     assert facts.version is not None and facts.version.startswith("2.")
+
+
+# --- a .keras archive's HDF5 weights, read in a child before Keras reads them ----------------
+
+
+def _keras_copy(tmp_path, name="m.keras", weights=None) -> Path:
+    """The sequential fixture, its weights member replaced by ``weights(bytes)`` (valid CRCs)."""
+    members = []
+    with zipfile.ZipFile(SEQUENTIAL) as zf:
+        for info in zf.infolist():
+            data = zf.read(info)
+            if info.filename == "model.weights.h5" and weights is not None:
+                data = weights(data)
+            members.append(_member(info.filename, data))
+    return _write_zip(tmp_path / name, members)
+
+
+def test_keras_weights_that_crash_the_hdf5_library_are_one_error(tmp_path, monkeypatch):
+    from graphkit import h5_probe
+
+    path = _keras_copy(tmp_path, "crash.keras")
+    monkeypatch.setattr(
+        h5_probe, "_KERAS_CHILD", "import os, signal; os.kill(os.getpid(), signal.SIGSEGV)"
+    )
+    with pytest.raises(
+        GraphkitError,
+        match=r"crash.keras: corrupt model.weights.h5 in the archive: the HDF5 library "
+        r"crashed reading it \(signal 11\)",
+    ):
+        gio.load_model(path)
+    res = CliRunner().invoke(app, ["convert", str(path), "--to", "onehot-dense"])
+    assert res.exit_code == 2 and "crashed reading it" in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1
+
+
+def test_keras_weights_that_hang_the_reader_are_stopped(tmp_path, monkeypatch):
+    from graphkit import h5_probe
+
+    path = _keras_copy(tmp_path, "hang.keras")
+    monkeypatch.setattr(h5_probe, "_KERAS_CHILD", "import time; time.sleep(60)")
+    monkeypatch.setattr(h5_probe, "TIMEOUT_SECONDS", 1)
+    with pytest.raises(GraphkitError, match="model.weights.h5 in the archive: reading it did not"):
+        gio.load_model(path)
+
+
+def test_damaged_keras_weights_are_refused_before_keras_reads_them(tmp_path):
+    """Bytes flipped in the HDF5 superblock's addresses (the archive's CRCs are right): the
+    child's h5py fails, and the file is refused in one line with what h5py said."""
+
+    def head(data: bytes) -> bytes:
+        return data[:40] + bytes(b ^ 0x5A for b in data[40:200]) + data[200:]
+
+    path = _keras_copy(tmp_path, "head.keras", head)
+    with pytest.raises(GraphkitError) as info:
+        gio.load_model(path)
+    text = str(info.value)
+    assert "head.keras: corrupt model.weights.h5 in the archive (OSError: " in text, text
+    assert "\n" not in text
+
+
+def test_the_weights_child_reads_a_valid_archive_whole_or_by_its_ends(tmp_path, monkeypatch):
+    from graphkit import h5_probe
+
+    path = _keras_copy(tmp_path, "ok.keras")
+    h5_probe.check_keras_weights(path)  # reads every dataset: passes
+    other = _keras_copy(tmp_path, "ends.keras")
+    monkeypatch.setattr(h5_probe, "FULL_READ_BYTES", 1)  # past it: metadata and the ends
+    h5_probe.check_keras_weights(other)
+    assert gio.load_model(other).count_params() > 0
