@@ -534,3 +534,44 @@ def test_fuzz_onnx_backend(tmp_path, edits, which):
         next(synthesize(backend.inputs, 2, 2, 5, seed=0))
     except GraphkitError as exc:
         assert "\n" not in str(exc)
+
+
+# --- a declared shape that no batch could hold ------------------------------------------------
+
+
+def _huge_onnx(path, dims):
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, dims)
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, dims)
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g", [x], [y])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    return path
+
+
+@pytest.mark.parametrize("dims", [[2**40, 2**40], [4, 100_000, 100_000], ["batch", 2**33]])
+def test_a_declared_shape_too_big_to_synthesize_is_one_error_line(tmp_path, dims):
+    """An 89-byte ONNX file declaring 2**40 x 2**40: numpy failed with a traceback (exit 1, no
+    JSON, no JUnit), and a size that fits would really have been allocated."""
+    path = _huge_onnx(tmp_path / "huge.onnx", dims)
+    junit = tmp_path / "j.xml"
+    res = CliRunner().invoke(
+        app, ["verify", str(path), str(path), "--json", "--junit", str(junit), "--samples", "4"]
+    )
+    assert res.exit_code == 2, res.output
+    assert "a synthesized batch of" in res.stderr and "MAX_INPUT_BYTES" in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1
+    assert '"status": "error"' in res.stdout and junit.exists()
+    res = CliRunner().invoke(app, ["bench", str(path)])
+    assert res.exit_code == 2 and "a synthesized batch of" in res.stderr, res.output
+
+
+def test_the_batch_size_check_counts_every_input(monkeypatch):
+    from graphkit.verification import inputs
+
+    monkeypatch.setattr(inputs, "_input_budget", lambda: 4 << 30)  # whatever memory is free
+    specs = [
+        InputSpec("a", (None, 1 << 20), "float32"),
+        InputSpec("b", (None, 1 << 20), "float32"),
+    ]
+    with pytest.raises(GraphkitError, match="input 'b': a synthesized batch of 300x1048576"):
+        next(synthesize(specs, 300, 300, 16, 0))  # 2.3 GiB each as drawn: together over 4 GiB
+    assert next(synthesize(specs[:1], 2, 2, 16, 0))["a"].shape == (2, 1 << 20)

@@ -183,6 +183,9 @@ def synthesize(
                 f"{head}; pass ranges={{{spec.name!r}: (LOW, HIGH)}} or inputs=FILE.npz",
                 cli=f"{head}; pass --range {spec.name}=LOW:HIGH or --inputs FILE.npz",
             )
+    _check_batch_bytes(
+        specs, max(batch_plan(specs, samples, batch_size, seq_len), default=0), seq_len
+    )
     rng = np.random.default_rng(seed)
     covers: dict[str, _Cover] = {}
     for spec in specs:
@@ -233,6 +236,42 @@ def synthesize(
             else:
                 batch[spec.name] = rng.standard_normal(shape).astype(spec.dtype)
         yield batch
+
+
+def _check_batch_bytes(specs: list[InputSpec], rows: int, seq_len: int) -> None:
+    """Refuse, before anything is drawn, a batch whose arrays would not fit: a model (or a
+    hostile file) may declare axes of 2**40; numpy would then fail with a traceback or,
+    where the size fits in memory, really allocate it."""
+    budget = _input_budget()
+    total = 0
+    for spec in specs:
+        shape = (rows,) + tuple(d if d is not None else seq_len for d in spec.shape[1:])
+        count = 1
+        for d in shape:
+            count *= max(int(d), 0)
+        itemsize = 8 if spec.dtype == "string" else np.dtype(spec.dtype).itemsize
+        total += count * max(itemsize, 8)  # drawn as int64/float64 before the cast
+        if total > budget:
+            dims = "x".join(str(d) for d in shape)
+            head = (
+                f"input {spec.name!r}: a synthesized batch of {dims} {spec.dtype} takes "
+                f"{_bytes(total)}, over the {_bytes(budget)} inputs may take "
+                "(graphkit.limits.MAX_INPUT_BYTES, or half the memory available)"
+            )
+            variable = None in spec.shape[1:]
+            raise GraphkitError(
+                f"{head}; pass your own inputs=FILE.npz"
+                + (" or a smaller seq_len" if variable else ""),
+                cli=f"{head}; pass your own --inputs FILE.npz"
+                + (" or a smaller --seq-len" if variable else ""),
+            )
+
+
+def _bytes(n: int) -> str:
+    for unit, shift in (("TiB", 40), ("GiB", 30), ("MiB", 20), ("KiB", 10)):
+        if n >= 1 << shift:
+            return f"{n / (1 << shift):.1f}".removesuffix(".0") + f" {unit}"
+    return f"{n} bytes"
 
 
 def _sequence_length(specs: list[InputSpec], seq_len: int) -> int:
