@@ -427,6 +427,23 @@ def test_object_arrays_are_refused(tmp_path, suffix):
         load_inputs(path, SPECS)
 
 
+def test_complex_arrays_are_refused_for_what_they_are(tmp_path):
+    path = tmp_path / "x.npz"
+    np.savez(path, ids=np.ones((1, 5), np.complex64))
+    with pytest.raises(GraphkitError) as info:
+        load_inputs(path, SPECS)
+    assert "complex64 values are no model's input" in str(info.value)
+    assert "pickled" not in str(info.value)
+
+
+def test_a_missing_inputs_folder_is_said_missing(tmp_path):
+    with pytest.raises(GraphkitError, match=r"saved: no such file or folder$"):
+        load_inputs(tmp_path / "saved", SPECS)
+    (tmp_path / "notes.txt").write_text("x")
+    with pytest.raises(GraphkitError, match="or a folder saved by verify --save"):
+        load_inputs(tmp_path / "notes.txt", SPECS)
+
+
 def test_a_fifo_as_inputs_is_refused(tmp_path):
     os.mkfifo(tmp_path / "x.npz")
     with pytest.raises(GraphkitError, match="not a regular file"):

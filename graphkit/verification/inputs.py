@@ -352,6 +352,8 @@ def load_inputs(path: str | os.PathLike, specs: list[InputSpec]) -> dict[str, np
     stored/deflate are refused in one line.
     """
     path = Path(path)
+    if not path.exists() and not path.is_symlink():
+        raise GraphkitError(f"{path}: no such file or folder")
     if path.is_dir():
         from graphkit.verification.testdata import read_test_data
 
@@ -359,7 +361,9 @@ def load_inputs(path: str | os.PathLike, specs: list[InputSpec]) -> dict[str, np
         return validate_inputs(arrays, specs, str(path))
     suffix = path.suffix.lower()
     if suffix not in (".npz", ".npy"):
-        raise GraphkitError(f"{path}: inputs must be a .npz or .npy file")
+        raise GraphkitError(
+            f"{path}: inputs must be a .npz or .npy file, or a folder saved by verify --save"
+        )
     import zipfile
     import zlib
 
@@ -447,9 +451,16 @@ def _read_npy(f, available: int, where: str, budget: int) -> np.ndarray:
             f"{where}: not a valid .npy header ({one_line(exc, with_type=False)[:120]})"
         ) from None
     if dtype.hasobject or dtype.kind not in "biufUS" or dtype.fields is not None:
+        why = (
+            "object arrays are pickled data"
+            if dtype.hasobject
+            else "structured arrays have fields"
+            if dtype.fields is not None
+            else f"{dtype.name} values are no model's input"
+        )
         raise GraphkitError(
-            f"{where}: arrays of dtype {str(dtype)[:60]} are refused (object arrays are pickled "
-            "data; graphkit reads numbers, booleans and strings)"
+            f"{where}: arrays of dtype {str(dtype)[:60]} are refused ({why}; graphkit reads "
+            "integers, floats, booleans and strings)"
         )
     if any(d < 0 for d in shape):
         raise GraphkitError(f"{where}: its header declares a negative dimension {tuple(shape)}")
