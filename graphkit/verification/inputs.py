@@ -708,6 +708,14 @@ def apply_ranges(specs: list[InputSpec], ranges) -> list[InputSpec]:
                     f"{info.min}..{info.max})"
                 )
             note = None
+            if spec.is_index and spec.tables and (low < spec.low or high > spec.vocab):
+                tables = ", ".join(f"{t.table!r} ({t.rows} rows)" for t in spec.tables[:3])
+                raise GraphkitError(
+                    f"range for {spec.name!r}: {low}:{high} goes past {spec.low}:{spec.vocab}, "
+                    f"the rows of {tables} that it indexes: such indices are not valid (Keras' "
+                    "Embedding raises or wraps them, a one-hot gives zeros); give a range "
+                    "within the table"
+                )
             if spec.is_index and spec.tables:
                 names = ", ".join(repr(t.table) for t in spec.tables[:3])
                 note = (
