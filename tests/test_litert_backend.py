@@ -373,3 +373,20 @@ def test_keras_own_litert_export_is_compared_as_the_keras_output(files, tmp_path
     assert any("'output_0'" in n and "compared as 'scores'" in n for n in report.notes)
     two = verify(files["folder"] / "two_out.keras", files["folder"] / "two_out.tflite", samples=8)
     assert not any("output_0" in n for n in two.notes)
+
+
+def test_an_unused_seq_len_names_the_side_whose_shapes_are_fixed(tmp_path):
+    """A variable-length Keras model against its LiteRT export fixed to 1x16: --seq-len 8
+    cannot be used, because of the .tflite's fixed shape, not for want of a variable axis."""
+    import keras
+
+    import graphkit
+    from graphkit.export import export_litert
+
+    tokens = keras.Input((None,), dtype="int32", name="tokens")
+    x = keras.layers.GlobalAveragePooling1D()(keras.layers.Embedding(50, 4, name="emb")(tokens))
+    model = keras.Model(tokens, keras.layers.Dense(2, name="out")(x))
+    export_litert(model, tmp_path / "m.tflite", fixed_shapes={"tokens": (1, 16)}, verify=False)
+    report = graphkit.verify(model, tmp_path / "m.tflite", seq_len=8, samples=8)
+    note = next(n for n in report.notes if n.startswith("--seq-len 8 not used"))
+    assert "the candidate takes fixed shapes (tokens 1x16)" in note, note

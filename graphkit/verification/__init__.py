@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from graphkit.backends import Backend, open_backend
+from graphkit.backends import Backend, InputSpec, open_backend
 from graphkit.errors import GraphkitError, one_line
 from graphkit.progress import Progress, as_progress
 from graphkit.verification.coverage import CoverageCounter, TableCoverage
@@ -81,6 +81,23 @@ DEFAULT_BATCH = 32
 # a tolerance is earned on at least this many samples (the first ones), also where the first
 # batch is smaller (a candidate fixed to batch 1: one sample would be a thin basis)
 EARN_SAMPLES = 32
+
+
+def _why_no_length(inputs, ref: Backend, cand: Backend, specs: list[InputSpec]) -> str:
+    """Why a given --seq-len went unused: a file's inputs, or axes that are fixed -- in both
+    models, or in one of them (a LiteRT file exported with --fixed-shape), which then rules."""
+    if inputs is not None:
+        return "the inputs came from a file"
+    variable = [
+        label
+        for label, b in (("reference", ref), ("candidate", cand))
+        if has_variable_axes(b.inputs)
+    ]
+    if not variable:
+        return "the models have no variable (None) axis"
+    fixed = "candidate" if variable == ["reference"] else "reference"
+    shapes = ", ".join(f"{s.name} {'x'.join(str(d) for d in s.shape)}" for s in specs)
+    return f"the {fixed} takes fixed shapes ({shapes}), which the {variable[0]} takes too"
 
 
 def _compiled(backend: Backend) -> bool:
@@ -299,7 +316,7 @@ def verify(
     if choice is not None and choice.note and has_variable_axes(specs):
         notes.append(choice.note)
     if given_seq_len is not None and (inputs is not None or not has_variable_axes(specs)):
-        notes.append(f"--seq-len {given_seq_len} not used: " + ("the inputs came from a file" if inputs is not None else "the models have no variable (None) axis"))  # fmt: skip
+        notes.append(f"--seq-len {given_seq_len} not used: " + _why_no_length(inputs, ref, cand, specs))  # fmt: skip
     for label, adopted in (("reference", lambdas[0]), ("candidate", lambdas[1])):
         if adopted:
             notes.append(
