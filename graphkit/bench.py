@@ -97,11 +97,17 @@ class BenchReport:
         return "\n".join(lines)
 
 
-def _batch_note(data: dict, batch_size: int, seq_len: int) -> list[str]:
-    """Say so where the timed batch is not the one asked for (see ``batch_plan``)."""
+def _batch_note(data: dict, batch_size: int, seq_len: int, specs=()) -> list[str]:
+    """Say so where the timed batch is not the one asked for (see ``batch_plan``): a model
+    fixed to one batch size, or a batch as long as the variable axes, avoided."""
     fed = len(next(iter(data.values()))) if data else batch_size
     if fed == batch_size:
         return []
+    from graphkit.verification.inputs import fixed_batch
+
+    fixed = fixed_batch(list(specs))
+    if fixed is not None:
+        return [f"timed batch {fed}, not {batch_size}: the model takes batches of {fixed} only"]
     return [
         f"timed batch {fed}, not {batch_size}: a batch as long as the variable axes "
         f"({seq_len}) is avoided (it hides models that mix the two axes up); "
@@ -223,7 +229,7 @@ def bench(
         report.notes += [choice.note] if choice.note else []
         data = next(synthesize(specs, batch_size, batch_size, choice.length, 0))
         report.fed = {k: (v.shape, str(v.dtype)) for k, v in data.items()}
-        report.notes += _batch_note(data, batch_size, choice.length)
+        report.notes += _batch_note(data, batch_size, choice.length, specs)
         report.variable_axes = has_variable_axes(backend.inputs)
         say.step(f"timing {runtime} ({runs} runs)")
         med, p90 = time_calls(lambda: backend.run(data), runs, warmup, say)
@@ -252,7 +258,7 @@ def bench(
     report.notes += [choice.note] if choice.note else []
     data = next(synthesize(specs, batch_size, batch_size, seq_len, 0))
     report.fed = {k: (v.shape, str(v.dtype)) for k, v in data.items()}
-    report.notes += _batch_note(data, batch_size, seq_len)
+    report.notes += _batch_note(data, batch_size, seq_len, specs)
     report.variable_axes = has_variable_axes(keras_backend.inputs)
     # Time what convert and export produce, so that the variants compare like for like.
     from graphkit.conversion import repair
