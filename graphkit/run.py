@@ -31,6 +31,7 @@ class RunReport(dict):
         ]
         if self["output"] is not None:
             lines.append(f"wrote {self['output']}")
+        lines += [f"note: {n}" for n in self.get("notes", ())]
         return "\n".join(lines)
 
 
@@ -173,6 +174,7 @@ def run_model(
             "samples": int(len(next(iter(arrays.values())))),
             "output": str(output) if output is not None else None,
             "inputs": [_input_entry(spec, arrays[spec.name]) for spec in specs],
+            "notes": [f"input {s.name!r}: {s.note}" for s in specs if s.role == "range" and s.note],
             "outputs": [
                 {
                     "name": name,

@@ -95,8 +95,10 @@ def _why_no_length(inputs, ref: Backend, cand: Backend, specs: list[InputSpec]) 
     ]
     if not variable:
         return "the models have no variable (None) axis"
-    fixed = "candidate" if variable == ["reference"] else "reference"
     shapes = ", ".join(f"{s.name} {'x'.join(str(d) for d in s.shape)}" for s in specs)
+    if len(variable) == 2:
+        return f"each model fixes the axes the other leaves variable ({shapes})"
+    fixed = "candidate" if variable == ["reference"] else "reference"
     return f"the {fixed} takes fixed shapes ({shapes}), which the {variable[0]} takes too"
 
 

@@ -708,20 +708,18 @@ def apply_ranges(specs: list[InputSpec], ranges) -> list[InputSpec]:
                     f"{info.min}..{info.max})"
                 )
             note = None
-            if spec.is_index and spec.tables and (low < spec.low or high > spec.vocab):
-                tables = ", ".join(f"{t.table!r} ({t.rows} rows)" for t in spec.tables[:3])
-                raise GraphkitError(
-                    f"range for {spec.name!r}: {low}:{high} goes past {spec.low}:{spec.vocab}, "
-                    f"the rows of {tables} that it indexes: such indices are not valid (Keras' "
-                    "Embedding raises or wraps them, a one-hot gives zeros); give a range "
-                    "within the table"
-                )
             if spec.is_index and spec.tables:
                 names = ", ".join(repr(t.table) for t in spec.tables[:3])
                 note = (
                     f"the given range {low}:{high} replaces {spec.low}:{spec.vocab}, the rows "
                     f"of {names} that the model reads"
                 )
+                if low < spec.low or high > spec.vocab:  # the model may hash or clip them
+                    note += (
+                        "; indices past those rows are not valid where the input indexes the "
+                        "table directly (Keras' Embedding raises or wraps them, a one-hot "
+                        "gives zeros)"
+                    )
             spec = dataclasses.replace(spec, low=low, vocab=high, role="range", note=note)
         out.append(spec)
     return out

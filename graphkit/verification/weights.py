@@ -796,10 +796,12 @@ def _run(reference, candidate, report: WeightsReport) -> None:
         if pair is None:
             pair = WeightPair(r.shown, None, r.shape, "unpaired")
         report.pairs.append(pair)
+    shown = {c.name: c.shown for c in cands}  # pairs hold labels; bias_of holds a name
     for c in cands:
         if id(c) not in used:
             if c.role == "bias" and any(
-                p.candidate == c.bias_of and p.status == "transformed" for p in report.pairs
+                p.candidate == shown.get(c.bias_of, c.bias_of) and p.status == "transformed"
+                for p in report.pairs
             ):
                 continue  # folded the other way (the candidate is the Dense form)
             report.candidate_only.append(c.shown)
