@@ -12,7 +12,8 @@ line; if it finishes, the same reads are safe in this process. One child per fil
 
 A ``.keras`` archive's weights are HDF5 too: ``start_keras_weights`` starts a child that opens
 the ``model.weights.h5`` member as Keras does (in memory) and makes Keras' reads (every
-dataset; past ``FULL_READ_BYTES``, each dataset's first and last rows and all metadata);
+dataset; past ``FULL_READ_BYTES``, each dataset's first and last rows and all metadata; a
+stored member is read in place, a large compressed one from a temporary file, as Keras does);
 ``check_keras_weights`` waits for it before Keras reads the file. The CLI starts it before
 importing TensorFlow, so that it runs beside that import.
 """
@@ -88,16 +89,60 @@ sys.stdout.write(json.dumps(out))
 
 
 _KERAS_CHILD = r"""
-import io, json, sys, zipfile
+import io, json, os, shutil, signal, struct, sys, tempfile, zipfile
 import h5py
 import numpy as np
 
-path, member, full, block = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+path, member, full, block, limit = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+if hasattr(signal, "alarm"):  # a hang stops here even if graphkit is gone and waits no more
+    signal.alarm(limit)
+
+
+class Window(io.RawIOBase):
+    # a stored member's bytes in the archive, seekable at once (zipfile's stream is not)
+    def __init__(self, f, start, size):
+        self.f, self.start, self.size, self.pos = f, start, size, 0
+
+    def readable(self):
+        return True
+
+    def seekable(self):
+        return True
+
+    def tell(self):
+        return self.pos
+
+    def seek(self, pos, whence=0):
+        base = {0: 0, 1: self.pos, 2: self.size}[whence]
+        self.pos = max(0, base + pos)
+        return self.pos
+
+    def readinto(self, buf):
+        n = max(0, min(len(buf), self.size - self.pos))
+        self.f.seek(self.start + self.pos)
+        got = self.f.readinto(memoryview(buf)[:n]) if n else 0
+        self.pos += got
+        return got
+
+
 out = {"error": None}
+folder = None
 try:
-    with zipfile.ZipFile(path) as zf:
-        whole = zf.getinfo(member).file_size <= full
-        fobj = io.BytesIO(zf.read(member)) if whole else zf.open(member)
+    with zipfile.ZipFile(path) as zf, open(path, "rb") as raw:
+        info = zf.getinfo(member)
+        whole = info.file_size <= full
+        if info.compress_type == zipfile.ZIP_STORED:
+            raw.seek(info.header_offset)
+            head = raw.read(30)
+            if head[:4] != b"PK\x03\x04":
+                raise ValueError("bad local header")
+            name_len, extra_len = struct.unpack("<HH", head[26:30])
+            fobj = Window(raw, info.header_offset + 30 + name_len + extra_len, info.file_size)
+        elif whole:
+            fobj = io.BytesIO(zf.read(member))
+        else:  # a large compressed member: on disk, as Keras itself does then
+            folder = tempfile.mkdtemp(prefix="graphkit-weights-")
+            fobj = zf.extract(member, folder)
         with h5py.File(fobj, "r") as f:
 
             def visit(name, obj):
@@ -118,6 +163,9 @@ try:
             f.visititems(visit)
 except Exception as exc:
     out["error"] = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
+finally:
+    if folder:
+        shutil.rmtree(folder, ignore_errors=True)
 sys.stdout.write(json.dumps(out))
 """
 
@@ -185,12 +233,41 @@ def start_keras_weights(path: str | os.PathLike) -> None:
                 return
     except Exception:  # the archive checks say what is wrong with it, not this
         return
+    _reap()
     argv = [sys.executable, "-c", _KERAS_CHILD, str(path), KERAS_WEIGHTS]
-    argv += [str(FULL_READ_BYTES), str(64 << 20)]
+    argv += [str(FULL_READ_BYTES), str(64 << 20), str(TIMEOUT_SECONDS + 10)]
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
-    _weights[key] = subprocess.Popen(
-        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, env=env
-    )
+    try:
+        _weights[key] = subprocess.Popen(
+            argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, env=env
+        )
+    except OSError as exc:  # no process to be had (too many open files...): said on check
+        _weights[key] = GraphkitError(
+            f"{path}: cannot start the reader of its {KERAS_WEIGHTS} ({exc.strerror or exc})"
+        )
+        return
+    if not _kill_at_exit:
+        import atexit
+
+        atexit.register(_kill_children)
+        _kill_at_exit.append(True)
+
+
+_kill_at_exit: list[bool] = []
+
+
+def _reap() -> None:
+    """Collect the answers of children that finished and nobody asked (their pipes close)."""
+    for key, found in list(_weights.items()):
+        if isinstance(found, subprocess.Popen) and found.poll() is not None:
+            _weights[key] = _keras_answer(Path(key[0]), found)
+
+
+def _kill_children() -> None:
+    """At exit (the CLI's too: it runs the atexit functions): no reader outlives graphkit."""
+    for found in _weights.values():
+        if isinstance(found, subprocess.Popen) and found.poll() is None:
+            found.kill()
 
 
 def check_keras_weights(path: str | os.PathLike) -> None:

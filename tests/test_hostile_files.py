@@ -532,14 +532,17 @@ def test_the_child_reads_what_the_file_holds():
 # --- a .keras archive's HDF5 weights, read in a child before Keras reads them ----------------
 
 
-def _keras_copy(tmp_path, name="m.keras", weights=None) -> Path:
-    """The sequential fixture, its weights member replaced by ``weights(bytes)`` (valid CRCs)."""
+def _keras_copy(tmp_path, name="m.keras", weights=None, method=0) -> Path:
+    """The sequential fixture, its weights member replaced by ``weights(bytes)`` (valid CRCs),
+    stored (``method`` 0, as Keras writes it) or deflated (8)."""
     members = []
     with zipfile.ZipFile(SEQUENTIAL) as zf:
         for info in zf.infolist():
             data = zf.read(info)
-            if info.filename == "model.weights.h5" and weights is not None:
-                data = weights(data)
+            if info.filename == "model.weights.h5":
+                data = weights(data) if weights is not None else data
+                members.append(_member(info.filename, data, method=method))
+                continue
             members.append(_member(info.filename, data))
     return _write_zip(tmp_path / name, members)
 
@@ -590,9 +593,51 @@ def test_damaged_keras_weights_are_refused_before_keras_reads_them(tmp_path):
 def test_the_weights_child_reads_a_valid_archive_whole_or_by_its_ends(tmp_path, monkeypatch):
     from graphkit import h5_probe
 
-    path = _keras_copy(tmp_path, "ok.keras")
-    h5_probe.check_keras_weights(path)  # reads every dataset: passes
-    other = _keras_copy(tmp_path, "ends.keras")
+    # stored (read in place in the archive) and deflated (read into memory)
+    for name, method in (("ok.keras", 0), ("deflated.keras", 8)):
+        path = _keras_copy(tmp_path, name, method=method)
+        h5_probe.check_keras_weights(path)  # reads every dataset: passes
+        assert gio.load_model(path).count_params() > 0
     monkeypatch.setattr(h5_probe, "FULL_READ_BYTES", 1)  # past it: metadata and the ends
-    h5_probe.check_keras_weights(other)
-    assert gio.load_model(other).count_params() > 0
+    for name, method in (("ends.keras", 0), ("ends-deflated.keras", 8)):  # the latter on disk
+        other = _keras_copy(tmp_path, name, method=method)
+        h5_probe.check_keras_weights(other)
+        assert gio.load_model(other).count_params() > 0
+    # the damaged superblock is caught on every path
+    for name, method in (("bad-stored.keras", 0), ("bad-deflated.keras", 8)):
+        bad = _keras_copy(
+            tmp_path, name, lambda d: d[:40] + bytes(b ^ 0x5A for b in d[40:200]) + d[200:], method
+        )
+        with pytest.raises(GraphkitError, match="corrupt model.weights.h5 in the archive"):
+            h5_probe.check_keras_weights(bad)
+
+
+def _dead(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except FileNotFoundError:
+        return True
+
+
+def test_no_weights_reader_outlives_graphkit(tmp_path):
+    """A reader started for a file that is then never loaded (the command stopped earlier) is
+    killed at exit; a child on its own stops itself past the timeout (signal.alarm)."""
+    path = _keras_copy(tmp_path, "slow.keras")
+    code = (
+        "from graphkit import h5_probe\n"
+        "h5_probe._KERAS_CHILD = 'import time; time.sleep(60)'\n"
+        f"h5_probe.start_keras_weights({str(path)!r})\n"
+        "(child,) = [p for p in h5_probe._weights.values() if p is not None]\n"
+        "print(child.pid)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=str(ROOT)
+    )
+    assert done.returncode == 0, done.stderr
+    pid = int(done.stdout.split()[-1])
+    for _ in range(50):
+        if _dead(pid):
+            break
+        time.sleep(0.1)
+    assert _dead(pid), f"reader {pid} still running"
