@@ -34,10 +34,35 @@ from graphkit.errors import GraphkitError
 # a damaged file can also make HDF5 loop: the child is stopped after this many seconds
 TIMEOUT_SECONDS = 120
 
-_CHILD = r"""
-import base64, json, sys
+# Both children make the reads Keras' loaders make: every attribute (weight_names,
+# layer_names...) and every dataset in row blocks; ``whole=False``: its first and last block.
+_WALK = r"""
 import h5py
 import numpy as np
+
+
+def walk(f, block, whole=True):
+    def visit(name, obj):
+        for key in list(obj.attrs):
+            obj.attrs[key]
+        if isinstance(obj, h5py.Dataset):
+            if obj.shape is None or obj.ndim == 0:
+                obj[()]
+                return
+            n = obj.shape[0]
+            rows = max(1, block // max(1, obj.dtype.itemsize * int(np.prod(obj.shape[1:]) or 1)))
+            for start in range(0, n, rows) if whole else sorted({0, max(0, n - rows)}):
+                obj[start : start + rows]
+
+    for key in list(f.attrs):
+        f.attrs[key]
+    f.visititems(visit)
+"""
+
+_CHILD = (
+    _WALK
+    + r"""
+import base64, json, sys
 
 path, max_config, block = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 out = {"config": None, "version": None, "problem": None}
@@ -66,32 +91,19 @@ try:
         if isinstance(version, bytes):
             version = version.decode("ascii", "replace")
         out["version"] = version if isinstance(version, str) else None
-
-        def visit(name, obj):
-            for key in list(obj.attrs):  # what Keras reads: weight_names, layer_names...
-                obj.attrs[key]
-            if isinstance(obj, h5py.Dataset):
-                if obj.shape is None or obj.ndim == 0:
-                    obj[()]
-                else:
-                    rows = max(1, block // max(1, obj.dtype.itemsize * int(np.prod(obj.shape[1:]) or 1)))
-                    for start in range(0, obj.shape[0], rows):
-                        obj[start : start + rows]
-
-        for key in list(f.attrs):
-            f.attrs[key]
-        f.visititems(visit)
+        walk(f, block)
 except Exception as exc:
     text = " ".join(f"{type(exc).__name__}: {exc}".split())
     out["error"] = text[:300]
 sys.stdout.write(json.dumps(out))
 """
+)
 
 
-_KERAS_CHILD = r"""
+_KERAS_CHILD = (
+    _WALK
+    + r"""
 import io, json, os, shutil, signal, struct, sys, tempfile, zipfile
-import h5py
-import numpy as np
 
 path, member, full, block, limit = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
 if hasattr(signal, "alarm"):  # a hang stops here even if graphkit is gone and waits no more
@@ -144,23 +156,7 @@ try:
             folder = tempfile.mkdtemp(prefix="graphkit-weights-")
             fobj = zf.extract(member, folder)
         with h5py.File(fobj, "r") as f:
-
-            def visit(name, obj):
-                for key in list(obj.attrs):
-                    obj.attrs[key]
-                if isinstance(obj, h5py.Dataset):
-                    if obj.shape is None or obj.ndim == 0:
-                        obj[()]
-                        return
-                    n = obj.shape[0]
-                    rows = max(1, block // max(1, obj.dtype.itemsize * int(np.prod(obj.shape[1:]) or 1)))
-                    starts = range(0, n, rows) if whole else sorted({0, max(0, n - rows)})
-                    for start in starts:
-                        obj[start : start + rows]
-
-            for key in list(f.attrs):
-                f.attrs[key]
-            f.visititems(visit)
+            walk(f, block, whole)
 except Exception as exc:
     out["error"] = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
 finally:
@@ -168,6 +164,7 @@ finally:
         shutil.rmtree(folder, ignore_errors=True)
 sys.stdout.write(json.dumps(out))
 """
+)
 
 # the weights member Keras reads from a .keras archive
 KERAS_WEIGHTS = "model.weights.h5"
@@ -192,11 +189,7 @@ def probe(path: str | os.PathLike) -> H5Facts:
     """Read ``path``'s facts in a child process (see the module's text); GraphkitError, one
     line, for a damaged file, including one that crashes or hangs the HDF5 library."""
     path = Path(path)
-    try:
-        st = path.stat()
-    except OSError as exc:
-        raise GraphkitError(f"{path}: cannot read it ({exc.strerror or exc})") from None
-    key = (str(path.resolve()), st.st_size, st.st_mtime_ns, st.st_ino)
+    key = _readable_version(path)
     if key not in _cache:
         try:
             _cache[key] = _run_child(path)
@@ -212,8 +205,16 @@ _weights: dict[tuple, subprocess.Popen | GraphkitError | None] = {}
 
 
 def _version(path: Path) -> tuple:
+    """The file version the answers are cached by: path, size, modification time, inode."""
     st = path.stat()
     return (str(path.resolve()), st.st_size, st.st_mtime_ns, st.st_ino)
+
+
+def _readable_version(path: Path) -> tuple:
+    try:
+        return _version(path)
+    except OSError as exc:
+        raise GraphkitError(f"{path}: cannot read it ({exc.strerror or exc})") from None
 
 
 def start_keras_weights(path: str | os.PathLike) -> None:
@@ -274,10 +275,7 @@ def check_keras_weights(path: str | os.PathLike) -> None:
     """Raise GraphkitError (one line) if reading ``path``'s ``model.weights.h5`` failed,
     crashed or hung the HDF5 library in the child; start the child first if none ran."""
     path = Path(path)
-    try:
-        key = _version(path)
-    except OSError as exc:
-        raise GraphkitError(f"{path}: cannot read it ({exc.strerror or exc})") from None
+    key = _readable_version(path)
     if key not in _weights:
         start_keras_weights(path)
     found = _weights.get(key)
@@ -290,22 +288,15 @@ def check_keras_weights(path: str | os.PathLike) -> None:
 def _keras_answer(path: Path, child: subprocess.Popen) -> GraphkitError | None:
     where = f"{path}: corrupt {KERAS_WEIGHTS} in the archive"
     try:
-        stdout, stderr = child.communicate(timeout=TIMEOUT_SECONDS)
-    except subprocess.TimeoutExpired:
-        child.kill()
-        child.communicate()
-        return GraphkitError(f"{where}: reading it did not finish in {TIMEOUT_SECONDS} s")
-    if child.returncode != 0:
-        how = (
-            f"the HDF5 library crashed reading it (signal {-child.returncode})"
-            if child.returncode < 0
-            else f"the reader failed ({_last_line(stderr)})"
-        )
-        return GraphkitError(f"{where}: {how}")
-    try:
-        out = json.loads(stdout)
-    except ValueError:
-        return GraphkitError(f"{where}: the reader gave no answer")
+        try:
+            stdout, stderr = child.communicate(timeout=TIMEOUT_SECONDS)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.communicate()
+            raise _timed_out(where) from None
+        out = _answer(where, child.returncode, stdout, stderr)
+    except GraphkitError as exc:
+        return exc
     if out.get("error"):
         return GraphkitError(f"{where} ({out['error']})")
     return None
@@ -314,33 +305,23 @@ def _keras_answer(path: Path, child: subprocess.Popen) -> GraphkitError | None:
 def _run_child(path: Path) -> H5Facts:
     argv = [sys.executable, "-c", _CHILD, str(path), str(limits.MAX_CONFIG_BYTES), str(64 << 20)]
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+    where = f"{path}: corrupt HDF5 file"
     try:
         done = subprocess.run(
             argv, capture_output=True, timeout=TIMEOUT_SECONDS, env=env, stdin=subprocess.DEVNULL
         )
     except subprocess.TimeoutExpired:
-        raise GraphkitError(
-            f"{path}: corrupt HDF5 file: reading it did not finish in {TIMEOUT_SECONDS} s"
-        ) from None
-    if done.returncode != 0:
-        how = (
-            f"the HDF5 library crashed reading it (signal {-done.returncode})"
-            if done.returncode < 0
-            else f"the reader failed ({_last_line(done.stderr)})"
-        )
-        raise GraphkitError(f"{path}: corrupt HDF5 file: {how}")
-    try:
-        out = json.loads(done.stdout)
-    except ValueError:
-        raise GraphkitError(f"{path}: corrupt HDF5 file: the reader gave no answer") from None
+        raise _timed_out(where) from None
+    out = _answer(where, done.returncode, done.stdout, done.stderr)
     if out.get("error"):
         raise GraphkitError(f"{path}: corrupt or truncated HDF5 file ({out['error']})")
     problem = out.get("problem")
     if problem and problem.startswith("size:"):
         size = int(problem[5:])
         raise GraphkitError(
-            f"{path}: the model_config attribute holds {_size(size)}, over the limit of "
-            f"{_size(limits.MAX_CONFIG_BYTES)} (graphkit.limits.MAX_CONFIG_BYTES)"
+            f"{path}: the model_config attribute holds {limits.size_text(size)}, over the "
+            f"limit of {limits.size_text(limits.MAX_CONFIG_BYTES)} "
+            "(graphkit.limits.MAX_CONFIG_BYTES)"
         )
     if problem:
         raise GraphkitError(f"{path}: {problem}")
@@ -349,13 +330,26 @@ def _run_child(path: Path) -> H5Facts:
     return H5Facts(config, version if isinstance(version, str) else None)
 
 
+def _timed_out(where: str) -> GraphkitError:
+    return GraphkitError(f"{where}: reading it did not finish in {TIMEOUT_SECONDS} s")
+
+
+def _answer(where: str, returncode: int, stdout: bytes, stderr: bytes) -> dict:
+    """A child's JSON answer; GraphkitError (``where: how``) where it crashed, failed or gave
+    none."""
+    if returncode != 0:
+        how = (
+            f"the HDF5 library crashed reading it (signal {-returncode})"
+            if returncode < 0
+            else f"the reader failed ({_last_line(stderr)})"
+        )
+        raise GraphkitError(f"{where}: {how}")
+    try:
+        return json.loads(stdout)
+    except ValueError:
+        raise GraphkitError(f"{where}: the reader gave no answer") from None
+
+
 def _last_line(stderr: bytes) -> str:
     lines = [ln for ln in stderr.decode("utf-8", "replace").splitlines() if ln.strip()]
     return lines[-1][:200] if lines else "no message"
-
-
-def _size(n: int) -> str:
-    for unit, shift in (("GiB", 30), ("MiB", 20), ("KiB", 10)):
-        if n >= 1 << shift:
-            return f"{n / (1 << shift):.1f}".removesuffix(".0") + f" {unit}"
-    return f"{n} bytes"

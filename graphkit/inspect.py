@@ -9,7 +9,9 @@ from typing import Any
 from graphkit import _keras_api
 from graphkit.engine import REWRITTEN, Plan, all_layer_names, is_graph_model
 from graphkit.errors import GraphkitError
-from graphkit.model_facts import output_names  # also read from here by graphkit.onnx_export
+
+# output_names is also read from here by graphkit.onnx_export
+from graphkit.model_facts import named_children, output_names
 
 
 @dataclass
@@ -124,12 +126,9 @@ def _shape(layer, model=None) -> str:
     too) calls it; a layer called in two models (a table in a backbone, called again reversed
     by a task) has one in each."""
     try:
-        nodes = _keras_api.nodes_in(model, layer) if model is not None else []
-        shapes = {str(tuple(t.shape)) for n in nodes for t in n.outputs}
-        if len(shapes) == 1:
-            return shapes.pop()
-        if shapes:
-            return "multiple"
+        shown = _nodes_shape(_keras_api.nodes_in(model, layer)) if model is not None else None
+        if shown:
+            return shown
     except Exception:
         pass
     try:
@@ -137,15 +136,17 @@ def _shape(layer, model=None) -> str:
     except Exception:
         pass
     try:
-        nodes = _keras_api.inbound_nodes(layer)
-        shapes = {str(tuple(t.shape)) for n in nodes for t in n.outputs}
-        if len(shapes) == 1:
-            return shapes.pop()
-        if shapes:
-            return "multiple"
+        return _nodes_shape(_keras_api.inbound_nodes(layer)) or "?"
     except Exception:
-        pass
-    return "?"
+        return "?"
+
+
+def _nodes_shape(nodes) -> str | None:
+    """The one output shape of ``nodes``, ``multiple``, or None where there is none."""
+    shapes = {str(tuple(t.shape)) for n in nodes for t in n.outputs}
+    if len(shapes) == 1:
+        return shapes.pop()
+    return "multiple" if shapes else None
 
 
 def _params(layer) -> int:
@@ -155,14 +156,8 @@ def _params(layer) -> int:
         return 0
 
 
-def _children(model) -> list[tuple[str, Any]]:
-    from graphkit.model_facts import named_children
-
-    return named_children(model)
-
-
 def _walk(model, path: str, rows: list[LayerRow], seen: dict[int, str]) -> None:
-    for name, layer in _children(model):
+    for name, layer in named_children(model):
         layer_path = f"{path}/{name}" if path else name
         row = LayerRow(layer_path, type(layer).__name__, _shape(layer, model), _params(layer))
         rows.append(row)

@@ -113,3 +113,11 @@ LAMBDA_PROOF_MAX_DEPTH = 1 << 16
 # Output values of one run of the Lambda during its proof (float32: 64 MiB), so that memory
 # stays bounded whatever the depth; a single input row beyond this is refused.
 LAMBDA_PROOF_CHUNK_VALUES = 1 << 24
+
+
+def size_text(n: int) -> str:
+    """``3.8 GiB``, ``16 MiB``, ``300 bytes``: a byte count as the limits' messages say it."""
+    for unit, shift in (("TiB", 40), ("GiB", 30), ("MiB", 20), ("KiB", 10)):
+        if n >= 1 << shift:
+            return f"{n / (1 << shift):.1f}".removesuffix(".0") + f" {unit}"
+    return f"{n} bytes"

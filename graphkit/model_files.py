@@ -147,22 +147,22 @@ def _check_members(path: Path, infos: list[zipfile.ZipInfo], size: int) -> None:
             )
         if name.endswith(".json") and info.file_size > limits.MAX_CONFIG_BYTES:
             raise GraphkitError(
-                f"{path}: {name} declares {_size(info.file_size)}, over the limit of "
-                f"{_size(limits.MAX_CONFIG_BYTES)} (graphkit.limits.MAX_CONFIG_BYTES)"
+                f"{path}: {name} declares {limits.size_text(info.file_size)}, over the limit of "
+                f"{limits.size_text(limits.MAX_CONFIG_BYTES)} (graphkit.limits.MAX_CONFIG_BYTES)"
             )
         if (
             info.file_size > limits.MAX_INFLATION_FLOOR_BYTES
             and info.file_size > limits.MAX_INFLATION_RATIO * info.compress_size
         ):
             raise GraphkitError(
-                f"{path}: member {_member(name)} declares {_size(info.file_size)} stored in "
-                f"{_size(info.compress_size)}, over the limit of {limits.MAX_INFLATION_RATIO} "
+                f"{path}: member {_member(name)} declares {limits.size_text(info.file_size)} stored in "
+                f"{limits.size_text(info.compress_size)}, over the limit of {limits.MAX_INFLATION_RATIO} "
                 "times (graphkit.limits.MAX_INFLATION_RATIO): a zip bomb?"
             )
         total += info.file_size
     if total > limits.MAX_INFLATION_RATIO * size + limits.MAX_INFLATION_FLOOR_BYTES:
         raise GraphkitError(
-            f"{path}: the archive declares {_size(total)} in a {_size(size)} file, over the "
+            f"{path}: the archive declares {limits.size_text(total)} in a {limits.size_text(size)} file, over the "
             f"limit of {limits.MAX_INFLATION_RATIO} times (graphkit.limits.MAX_INFLATION_RATIO): "
             "a zip bomb?"
         )
@@ -182,7 +182,7 @@ def _read_member(
             read += len(chunk)
             if cap is not None and read > cap:
                 raise GraphkitError(
-                    f"{path}: {info.filename} holds over {_size(cap)}, the limit "
+                    f"{path}: {info.filename} holds over {limits.size_text(cap)}, the limit "
                     "(graphkit.limits.MAX_CONFIG_BYTES)"
                 )
             if keep:
@@ -193,13 +193,6 @@ def _read_member(
 def _member(name: str) -> str:
     """A member's name for an error line: quoted, escaped, at most 80 characters."""
     return repr(name[:80] + ("..." if len(name) > 80 else ""))
-
-
-def _size(n: int) -> str:
-    for unit, shift in (("GiB", 30), ("MiB", 20), ("KiB", 10)):
-        if n >= 1 << shift:
-            return f"{n / (1 << shift):.1f}".removesuffix(".0") + f" {unit}"
-    return f"{n} bytes"
 
 
 def _saved_model_hint(path: Path) -> str | None:

@@ -183,9 +183,8 @@ def synthesize(
                 f"{head}; pass ranges={{{spec.name!r}: (LOW, HIGH)}} or inputs=FILE.npz",
                 cli=f"{head}; pass --range {spec.name}=LOW:HIGH or --inputs FILE.npz",
             )
-    _check_batch_bytes(
-        specs, max(batch_plan(specs, samples, batch_size, seq_len), default=0), seq_len
-    )
+    plan = batch_plan(specs, samples, batch_size, seq_len)
+    _check_batch_bytes(specs, max(plan, default=0), seq_len)
     rng = np.random.default_rng(seed)
     covers: dict[str, _Cover] = {}
     for spec in specs:
@@ -202,7 +201,7 @@ def synthesize(
             covers[spec.name] = _Cover(
                 np.array(pool)[rng.permutation(len(pool))] if pool else np.array([])
             )
-    for n in batch_plan(specs, samples, batch_size, seq_len):
+    for n in plan:
         batch = {}
         for spec in specs:
             shape = (n,) + tuple(d if d is not None else seq_len for d in spec.shape[1:])
@@ -242,6 +241,8 @@ def _check_batch_bytes(specs: list[InputSpec], rows: int, seq_len: int) -> None:
     """Refuse, before anything is drawn, a batch whose arrays would not fit: a model (or a
     hostile file) may declare axes of 2**40; numpy would then fail with a traceback or,
     where the size fits in memory, really allocate it."""
+    from graphkit.limits import size_text
+
     budget = _input_budget()
     total = 0
     for spec in specs:
@@ -255,7 +256,7 @@ def _check_batch_bytes(specs: list[InputSpec], rows: int, seq_len: int) -> None:
             dims = "x".join(str(d) for d in shape)
             head = (
                 f"input {spec.name!r}: a synthesized batch of {dims} {spec.dtype} takes "
-                f"{_bytes(total)}, over the {_bytes(budget)} inputs may take "
+                f"{size_text(total)}, over the {size_text(budget)} inputs may take "
                 "(graphkit.limits.MAX_INPUT_BYTES, or half the memory available)"
             )
             variable = None in spec.shape[1:]
@@ -265,13 +266,6 @@ def _check_batch_bytes(specs: list[InputSpec], rows: int, seq_len: int) -> None:
                 cli=f"{head}; pass your own --inputs FILE.npz"
                 + (" or a smaller --seq-len" if variable else ""),
             )
-
-
-def _bytes(n: int) -> str:
-    for unit, shift in (("TiB", 40), ("GiB", 30), ("MiB", 20), ("KiB", 10)):
-        if n >= 1 << shift:
-            return f"{n / (1 << shift):.1f}".removesuffix(".0") + f" {unit}"
-    return f"{n} bytes"
 
 
 def _sequence_length(specs: list[InputSpec], seq_len: int) -> int:
