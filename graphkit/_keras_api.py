@@ -83,12 +83,6 @@ def nodes_in(model, layer) -> list:
     ]
 
 
-def input_layer_class():
-    import keras
-
-    return keras.layers.InputLayer
-
-
 def input_layer_dtype(layer):
     """The dtype an InputLayer was declared with."""
     return layer._dtype

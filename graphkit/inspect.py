@@ -157,12 +157,14 @@ def _params(layer) -> int:
 
 
 def _walk(model, path: str, rows: list[LayerRow], seen: dict[int, str]) -> None:
+    import keras
+
     for name, layer in named_children(model):
         layer_path = f"{path}/{name}" if path else name
         row = LayerRow(layer_path, type(layer).__name__, _shape(layer, model), _params(layer))
         rows.append(row)
         if id(layer) in seen:
-            if not isinstance(layer, _keras_api.input_layer_class()):
+            if not isinstance(layer, keras.layers.InputLayer):
                 row.shared_with = seen[id(layer)]
             continue
         seen[id(layer)] = layer_path
